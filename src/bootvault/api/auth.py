@@ -1,0 +1,225 @@
+"""Verification of OCI API-key request signatures (draft-cavage HTTP signatures, as the `oci` SDK signs).
+
+Pure logic: no web framework and no database. The HTTP layer turns AuthError into 401 NotAuthenticated.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import email.utils
+import hashlib
+import hmac
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from urllib.request import parse_http_list
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+
+__all__ = [
+    "AuthError",
+    "KeyId",
+    "VerifiedRequest",
+    "fingerprint_of",
+    "generate_api_key",
+    "parse_authorization",
+    "verify_request",
+]
+
+SUPPORTED_ALGORITHM = "rsa-sha256"
+GENERIC_HEADERS = ("(request-target)", "host")
+BODY_METHODS = frozenset({"post", "put", "patch"})
+BODY_HEADERS = ("content-length", "content-type", "x-content-sha256")
+_FINGERPRINT_RE = re.compile(r"^([0-9a-f]{2}:){15}[0-9a-f]{2}$")
+_MAX_AUTH_LEN = 16384
+
+
+class AuthError(Exception):
+    """The request is not (validly) authenticated; the message says why (for logs only)."""
+
+
+@dataclass(frozen=True)
+class KeyId:
+    tenancy_id: str
+    user_id: str
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class VerifiedRequest:
+    key: KeyId
+
+
+def fingerprint_of(public_key: RSAPublicKey) -> str:
+    """Colon-separated lowercase MD5 of the DER SubjectPublicKeyInfo (what OCI calls the key fingerprint)."""
+    der = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    digest = hashlib.md5(der, usedforsecurity=False).hexdigest()
+    return ":".join(digest[i : i + 2] for i in range(0, len(digest), 2))
+
+
+def generate_api_key() -> tuple[bytes, bytes, str]:
+    """Return (private key PEM PKCS8 unencrypted, public key PEM, fingerprint) for a new 2048-bit RSA key."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    public_pem = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return private_pem, public_pem, fingerprint_of(key.public_key())
+
+
+def _parse_key_id(key_id: str) -> KeyId:
+    parts = key_id.split("/")
+    if len(parts) != 3 or not all(parts):
+        raise AuthError("keyId must be <tenancy>/<user>/<fingerprint>")
+    tenancy_id, user_id, fingerprint = parts
+    fingerprint = fingerprint.lower()
+    if not _FINGERPRINT_RE.match(fingerprint):
+        raise AuthError("keyId fingerprint is malformed")
+    return KeyId(tenancy_id=tenancy_id, user_id=user_id, fingerprint=fingerprint)
+
+
+def parse_authorization(header: str) -> tuple[KeyId, list[str], str, str]:
+    """Parse `Signature keyId="..",algorithm="..",headers="..",signature="..",version="1"`."""
+    if not isinstance(header, str) or not header.strip():
+        raise AuthError("missing Authorization header")
+    if len(header) > _MAX_AUTH_LEN:
+        raise AuthError("Authorization header too long")
+    scheme, _, rest = header.strip().partition(" ")
+    if scheme.lower() != "signature":
+        raise AuthError("Authorization scheme must be Signature")
+    params: dict[str, str] = {}
+    for item in parse_http_list(rest):
+        name, sep, value = item.strip().partition("=")
+        name = name.strip()
+        value = value.strip()
+        if not sep or not name:
+            raise AuthError("malformed Authorization parameter")
+        if len(value) >= 2 and value[0] == '"' and value[-1] == '"':
+            value = value[1:-1]
+        if name in params:
+            raise AuthError(f"duplicate Authorization parameter {name}")
+        params[name] = value
+    for required in ("keyId", "algorithm", "headers", "signature"):
+        if not params.get(required):
+            raise AuthError(f"Authorization header lacks {required}")
+    if params.get("version", "1") != "1":
+        raise AuthError("unsupported signature version")
+    headers = [h.lower() for h in params["headers"].split()]
+    return _parse_key_id(params["keyId"]), headers, params["algorithm"].lower(), params["signature"]
+
+
+def _parse_date(value: str) -> datetime:
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError) as exc:
+        raise AuthError("date header is not a valid RFC 7231 date") from exc
+    if parsed is None:
+        raise AuthError("date header is not a valid RFC 7231 date")
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _check_policy(method: str, signed: list[str], headers: Mapping[str, str]) -> None:
+    if len(set(signed)) != len(signed):
+        raise AuthError("signed headers list has duplicates")
+    if "date" not in signed and "x-date" not in signed:
+        raise AuthError("signed headers must include date or x-date")
+    required = GENERIC_HEADERS + (BODY_HEADERS if method in BODY_METHODS else ())
+    for name in required:
+        if name not in signed:
+            raise AuthError(f"signed headers must include {name}")
+    for name in signed:
+        if name != "(request-target)" and name not in headers:
+            raise AuthError(f"missing signed header {name}")
+
+
+def _check_content(headers: Mapping[str, str], body: bytes) -> None:
+    if "x-content-sha256" in headers:
+        expected = base64.b64encode(hashlib.sha256(body).digest()).decode("ascii")
+        if not hmac.compare_digest(headers["x-content-sha256"].encode(), expected.encode()):
+            raise AuthError("x-content-sha256 does not match body")
+    if "content-length" in headers and headers["content-length"].strip() != str(len(body)):
+        raise AuthError("content-length does not match body")
+
+
+def _check_dates(signed: list[str], headers: Mapping[str, str], now: datetime, max_skew: timedelta) -> None:
+    for name in ("date", "x-date"):
+        if name in signed:
+            skew = abs(_parse_date(headers[name]) - now)
+            if skew > max_skew:
+                raise AuthError(f"{name} header is outside the allowed clock skew")
+
+
+def _signing_string(method: str, target: str, signed: list[str], headers: Mapping[str, str]) -> bytes:
+    lines = [
+        f"(request-target): {method} {target}" if name == "(request-target)" else f"{name}: {headers[name]}"
+        for name in signed
+    ]
+    try:
+        return "\n".join(lines).encode("ascii")
+    except UnicodeEncodeError as exc:
+        raise AuthError("signed headers contain non-ASCII characters") from exc
+
+
+def verify_request(
+    method: str,
+    target: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    lookup_public_key: Callable[[KeyId], RSAPublicKey | None],
+    now: datetime | None = None,
+    max_skew: timedelta = timedelta(minutes=5),
+) -> VerifiedRequest:
+    """Verify an OCI API-key signed request; raise AuthError on any problem.
+
+    `target` is the raw path plus `?query` exactly as received. Exceptions raised by
+    `lookup_public_key` itself (e.g. database errors) propagate unchanged.
+    """
+    if not isinstance(method, str) or not method or not isinstance(target, str) or not target:
+        raise AuthError("missing method or request target")
+    try:
+        lower = {str(k).lower(): str(v).strip() for k, v in headers.items()}
+    except Exception as exc:  # garbage mapping
+        raise AuthError("unreadable headers") from exc
+    if not isinstance(body, bytes | bytearray | memoryview | None):
+        raise AuthError("body must be bytes")
+    body = bytes(body or b"")
+    method = method.lower()
+    key_id, signed, algorithm, signature_b64 = parse_authorization(lower.get("authorization", ""))
+    if algorithm != SUPPORTED_ALGORITHM:
+        raise AuthError(f"unsupported algorithm {algorithm!r}")
+    _check_policy(method, signed, lower)
+    if now is None:
+        now = datetime.now(UTC)
+    elif now.tzinfo is None:
+        now = now.replace(tzinfo=UTC)
+    _check_dates(signed, lower, now, max_skew)
+    _check_content(lower, body)
+    try:
+        signature = base64.b64decode(signature_b64, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise AuthError("signature is not valid base64") from exc
+    if not signature:
+        raise AuthError("empty signature")
+    message = _signing_string(method, target, signed, lower)
+
+    public_key = lookup_public_key(key_id)
+    if public_key is None:
+        raise AuthError("unknown key")
+    if not isinstance(public_key, RSAPublicKey):
+        raise AuthError("key is not an RSA public key")
+    if not hmac.compare_digest(fingerprint_of(public_key), key_id.fingerprint):
+        raise AuthError("keyId fingerprint does not match the registered key")
+    try:
+        public_key.verify(signature, message, padding.PKCS1v15(), hashes.SHA256())
+    except InvalidSignature as exc:
+        raise AuthError("signature verification failed") from exc
+    except Exception as exc:  # e.g. malformed signature length
+        raise AuthError("signature verification failed") from exc
+    return VerifiedRequest(key=key_id)

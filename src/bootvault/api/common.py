@@ -1,0 +1,158 @@
+"""Request plumbing shared by every OCI endpoint: request ids, signature auth, error mapping."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import lru_cache
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from bootvault import logs
+from bootvault.api.auth import AuthError, KeyId, verify_request
+from bootvault.api.errors import WireError, classify, error_response
+from bootvault.domain.errors import BootVaultError, InvalidArgument
+from bootvault.service import identity
+from bootvault.service.context import Caller, Context
+
+log = logging.getLogger("bootvault.api")
+
+
+@dataclass
+class Call:
+    """One authenticated API call."""
+
+    request: Request
+    body: bytes
+    caller: Caller
+    ctx: Context
+
+    def path(self, name: str) -> str:
+        return str(self.request.path_params[name])
+
+    def header(self, name: str) -> str | None:
+        return self.request.headers.get(name)
+
+    def query(self, name: str) -> str | None:
+        return self.request.query_params.get(name)
+
+    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run a (blocking) service call off the event loop."""
+        return await run_in_threadpool(fn, self.ctx, self.caller, *args)
+
+
+@lru_cache(maxsize=1024)
+def _public_key(pem: str) -> RSAPublicKey | None:
+    key = load_pem_public_key(pem.encode())
+    return key if isinstance(key, RSAPublicKey) else None
+
+
+def authenticate(ctx: Context, request: Request, body: bytes) -> Caller:
+    def lookup(key_id: KeyId) -> RSAPublicKey | None:
+        found = identity.find_api_key(ctx, key_id.tenancy_id, key_id.user_id, key_id.fingerprint)
+        return _public_key(found.public_key_pem) if found else None
+
+    raw_path = request.scope.get("raw_path") or request.url.path.encode()
+    query = request.scope.get("query_string") or b""
+    target = raw_path.decode("latin-1") + (("?" + query.decode("latin-1")) if query else "")
+    skew = timedelta(seconds=ctx.settings.max_clock_skew_seconds)
+    verified = verify_request(request.method, target, request.headers, body, lookup, max_skew=skew)
+    return Caller(tenancy_id=verified.key.tenancy_id, user_id=verified.key.user_id)
+
+
+Handler = Callable[[Call], Awaitable[Response]]
+
+
+def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    """Wrap an OCI operation: request id, signature check, domain-error mapping, access log."""
+
+    async def wrapper(request: Request) -> Response:
+        rid = request.headers.get("opc-request-id") or uuid.uuid4().hex.upper()
+        token = logs.request_id.set(rid)
+        started = time.perf_counter()
+        try:
+            response = await _dispatch(request, handler)
+        finally:
+            logs.request_id.reset(token)
+        response.headers["opc-request-id"] = rid
+        log.info(
+            "%s %s -> %s",
+            request.method,
+            request.url.path,
+            response.status_code,
+            extra={
+                "status": response.status_code,
+                "opcRequestId": rid,
+                "ms": round((time.perf_counter() - started) * 1000, 1),
+            },
+        )
+        return response
+
+    return wrapper
+
+
+async def _dispatch(request: Request, handler: Handler) -> Response:
+    rid = logs.request_id.get() or ""
+    ctx: Context = request.app.state.ctx
+    try:
+        body = await request.body()
+        try:
+            caller = await run_in_threadpool(authenticate, ctx, request, body)
+        except AuthError as exc:
+            log.info("authentication failed: %s", exc)
+            return error_response(
+                401,
+                "NotAuthenticated",
+                "The required information to complete authentication was not provided or was incorrect.",
+                rid,
+            )
+        return await handler(Call(request, body, caller, ctx))
+    except BootVaultError as exc:
+        status, code = classify(exc)
+        return error_response(status, code, exc.message, rid)
+    except WireError as exc:
+        return error_response(exc.status, exc.code, exc.message, rid)
+    except Exception:
+        log.exception("unhandled error")
+        return error_response(500, "InternalServerError", f"Internal error; request id {rid}.", rid)
+
+
+def json_response(body: Any, *, etag: str | None = None, next_page: str | None = None) -> JSONResponse:
+    headers: dict[str, str] = {}
+    if etag:
+        headers["etag"] = etag
+    if next_page:
+        headers["opc-next-page"] = next_page
+    return JSONResponse(body, headers=headers)
+
+
+def int_param(call: Call, name: str, default: int, low: int, high: int) -> int:
+    raw = call.query(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise InvalidArgument(f"{name} must be an integer between {low} and {high}.") from exc
+    if not low <= value <= high:
+        raise InvalidArgument(f"{name} must be an integer between {low} and {high}.")
+    return value
+
+
+def enum_param(call: Call, name: str, allowed: list[str], *, case_insensitive: bool = False) -> str | None:
+    raw = call.query(name)
+    if raw is None:
+        return None
+    value = raw.upper() if case_insensitive else raw
+    if value not in allowed:
+        raise InvalidArgument(f"{name} must be one of {', '.join(allowed)}; got {raw!r}.")
+    return value

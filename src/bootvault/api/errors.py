@@ -1,0 +1,42 @@
+"""The one table from domain errors to OCI's wire errors, and the error body renderer."""
+
+from __future__ import annotations
+
+from starlette.responses import JSONResponse
+
+from bootvault.domain import errors as d
+
+# Order matters: subclasses before their bases.
+ERROR_TABLE: list[tuple[type[d.BootVaultError], int, str]] = [
+    (d.MissingArgument, 400, "MissingParameter"),
+    (d.InvalidArgument, 400, "InvalidParameter"),
+    (d.RelatedNotFound, 400, "RelatedResourceNotAuthorizedOrNotFound"),
+    (d.LimitExceeded, 400, "LimitExceeded"),
+    (d.Unauthenticated, 401, "NotAuthenticated"),
+    (d.NotFound, 404, "NotAuthorizedOrNotFound"),
+    (d.IncorrectState, 409, "IncorrectState"),
+    (d.Conflict, 409, "Conflict"),
+    (d.RetryTokenReused, 409, "InvalidatedRetryToken"),
+    (d.EtagMismatch, 412, "NoEtagMatch"),
+]
+
+
+class WireError(Exception):
+    """An error that exists only on the wire (unknown route, unparsable body)."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def classify(exc: d.BootVaultError) -> tuple[int, str]:
+    for cls, status, code in ERROR_TABLE:
+        if isinstance(exc, cls):
+            return status, code
+    return 500, "InternalServerError"
+
+
+def error_response(status: int, code: str, message: str, request_id: str) -> JSONResponse:
+    return JSONResponse(
+        {"code": code, "message": message}, status_code=status, headers={"opc-request-id": request_id}
+    )

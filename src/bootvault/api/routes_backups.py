@@ -1,0 +1,89 @@
+"""BootVolumeBackup operations (/20160918/bootVolumeBackups)."""
+
+from __future__ import annotations
+
+from starlette.responses import Response
+from starlette.routing import Route
+
+from bootvault.api.common import Call, endpoint, enum_param, int_param, json_response
+from bootvault.api.wire import (
+    ChangeCompartmentDetails,
+    CreateBootVolumeBackupDetails,
+    UpdateBootVolumeBackupDetails,
+    backup_to_wire,
+    parse_body,
+)
+from bootvault.domain.errors import MissingArgument
+from bootvault.domain.models import BackupState, BackupType
+from bootvault.service import backups as svc
+
+STATES = [s.value for s in BackupState]
+
+
+async def create(call: Call) -> Response:
+    d = parse_body(CreateBootVolumeBackupDetails, call.body)
+    req = svc.CreateBackup(
+        d.boot_volume_id, d.display_name, BackupType(d.type), d.kms_key_id, d.freeform_tags, d.defined_tags
+    )
+    backup = await call.run(svc.create_backup, req, call.header("opc-retry-token"))
+    return json_response(backup_to_wire(backup), etag=backup.etag)
+
+
+async def get(call: Call) -> Response:
+    backup = await call.run(svc.get_backup, call.path("backup_id"))
+    return json_response(backup_to_wire(backup), etag=backup.etag)
+
+
+async def list_(call: Call) -> Response:
+    compartment_id = call.query("compartmentId")
+    if not compartment_id:
+        raise MissingArgument("Missing required query parameter: compartmentId.")
+    sort_by = enum_param(call, "sortBy", ["TIMECREATED", "DISPLAYNAME"]) or "TIMECREATED"
+    default_order = "DESC" if sort_by == "TIMECREATED" else "ASC"
+    sort_order = enum_param(call, "sortOrder", ["ASC", "DESC"]) or default_order
+    state = enum_param(call, "lifecycleState", STATES, case_insensitive=True)
+    q = svc.ListBackups(
+        compartment_id=compartment_id,
+        boot_volume_id=call.query("bootVolumeId"),
+        display_name=call.query("displayName"),
+        source_boot_volume_backup_id=call.query("sourceBootVolumeBackupId"),
+        lifecycle_state=BackupState(state) if state else None,
+        sort_by_name=sort_by == "DISPLAYNAME",
+        descending=sort_order == "DESC",
+        limit=int_param(call, "limit", svc.MAX_PAGE, 1, svc.MAX_PAGE),
+        page=call.query("page"),
+    )
+    items, next_page = await call.run(svc.list_backups, q)
+    return json_response([backup_to_wire(b) for b in items], next_page=next_page)
+
+
+async def update(call: Call) -> Response:
+    d = parse_body(UpdateBootVolumeBackupDetails, call.body)
+    req = svc.UpdateBackup(d.display_name, d.freeform_tags, d.defined_tags, d.kms_key_id)
+    backup = await call.run(svc.update_backup, call.path("backup_id"), req, call.header("if-match"))
+    return json_response(backup_to_wire(backup), etag=backup.etag)
+
+
+async def delete(call: Call) -> Response:
+    await call.run(svc.delete_backup, call.path("backup_id"), call.header("if-match"))
+    return Response(status_code=204)
+
+
+async def change_compartment(call: Call) -> Response:
+    d = parse_body(ChangeCompartmentDetails, call.body)
+    await call.run(svc.change_compartment, call.path("backup_id"), d.compartment_id, call.header("if-match"))
+    return Response(status_code=204)
+
+
+ROUTES = [
+    Route("/20160918/bootVolumeBackups", endpoint(create), methods=["POST"]),
+    Route("/20160918/bootVolumeBackups", endpoint(list_), methods=["GET"]),
+    Route("/20160918/bootVolumeBackups/{backup_id}", endpoint(get), methods=["GET"]),
+    Route("/20160918/bootVolumeBackups/{backup_id}", endpoint(update), methods=["PUT"]),
+    Route("/20160918/bootVolumeBackups/{backup_id}", endpoint(delete), methods=["DELETE"]),
+    Route(
+        "/20160918/bootVolumeBackups/{backup_id}/actions/changeCompartment",
+        endpoint(change_compartment),
+        methods=["POST"],
+    ),
+]

@@ -1,0 +1,209 @@
+"""`bootvault` command line: the server, the worker and the operator's admin commands."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
+
+from bootvault.config import Settings
+from bootvault.domain.errors import BootVaultError
+from bootvault.service import identity, volume_admin
+from bootvault.service.context import Context
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+tenancy_app = typer.Typer(no_args_is_help=True, help="Tenancies and their API keys.")
+compartment_app = typer.Typer(no_args_is_help=True, help="Compartments.")
+volume_app = typer.Typer(no_args_is_help=True, help="Boot volumes in the volume pool.")
+key_app = typer.Typer(no_args_is_help=True, help="Encryption keys of the local key provider.")
+app.add_typer(tenancy_app, name="tenancy")
+app.add_typer(compartment_app, name="compartment")
+app.add_typer(volume_app, name="volume")
+app.add_typer(key_app, name="key")
+err = Console(stderr=True)
+
+DataDir = Annotated[Path | None, typer.Option("--data-dir", help="Data directory [env BOOTVAULT_DATA_DIR].")]
+DbUrl = Annotated[str | None, typer.Option("--database-url", help="[env BOOTVAULT_DATABASE_URL]")]
+StoreUrl = Annotated[str | None, typer.Option("--store-url", help="[env BOOTVAULT_STORE_URL]")]
+
+
+def settings_from(
+    data_dir: Path | None, database_url: str | None = None, store_url: str | None = None, **extra: object
+) -> Settings:
+    overrides = {
+        k: v
+        for k, v in {
+            "data_dir": data_dir,
+            "database_url": database_url,
+            "store_url": store_url,
+            **extra,
+        }.items()
+        if v is not None
+    }
+    return Settings(**overrides)  # type: ignore[arg-type]
+
+
+@contextmanager
+def open_context(settings: Settings) -> Iterator[Context]:
+    try:
+        ctx = Context.open(settings)
+    except BootVaultError as exc:
+        err.print(f"[red]error:[/red] {exc.message}")
+        raise typer.Exit(1) from exc
+    try:
+        yield ctx
+    except BootVaultError as exc:
+        err.print(f"[red]error:[/red] {exc.message}")
+        raise typer.Exit(1) from exc
+    finally:
+        ctx.close()
+
+
+@contextmanager
+def progress_bar(description: str) -> Iterator[Callable[[int, int], None]]:
+    """A progress callback that draws a bar on a terminal and stays silent otherwise."""
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        disable=not err.is_terminal,
+    ) as bar:
+        task = bar.add_task(description, total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
+
+
+@app.command()
+def serve(
+    data_dir: DataDir = None,
+    database_url: DbUrl = None,
+    store_url: StoreUrl = None,
+    host: Annotated[str | None, typer.Option(help="Bind address.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port.")] = None,
+    workers: Annotated[int, typer.Option(help="In-process worker threads (0: API only).")] = 1,
+    demo: Annotated[bool, typer.Option(help="Create a demo tenancy and volume on first start.")] = False,
+) -> None:
+    """Serve the OCI API (and run workers in-process)."""
+    from bootvault.server import run_server
+
+    settings = settings_from(data_dir, database_url, store_url, host=host, port=port)
+    with open_context(settings) as ctx:
+        if demo:
+            from bootvault.demo import ensure_demo, print_demo
+
+            print_demo(ctx, ensure_demo(ctx))
+        run_server(ctx, workers)
+
+
+@app.command()
+def worker(data_dir: DataDir = None, database_url: DbUrl = None, store_url: StoreUrl = None) -> None:
+    """Run a worker alone: claims jobs from the database until stopped."""
+    from bootvault.logs import setup_logging
+    from bootvault.worker.main import Worker
+
+    setup_logging()
+    with open_context(settings_from(data_dir, database_url, store_url)) as ctx:
+        stop = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+        Worker(ctx).run(stop)
+
+
+@app.command()
+def migrate(data_dir: DataDir = None, database_url: DbUrl = None) -> None:
+    """Create or upgrade the database schema."""
+    with open_context(settings_from(data_dir, database_url)):
+        typer.echo("schema is up to date")
+
+
+@tenancy_app.command("create")
+def tenancy_create(
+    name: Annotated[str, typer.Option(help="Tenancy name.")],
+    oci_config: Annotated[Path, typer.Option("--oci-config", help="Where to write the OCI config file.")],
+    data_dir: DataDir = None,
+    database_url: DbUrl = None,
+) -> None:
+    """Create a tenancy with an admin user and API key; write an OCI config for it."""
+    from bootvault.api.auth import generate_api_key
+    from bootvault.ociconfig import write_oci_config
+
+    with open_context(settings_from(data_dir, database_url)) as ctx:
+        new = identity.create_tenancy(ctx, name, generate_api_key())
+        write_oci_config(oci_config, new, ctx.settings.region)
+        typer.echo(f"OCI config: {oci_config}")
+        typer.echo(new.tenancy_id)
+
+
+@compartment_app.command("create")
+def compartment_create(
+    parent: Annotated[str, typer.Option(help="Parent compartment (or tenancy) OCID.")],
+    name: Annotated[str, typer.Option(help="Compartment name.")],
+    data_dir: DataDir = None,
+    database_url: DbUrl = None,
+) -> None:
+    """Create a compartment; prints its OCID."""
+    with open_context(settings_from(data_dir, database_url)) as ctx:
+        typer.echo(identity.create_compartment(ctx, parent, name))
+
+
+@key_app.command("create")
+def key_create(
+    compartment: Annotated[str, typer.Option(help="Compartment OCID the key belongs to.")],
+    display_name: Annotated[str, typer.Option(help="Key name.")] = "key",
+    data_dir: DataDir = None,
+    database_url: DbUrl = None,
+) -> None:
+    """Create an AES-256 master key usable as kmsKeyId; prints its OCID."""
+    with open_context(settings_from(data_dir, database_url)) as ctx:
+        typer.echo(identity.create_kms_key(ctx, compartment, display_name))
+
+
+@volume_app.command("import")
+def volume_import(
+    image: Annotated[Path, typer.Argument(help="Raw disk image.")],
+    compartment: Annotated[str, typer.Option(help="Compartment OCID.")],
+    availability_domain: Annotated[str | None, typer.Option(help="Availability domain.")] = None,
+    display_name: Annotated[str | None, typer.Option(help="Volume name.")] = None,
+    data_dir: DataDir = None,
+    database_url: DbUrl = None,
+) -> None:
+    """Register a raw disk image as an AVAILABLE boot volume; prints its OCID."""
+    with open_context(settings_from(data_dir, database_url)) as ctx, progress_bar("importing") as cb:
+        vol = volume_admin.import_volume(
+            ctx,
+            compartment,
+            image,
+            availability_domain=availability_domain,
+            display_name=display_name,
+            progress=cb,
+        )
+    typer.echo(vol.id)
+
+
+@volume_app.command("path")
+def volume_path(volume_id: str, data_dir: DataDir = None, database_url: DbUrl = None) -> None:
+    """Print the absolute path of a volume's raw file (attach it with format=raw)."""
+    with open_context(settings_from(data_dir, database_url)) as ctx:
+        typer.echo(str(volume_admin.volume_file(ctx, volume_id)))
+
+
+@volume_app.command("export")
+def volume_export(volume_id: str, dest: Path, data_dir: DataDir = None, database_url: DbUrl = None) -> None:
+    """Write the volume's full logical size to DEST."""
+    with open_context(settings_from(data_dir, database_url)) as ctx, progress_bar("exporting") as cb:
+        volume_admin.export_volume(ctx, volume_id, dest, progress=cb)
+
+
+def main() -> None:
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    app()

@@ -1,0 +1,50 @@
+"""Settings, built once by an entry point and passed down. Never read at import time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob of a bootvault process. Environment variables use the BOOTVAULT_ prefix."""
+
+    model_config = SettingsConfigDict(env_prefix="BOOTVAULT_", extra="ignore")
+
+    data_dir: Path = Field(default=Path(".bootvault"))
+    database_url: str | None = None  # default: sqlite in data_dir
+    store_url: str | None = None  # default: data_dir/store
+    region: str = "local-1"
+    availability_domains: list[str] = Field(default_factory=lambda: ["bootvault:AD-1"])
+    host: str = "127.0.0.1"
+    port: int = 8420
+    # Job leases: a worker renews its lease every lease_seconds/3; a job whose lease ran out is
+    # taken over by another worker (the restart rule for every transient state).
+    lease_seconds: float = 30.0
+    poll_seconds: float = 0.5
+    max_job_attempts: int = 3
+    block_size: int = 1 << 20
+    engine_threads: int = 2
+    retry_token_hours: float = 24.0
+    max_clock_skew_seconds: float = 300.0
+
+    def resolved(self) -> Settings:
+        """A copy with absolute paths and the embedded defaults filled in."""
+        data_dir = self.data_dir.expanduser().resolve()
+        return self.model_copy(
+            update={
+                "data_dir": data_dir,
+                "database_url": self.database_url or f"sqlite:///{data_dir / 'bootvault.db'}",
+                "store_url": self.store_url or f"file://{data_dir / 'store'}",
+            }
+        )
+
+    @property
+    def volume_pool_dir(self) -> Path:
+        return self.data_dir / "volumes"
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.data_dir / "keys"

@@ -1,0 +1,80 @@
+"""`make run`'s first-start setup: a demo tenancy, its OCI config and a small volume to back up."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from bootvault.api.auth import generate_api_key
+from bootvault.ociconfig import write_oci_config
+from bootvault.service import identity, volume_admin
+from bootvault.service.context import Context
+
+MIB = 1 << 20
+
+
+@dataclass
+class DemoInfo:
+    tenancy_id: str
+    oci_config: str
+    volume_id: str
+
+
+def _demo_image(path: Path) -> None:
+    """A 1 GiB sparse disk: a text region, a random region and holes, so backups show real work."""
+    rng = random.Random(7)
+    with open(path, "wb") as fh:
+        fh.truncate(1 << 30)
+        text = (
+            b"".join(
+                p.read_bytes() for p in sorted(Path("/usr/share/common-licenses").glob("*")) if p.is_file()
+            )[: 8 * MIB]
+            or b"bootvault demo\n" * 1024
+        )
+        for off in (0, 256 * MIB):
+            fh.seek(off)
+            fh.write((text * (8 * MIB // len(text) + 1))[: 8 * MIB])
+        fh.seek(512 * MIB)
+        fh.write(rng.randbytes(8 * MIB))
+
+
+def ensure_demo(ctx: Context) -> DemoInfo:
+    marker = ctx.settings.data_dir / "demo.json"
+    if marker.exists():
+        return DemoInfo(**json.loads(marker.read_text()))
+    new = identity.create_tenancy(ctx, "demo", generate_api_key())
+    config = ctx.settings.data_dir / "oci" / "config"
+    write_oci_config(config, new, ctx.settings.region)
+    image = ctx.settings.data_dir / "demo-disk.img"
+    _demo_image(image)
+    vol = volume_admin.import_volume(ctx, new.tenancy_id, image, display_name="demo-boot-volume")
+    os.unlink(image)
+    info = DemoInfo(new.tenancy_id, str(config), vol.id)
+    marker.write_text(json.dumps(asdict(info), indent=2))
+    return info
+
+
+def print_demo(ctx: Context, info: DemoInfo) -> None:
+    s = ctx.settings
+    common = f"--endpoint http://{s.host}:{s.port} --config-file {info.oci_config}"
+    ad = s.availability_domains[0]
+    print(
+        f"""
+bootvault is serving the OCI Core Services API on http://{s.host}:{s.port} (data in {s.data_dir})
+Demo tenancy {info.tenancy_id}, demo boot volume {info.volume_id}. Try, in another terminal:
+
+  export OCI_CLI_SUPPRESS_FILE_PERMISSIONS_WARNING=True
+  oci bv boot-volume-backup create {common} --boot-volume-id {info.volume_id} \\
+      --display-name first --type FULL --wait-for-state AVAILABLE
+  oci bv boot-volume-backup list {common} --compartment-id {info.tenancy_id}
+  oci bv boot-volume create {common} --compartment-id {info.tenancy_id} \\
+      --availability-domain {ad} --source-boot-volume-backup-id <backup OCID> --wait-for-state AVAILABLE
+  oci bv boot-volume-backup delete {common} --boot-volume-backup-id <backup OCID> --force
+
+(`make run` installs the oci CLI into .venv: use .venv/bin/oci.)
+""",
+        flush=True,
+    )

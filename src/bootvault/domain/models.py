@@ -1,0 +1,158 @@
+"""Domain records and lifecycle rules. Pure Python: no I/O, no wire names."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+GIB = 1 << 30
+
+
+class BackupState(enum.StrEnum):
+    REQUEST_RECEIVED = "REQUEST_RECEIVED"
+    CREATING = "CREATING"
+    AVAILABLE = "AVAILABLE"
+    TERMINATING = "TERMINATING"
+    TERMINATED = "TERMINATED"
+    FAULTY = "FAULTY"
+
+
+class BackupType(enum.StrEnum):
+    FULL = "FULL"
+    INCREMENTAL = "INCREMENTAL"
+
+
+class SourceType(enum.StrEnum):
+    MANUAL = "MANUAL"
+    SCHEDULED = "SCHEDULED"
+
+
+class VolumeState(enum.StrEnum):
+    PROVISIONING = "PROVISIONING"
+    RESTORING = "RESTORING"
+    AVAILABLE = "AVAILABLE"
+    TERMINATING = "TERMINATING"
+    TERMINATED = "TERMINATED"
+    FAULTY = "FAULTY"
+
+
+class VolumeSource(enum.StrEnum):
+    BACKUP = "bootVolumeBackup"
+    VOLUME = "bootVolume"
+
+
+class JobKind(enum.StrEnum):
+    BACKUP = "BACKUP"
+    RESTORE = "RESTORE"
+    CLONE = "CLONE"
+    DELETE_BACKUP = "DELETE_BACKUP"
+    DELETE_VOLUME = "DELETE_VOLUME"
+
+
+class JobState(enum.StrEnum):
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+
+
+BACKUP_IN_PROGRESS = frozenset({BackupState.REQUEST_RECEIVED, BackupState.CREATING})
+BACKUP_BUSY = BACKUP_IN_PROGRESS | {BackupState.TERMINATING}
+VOLUME_BUSY = frozenset({VolumeState.PROVISIONING, VolumeState.RESTORING, VolumeState.TERMINATING})
+
+
+@dataclass
+class Tags:
+    freeform: dict[str, str] = field(default_factory=dict)
+    defined: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass
+class Compartment:
+    id: str
+    tenancy_id: str
+    parent_id: str | None
+    name: str
+    time_created: datetime
+
+
+@dataclass
+class ApiKey:
+    tenancy_id: str
+    user_id: str
+    fingerprint: str
+    public_key_pem: str
+
+
+@dataclass
+class BootVolume:
+    id: str
+    tenancy_id: str
+    compartment_id: str
+    availability_domain: str
+    display_name: str
+    lifecycle_state: VolumeState
+    size_in_gbs: int
+    time_created: datetime
+    etag: str
+    tags: Tags = field(default_factory=Tags)
+    source_type: VolumeSource | None = None
+    source_id: str | None = None
+    kms_key_id: str | None = None
+    vpus_per_gb: int = 10
+    is_hydrated: bool = True
+    image_id: str | None = None
+    lifecycle_details: str | None = None
+
+    @property
+    def size_bytes(self) -> int:
+        return self.size_in_gbs * GIB
+
+
+@dataclass
+class BootVolumeBackup:
+    id: str
+    tenancy_id: str
+    compartment_id: str
+    boot_volume_id: str
+    display_name: str
+    lifecycle_state: BackupState
+    type: BackupType
+    source_type: SourceType
+    time_request_received: datetime
+    time_created: datetime
+    etag: str
+    size_in_gbs: int | None = None
+    kms_key_id: str | None = None
+    image_id: str | None = None
+    tags: Tags = field(default_factory=Tags)
+    percent_complete: int = 0
+    logical_size_bytes: int | None = None
+    unique_size_bytes: int | None = None
+    lifecycle_details: str | None = None
+    source_boot_volume_backup_id: str | None = None
+    expiration_time: datetime | None = None
+
+    @property
+    def unique_size_in_gbs(self) -> int | None:
+        """Storage this backup added, rounded up to whole GB as OCI reports it."""
+        if self.unique_size_bytes is None:
+            return None
+        return -(-self.unique_size_bytes // GIB)
+
+
+@dataclass
+class Job:
+    id: str
+    kind: JobKind
+    tenancy_id: str
+    resource_id: str
+    lane: str  # jobs in one lane (e.g. backups of one volume) run one at a time, oldest first
+    state: JobState
+    attempts: int
+    time_created: datetime
+    lease_owner: str | None = None
+    lease_expires_at: datetime | None = None
+    last_error: str | None = None

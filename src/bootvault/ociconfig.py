@@ -1,0 +1,34 @@
+"""Write an OCI SDK/CLI config file and private key for a bootvault tenancy."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from bootvault.service.identity import NewTenancy
+
+
+def write_oci_config(path: Path, new: NewTenancy, region: str, profile: str = "DEFAULT") -> Path:
+    """Writes PATH (profile DEFAULT) and the private key beside it; both readable by the owner only."""
+    path = path.expanduser().resolve()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key_path = path.with_name(path.name + ".key.pem")
+    # The trailing label line is what the OCI console puts in downloaded keys; the CLI checks for it.
+    _write_private(key_path, new.private_key_pem + b"OCI_API_KEY\n")
+    text = (
+        f"[{profile}]\n"
+        f"user={new.user_id}\n"
+        f"fingerprint={new.fingerprint}\n"
+        f"tenancy={new.tenancy_id}\n"
+        f"region={region}\n"
+        f"key_file={key_path}\n"
+    )
+    _write_private(path, text.encode())
+    return key_path
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+    os.chmod(path, 0o600)

@@ -1,0 +1,214 @@
+"""Boot volume backup use cases, shared by the API and the worker."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection
+
+from bootvault.domain import ocid
+from bootvault.domain.errors import Conflict, EtagMismatch, IncorrectState, NotFound, RelatedNotFound
+from bootvault.domain.models import (
+    BACKUP_IN_PROGRESS,
+    BackupState,
+    BackupType,
+    BootVolumeBackup,
+    JobKind,
+    SourceType,
+    VolumeState,
+)
+from bootvault.domain.validation import check_display_name, check_tags
+from bootvault.service.context import Caller, Context
+from bootvault.service.identity import require_compartment, require_kms_key
+from bootvault.service.retry import idempotent_create
+from bootvault.store import backups as repo
+from bootvault.store import jobs, volumes
+from bootvault.store.common import new_etag, now
+
+MAX_PAGE = 1000
+
+
+@dataclass
+class CreateBackup:
+    boot_volume_id: str
+    display_name: str | None = None
+    type: BackupType = BackupType.INCREMENTAL
+    kms_key_id: str | None = None
+    freeform_tags: dict[str, Any] | None = None
+    defined_tags: dict[str, Any] | None = None
+
+
+@dataclass
+class UpdateBackup:
+    display_name: str | None = None
+    freeform_tags: dict[str, Any] | None = None
+    defined_tags: dict[str, Any] | None = None
+    kms_key_id: str | None = None
+
+
+@dataclass
+class ListBackups:
+    compartment_id: str
+    boot_volume_id: str | None = None
+    display_name: str | None = None
+    source_boot_volume_backup_id: str | None = None
+    lifecycle_state: BackupState | None = None
+    sort_by_name: bool = False
+    descending: bool = True
+    limit: int = MAX_PAGE
+    page: str | None = None
+
+
+def manifest_name(backup_id: str) -> str:
+    return f"manifests/{backup_id}"
+
+
+def _default_name(volume_name: str, at: datetime) -> str:
+    return f"{volume_name} (Backup) {at:%Y-%m-%dT%H:%M:%SZ}"[:255]
+
+
+def _owned(conn: Connection, caller: Caller, backup_id: str, *, lock: bool = False) -> BootVolumeBackup:
+    backup = repo.get_backup(conn, backup_id, lock=lock)
+    if backup is None or backup.tenancy_id != caller.tenancy_id:
+        raise NotFound()
+    return backup
+
+
+def create_backup(
+    ctx: Context, caller: Caller, req: CreateBackup, retry_token: str | None
+) -> BootVolumeBackup:
+    check_display_name(req.display_name)
+    tags = check_tags(req.freeform_tags, req.defined_tags)
+
+    def create(conn: Connection) -> str:
+        volume = volumes.get_volume(conn, req.boot_volume_id, lock=True)
+        if volume is None or volume.tenancy_id != caller.tenancy_id:
+            raise RelatedNotFound(f"bootVolumeId {req.boot_volume_id} not found or not authorized.")
+        if volume.lifecycle_state in (VolumeState.PROVISIONING, VolumeState.RESTORING):
+            raise IncorrectState(
+                f"Boot volume {volume.id} is {volume.lifecycle_state}; retry when AVAILABLE."
+            )
+        if volume.lifecycle_state != VolumeState.AVAILABLE:
+            raise Conflict(f"Boot volume {volume.id} is {volume.lifecycle_state} and cannot be backed up.")
+        require_kms_key(conn, caller, req.kms_key_id)
+        received = now()
+        backup = BootVolumeBackup(
+            id=ocid.mint("bootvolumebackup", ctx.settings.region),
+            tenancy_id=caller.tenancy_id,
+            compartment_id=volume.compartment_id,
+            boot_volume_id=volume.id,
+            display_name=req.display_name or _default_name(volume.display_name, received),
+            lifecycle_state=BackupState.REQUEST_RECEIVED,
+            type=req.type,
+            source_type=SourceType.MANUAL,
+            time_request_received=received,
+            time_created=received,
+            etag=new_etag(),
+            size_in_gbs=volume.size_in_gbs,
+            kms_key_id=req.kms_key_id or volume.kms_key_id,
+            image_id=volume.image_id,
+            tags=tags,
+        )
+        repo.insert_backup(conn, backup)
+        jobs.enqueue(conn, JobKind.BACKUP, caller.tenancy_id, backup.id, lane=volume.id)
+        return backup.id
+
+    return idempotent_create(
+        ctx, caller, retry_token, "CreateBootVolumeBackup", asdict(req), create, repo.get_backup
+    )
+
+
+def get_backup(ctx: Context, caller: Caller, backup_id: str) -> BootVolumeBackup:
+    with ctx.db.read() as conn:
+        return _owned(conn, caller, backup_id)
+
+
+def list_backups(ctx: Context, caller: Caller, q: ListBackups) -> tuple[list[BootVolumeBackup], str | None]:
+    with ctx.db.read() as conn:
+        require_compartment(conn, caller, q.compartment_id, in_body=False)
+        flt = repo.BackupFilter(
+            q.compartment_id,
+            q.boot_volume_id,
+            q.display_name,
+            q.source_boot_volume_backup_id,
+            q.lifecycle_state,
+        )
+        return repo.list_backups(
+            conn,
+            caller.tenancy_id,
+            flt,
+            sort_by_name=q.sort_by_name,
+            descending=q.descending,
+            limit=min(q.limit, MAX_PAGE),
+            page=q.page,
+        )
+
+
+def _apply_update(
+    conn: Connection, backup_id: str, values: dict[str, Any], if_match: str | None
+) -> BootVolumeBackup:
+    if repo.update_backup(conn, backup_id, values, expected_etag=if_match) is None:
+        raise EtagMismatch("The if-match value does not match the current etag of the resource.")
+    backup = repo.get_backup(conn, backup_id)
+    assert backup is not None
+    return backup
+
+
+def _check_if_match(backup: BootVolumeBackup, if_match: str | None) -> None:
+    if if_match is not None and if_match != backup.etag:
+        raise EtagMismatch("The if-match value does not match the current etag of the resource.")
+
+
+def update_backup(
+    ctx: Context, caller: Caller, backup_id: str, req: UpdateBackup, if_match: str | None
+) -> BootVolumeBackup:
+    check_display_name(req.display_name)
+    with ctx.db.write() as conn:
+        backup = _owned(conn, caller, backup_id, lock=True)
+        _check_if_match(backup, if_match)
+        if backup.lifecycle_state in (BackupState.TERMINATING, BackupState.TERMINATED):
+            raise Conflict(f"Boot volume backup {backup_id} is {backup.lifecycle_state}.")
+        if req.kms_key_id is not None and req.kms_key_id != backup.kms_key_id:
+            raise Conflict("kmsKeyId: re-encrypting an existing backup under another key is not supported.")
+        values: dict[str, Any] = {}
+        if req.display_name is not None:
+            values["display_name"] = req.display_name
+        if req.freeform_tags is not None or req.defined_tags is not None:
+            merged = check_tags(
+                req.freeform_tags if req.freeform_tags is not None else backup.tags.freeform,
+                req.defined_tags if req.defined_tags is not None else backup.tags.defined,
+            )
+            values.update(freeform_tags=merged.freeform, defined_tags=merged.defined)
+        if not values:
+            return backup
+        return _apply_update(conn, backup_id, values, if_match)
+
+
+def delete_backup(ctx: Context, caller: Caller, backup_id: str, if_match: str | None) -> None:
+    with ctx.db.write() as conn:
+        backup = _owned(conn, caller, backup_id, lock=True)
+        _check_if_match(backup, if_match)
+        if backup.lifecycle_state in (BackupState.TERMINATING, BackupState.TERMINATED):
+            return
+        if backup.lifecycle_state in BACKUP_IN_PROGRESS:
+            raise IncorrectState(
+                f"Boot volume backup {backup_id} is {backup.lifecycle_state}; delete it later."
+            )
+        if volumes.count_restoring_from(conn, backup_id):
+            raise IncorrectState(f"Boot volume backup {backup_id} is being restored; delete it later.")
+        _apply_update(conn, backup_id, {"lifecycle_state": BackupState.TERMINATING.value}, if_match)
+        jobs.enqueue(conn, JobKind.DELETE_BACKUP, caller.tenancy_id, backup_id, lane=backup_id)
+
+
+def change_compartment(
+    ctx: Context, caller: Caller, backup_id: str, compartment_id: str, if_match: str | None
+) -> None:
+    with ctx.db.write() as conn:
+        backup = _owned(conn, caller, backup_id, lock=True)
+        _check_if_match(backup, if_match)
+        require_compartment(conn, caller, compartment_id, in_body=True)
+        if backup.lifecycle_state in (BackupState.TERMINATING, BackupState.TERMINATED):
+            raise Conflict(f"Boot volume backup {backup_id} is {backup.lifecycle_state}.")
+        _apply_update(conn, backup_id, {"compartment_id": compartment_id}, if_match)

@@ -1,0 +1,244 @@
+"""Boot volume use cases: restore, clone, read, update, delete, and the admin import/export."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from sqlalchemy import Connection
+
+from bootvault.domain import ocid
+from bootvault.domain.errors import (
+    Conflict,
+    EtagMismatch,
+    IncorrectState,
+    InvalidArgument,
+    NotFound,
+    RelatedNotFound,
+)
+from bootvault.domain.models import (
+    GIB,
+    BackupState,
+    BootVolume,
+    JobKind,
+    VolumeSource,
+    VolumeState,
+)
+from bootvault.domain.validation import check_display_name, check_tags
+from bootvault.engine.volumes import grow
+from bootvault.service.context import Caller, Context
+from bootvault.service.identity import require_compartment, require_kms_key
+from bootvault.service.retry import idempotent_create
+from bootvault.store import backups, jobs
+from bootvault.store import volumes as repo
+from bootvault.store.common import new_etag, now
+
+MIN_GBS, MAX_GBS = 1, 32768
+MAX_PAGE = 1000
+
+
+@dataclass
+class CreateVolume:
+    compartment_id: str
+    source_type: VolumeSource
+    source_id: str
+    availability_domain: str | None = None
+    display_name: str | None = None
+    size_in_gbs: int | None = None
+    kms_key_id: str | None = None
+    vpus_per_gb: int | None = None
+    freeform_tags: dict[str, Any] | None = None
+    defined_tags: dict[str, Any] | None = None
+
+
+@dataclass
+class UpdateVolume:
+    display_name: str | None = None
+    size_in_gbs: int | None = None
+    vpus_per_gb: int | None = None
+    freeform_tags: dict[str, Any] | None = None
+    defined_tags: dict[str, Any] | None = None
+
+
+def size_gbs_for(nbytes: int) -> int:
+    return max(1, -(-nbytes // GIB))
+
+
+def check_size(size: int | None, field: str = "sizeInGBs") -> None:
+    if size is not None and not MIN_GBS <= size <= MAX_GBS:
+        raise InvalidArgument(f"{field} must be between {MIN_GBS} and {MAX_GBS}.")
+
+
+def owned_volume(conn: Connection, caller: Caller, volume_id: str, *, lock: bool = False) -> BootVolume:
+    vol = repo.get_volume(conn, volume_id, lock=lock)
+    if vol is None or vol.tenancy_id != caller.tenancy_id:
+        raise NotFound()
+    return vol
+
+
+def check_availability_domain(ctx: Context, ad: str) -> None:
+    if ad not in ctx.settings.availability_domains:
+        known = ", ".join(ctx.settings.availability_domains)
+        raise InvalidArgument(f"availabilityDomain {ad!r} is not one of this region's: {known}.")
+
+
+def _source_size(conn: Connection, caller: Caller, req: CreateVolume) -> tuple[int, str | None, str | None]:
+    """(size in GB, availability domain, kms key) of the restore or clone source."""
+    if req.source_type == VolumeSource.BACKUP:
+        src = backups.get_backup(conn, req.source_id)
+        if src is None or src.tenancy_id != caller.tenancy_id:
+            raise RelatedNotFound(f"sourceDetails.id {req.source_id} not found or not authorized.")
+        if src.lifecycle_state != BackupState.AVAILABLE:
+            raise IncorrectState(f"Boot volume backup {src.id} is {src.lifecycle_state}, not AVAILABLE.")
+        return src.size_in_gbs or 1, None, src.kms_key_id
+    vol = repo.get_volume(conn, req.source_id)
+    if vol is None or vol.tenancy_id != caller.tenancy_id:
+        raise RelatedNotFound(f"sourceDetails.id {req.source_id} not found or not authorized.")
+    if vol.lifecycle_state != VolumeState.AVAILABLE:
+        raise IncorrectState(f"Boot volume {vol.id} is {vol.lifecycle_state}, not AVAILABLE.")
+    return vol.size_in_gbs, vol.availability_domain, vol.kms_key_id
+
+
+def create_volume(ctx: Context, caller: Caller, req: CreateVolume, retry_token: str | None) -> BootVolume:
+    check_display_name(req.display_name)
+    check_size(req.size_in_gbs)
+    tags = check_tags(req.freeform_tags, req.defined_tags)
+
+    def create(conn: Connection) -> str:
+        require_compartment(conn, caller, req.compartment_id, in_body=True)
+        require_kms_key(conn, caller, req.kms_key_id)
+        src_size, src_ad, src_key = _source_size(conn, caller, req)
+        ad = req.availability_domain or src_ad
+        if ad is None:
+            raise InvalidArgument("availabilityDomain is required when restoring from a backup.")
+        check_availability_domain(ctx, ad)
+        if req.size_in_gbs is not None and req.size_in_gbs < src_size:
+            raise InvalidArgument(f"sizeInGBs must be at least the source's size ({src_size} GB).")
+        vol = BootVolume(
+            id=ocid.mint("bootvolume", ctx.settings.region),
+            tenancy_id=caller.tenancy_id,
+            compartment_id=req.compartment_id,
+            availability_domain=ad,
+            display_name=req.display_name or f"bootvolume{now():%Y%m%d%H%M%S}",
+            lifecycle_state=VolumeState.RESTORING
+            if req.source_type == VolumeSource.BACKUP
+            else VolumeState.PROVISIONING,
+            size_in_gbs=req.size_in_gbs or src_size,
+            time_created=now(),
+            etag=new_etag(),
+            tags=tags,
+            source_type=req.source_type,
+            source_id=req.source_id,
+            kms_key_id=req.kms_key_id or src_key,
+            vpus_per_gb=req.vpus_per_gb or 10,
+            is_hydrated=False,
+        )
+        repo.insert_volume(conn, vol)
+        kind = JobKind.RESTORE if req.source_type == VolumeSource.BACKUP else JobKind.CLONE
+        jobs.enqueue(conn, kind, caller.tenancy_id, vol.id, lane=vol.id)
+        return vol.id
+
+    return idempotent_create(
+        ctx, caller, retry_token, "CreateBootVolume", asdict(req), create, repo.get_volume
+    )
+
+
+def get_volume(ctx: Context, caller: Caller, volume_id: str) -> BootVolume:
+    with ctx.db.read() as conn:
+        return owned_volume(conn, caller, volume_id)
+
+
+def list_volumes(
+    ctx: Context,
+    caller: Caller,
+    compartment_id: str | None,
+    availability_domain: str | None,
+    limit: int,
+    page: str | None,
+) -> tuple[list[BootVolume], str | None]:
+    with ctx.db.read() as conn:
+        if compartment_id:
+            require_compartment(conn, caller, compartment_id, in_body=False)
+        return repo.list_volumes(
+            conn,
+            caller.tenancy_id,
+            compartment_id=compartment_id,
+            availability_domain=availability_domain,
+            limit=min(limit, MAX_PAGE),
+            page=page,
+        )
+
+
+def _cas(conn: Connection, vol: BootVolume, values: dict[str, Any], if_match: str | None) -> BootVolume:
+    if if_match is not None and if_match != vol.etag:
+        raise EtagMismatch("The if-match value does not match the current etag of the resource.")
+    if values and repo.update_volume(conn, vol.id, values, expected_etag=vol.etag) is None:
+        raise EtagMismatch("The resource changed while it was being updated; fetch it and retry.")
+    updated = repo.get_volume(conn, vol.id)
+    assert updated is not None
+    return updated
+
+
+def update_volume(
+    ctx: Context, caller: Caller, volume_id: str, req: UpdateVolume, if_match: str | None
+) -> BootVolume:
+    check_display_name(req.display_name)
+    check_size(req.size_in_gbs)
+    with ctx.db.write() as conn:
+        vol = owned_volume(conn, caller, volume_id, lock=True)
+        if vol.lifecycle_state in (VolumeState.TERMINATING, VolumeState.TERMINATED):
+            raise Conflict(f"Boot volume {volume_id} is {vol.lifecycle_state}.")
+        values: dict[str, Any] = {}
+        if req.display_name is not None:
+            values["display_name"] = req.display_name
+        if req.vpus_per_gb is not None:
+            values["vpus_per_gb"] = req.vpus_per_gb
+        if req.freeform_tags is not None or req.defined_tags is not None:
+            merged = check_tags(
+                req.freeform_tags if req.freeform_tags is not None else vol.tags.freeform,
+                req.defined_tags if req.defined_tags is not None else vol.tags.defined,
+            )
+            values.update(freeform_tags=merged.freeform, defined_tags=merged.defined)
+        if req.size_in_gbs is not None and req.size_in_gbs != vol.size_in_gbs:
+            _check_resize(vol, req.size_in_gbs)
+            values["size_in_gbs"] = req.size_in_gbs
+        updated = _cas(conn, vol, values, if_match)
+        if "size_in_gbs" in values:
+            # Growing a sparse file is instant; the row commits only after the file has grown.
+            grow(ctx.volume_path(vol.availability_domain, vol.id), updated.size_bytes)
+        return updated
+
+
+def _check_resize(vol: BootVolume, size: int) -> None:
+    if size < vol.size_in_gbs:
+        raise InvalidArgument(f"sizeInGBs can only grow: the volume has {vol.size_in_gbs} GB.")
+    if vol.lifecycle_state != VolumeState.AVAILABLE:
+        raise IncorrectState(f"Boot volume {vol.id} is {vol.lifecycle_state}; resize it when AVAILABLE.")
+
+
+def delete_volume(ctx: Context, caller: Caller, volume_id: str, if_match: str | None) -> None:
+    with ctx.db.write() as conn:
+        vol = owned_volume(conn, caller, volume_id, lock=True)
+        if if_match is not None and if_match != vol.etag:
+            raise EtagMismatch("The if-match value does not match the current etag of the resource.")
+        if vol.lifecycle_state in (VolumeState.TERMINATING, VolumeState.TERMINATED):
+            return
+        if vol.lifecycle_state in (VolumeState.PROVISIONING, VolumeState.RESTORING):
+            raise IncorrectState(f"Boot volume {volume_id} is {vol.lifecycle_state}; delete it later.")
+        if backups.count_in_progress(conn, volume_id):
+            raise IncorrectState(f"Boot volume {volume_id} has a backup in progress; delete it later.")
+        if repo.count_restoring_from(conn, volume_id):
+            raise IncorrectState(f"Boot volume {volume_id} is being cloned; delete it later.")
+        _cas(conn, vol, {"lifecycle_state": VolumeState.TERMINATING.value}, if_match)
+        jobs.enqueue(conn, JobKind.DELETE_VOLUME, caller.tenancy_id, volume_id, lane=volume_id)
+
+
+def change_compartment(
+    ctx: Context, caller: Caller, volume_id: str, compartment_id: str, if_match: str | None
+) -> None:
+    with ctx.db.write() as conn:
+        vol = owned_volume(conn, caller, volume_id, lock=True)
+        require_compartment(conn, caller, compartment_id, in_body=True)
+        if vol.lifecycle_state in (VolumeState.TERMINATING, VolumeState.TERMINATED):
+            raise Conflict(f"Boot volume {volume_id} is {vol.lifecycle_state}.")
+        _cas(conn, vol, {"compartment_id": compartment_id}, if_match)

@@ -1,0 +1,118 @@
+"""Boot volume backup rows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, func, insert, select
+
+from bootvault.domain.models import BACKUP_IN_PROGRESS, BackupState, BackupType, BootVolumeBackup, SourceType
+from bootvault.store.common import fetch_row, tag_columns, tags_from_row, update_with_etag
+from bootvault.store.paging import keyset_page
+from bootvault.store.tables import boot_volume_backups as t
+
+_COLUMNS = [
+    "id",
+    "tenancy_id",
+    "compartment_id",
+    "boot_volume_id",
+    "display_name",
+    "time_request_received",
+    "time_created",
+    "etag",
+    "size_in_gbs",
+    "kms_key_id",
+    "image_id",
+    "percent_complete",
+    "logical_size_bytes",
+    "unique_size_bytes",
+    "lifecycle_details",
+    "source_boot_volume_backup_id",
+    "expiration_time",
+]
+
+
+def _from_row(row: Any) -> BootVolumeBackup:
+    fields = {name: getattr(row, name) for name in _COLUMNS}
+    return BootVolumeBackup(
+        **fields,
+        lifecycle_state=BackupState(row.lifecycle_state),
+        type=BackupType(row.type),
+        source_type=SourceType(row.source_type),
+        tags=tags_from_row(row),
+    )
+
+
+def insert_backup(conn: Connection, b: BootVolumeBackup) -> None:
+    values = {name: getattr(b, name) for name in _COLUMNS}
+    conn.execute(
+        insert(t).values(
+            **values,
+            lifecycle_state=b.lifecycle_state.value,
+            type=b.type.value,
+            source_type=b.source_type.value,
+            **tag_columns(b.tags),
+        )
+    )
+
+
+def get_backup(conn: Connection, backup_id: str, *, lock: bool = False) -> BootVolumeBackup | None:
+    row = fetch_row(conn, t, backup_id, lock=lock)
+    return _from_row(row) if row else None
+
+
+def update_backup(
+    conn: Connection, backup_id: str, values: dict[str, Any], expected_etag: str | None = None
+) -> str | None:
+    return update_with_etag(conn, t, backup_id, values, expected_etag)
+
+
+def count_in_progress(conn: Connection, volume_id: str) -> int:
+    states = [s.value for s in BACKUP_IN_PROGRESS]
+    stmt = select(func.count()).where(t.c.boot_volume_id == volume_id, t.c.lifecycle_state.in_(states))
+    return int(conn.execute(stmt).scalar() or 0)
+
+
+def latest_available(conn: Connection, volume_id: str, kms_key_id: str | None) -> BootVolumeBackup | None:
+    """The newest AVAILABLE backup of a volume under the same key: the parent of an incremental."""
+    stmt = select(t).where(
+        t.c.boot_volume_id == volume_id,
+        t.c.lifecycle_state == BackupState.AVAILABLE.value,
+        t.c.kms_key_id.is_(None) if kms_key_id is None else t.c.kms_key_id == kms_key_id,
+    )
+    row = conn.execute(stmt.order_by(t.c.time_created.desc()).limit(1)).first()
+    return _from_row(row) if row else None
+
+
+@dataclass
+class BackupFilter:
+    compartment_id: str
+    boot_volume_id: str | None = None
+    display_name: str | None = None
+    source_boot_volume_backup_id: str | None = None
+    lifecycle_state: BackupState | None = None
+
+
+def list_backups(
+    conn: Connection,
+    tenancy_id: str,
+    flt: BackupFilter,
+    *,
+    sort_by_name: bool,
+    descending: bool,
+    limit: int,
+    page: str | None,
+) -> tuple[list[BootVolumeBackup], str | None]:
+    stmt = select(t).where(t.c.tenancy_id == tenancy_id, t.c.compartment_id == flt.compartment_id)
+    if flt.boot_volume_id:
+        stmt = stmt.where(t.c.boot_volume_id == flt.boot_volume_id)
+    if flt.display_name is not None:
+        stmt = stmt.where(t.c.display_name == flt.display_name)
+    if flt.source_boot_volume_backup_id:
+        stmt = stmt.where(t.c.source_boot_volume_backup_id == flt.source_boot_volume_backup_id)
+    if flt.lifecycle_state:
+        stmt = stmt.where(t.c.lifecycle_state == flt.lifecycle_state.value)
+    sort_col = t.c.display_name if sort_by_name else t.c.time_created
+    rows, token = keyset_page(conn, stmt, sort_col, t.c.id, descending=descending, limit=limit, page=page)
+    return [_from_row(r) for r in rows], token

@@ -1,0 +1,170 @@
+"""SQLAlchemy Core tables. Portable between SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.types import TypeDecorator
+
+metadata = MetaData()
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Stores naive UTC, returns aware UTC: SQLite keeps no zone, PostgreSQL gets the same shape."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: object) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to UtcDateTime")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: object) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+OCID = String(255)
+
+tenancies = Table(
+    "tenancies",
+    metadata,
+    Column("id", OCID, primary_key=True),
+    Column("name", String(255), nullable=False),
+    Column("time_created", UtcDateTime, nullable=False),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", OCID, primary_key=True),
+    Column("tenancy_id", OCID, nullable=False, index=True),
+    Column("name", String(255), nullable=False),
+    Column("time_created", UtcDateTime, nullable=False),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("user_id", OCID, primary_key=True),
+    Column("fingerprint", String(64), primary_key=True),
+    Column("tenancy_id", OCID, nullable=False),
+    Column("public_key_pem", Text, nullable=False),
+    Column("time_created", UtcDateTime, nullable=False),
+)
+
+compartments = Table(
+    "compartments",
+    metadata,
+    Column("id", OCID, primary_key=True),
+    Column("tenancy_id", OCID, nullable=False, index=True),
+    Column("parent_id", OCID, nullable=True),
+    Column("name", String(255), nullable=False),
+    Column("time_created", UtcDateTime, nullable=False),
+)
+
+kms_keys = Table(
+    "kms_keys",
+    metadata,
+    Column("id", OCID, primary_key=True),
+    Column("tenancy_id", OCID, nullable=False, index=True),
+    Column("display_name", String(255), nullable=False),
+    Column("time_created", UtcDateTime, nullable=False),
+)
+
+boot_volumes = Table(
+    "boot_volumes",
+    metadata,
+    Column("id", OCID, primary_key=True),
+    Column("tenancy_id", OCID, nullable=False),
+    Column("compartment_id", OCID, nullable=False),
+    Column("availability_domain", String(255), nullable=False),
+    Column("display_name", String(255), nullable=False),
+    Column("lifecycle_state", String(32), nullable=False),
+    Column("size_in_gbs", Integer, nullable=False),
+    Column("time_created", UtcDateTime, nullable=False),
+    Column("etag", String(64), nullable=False),
+    Column("freeform_tags", JSON, nullable=False),
+    Column("defined_tags", JSON, nullable=False),
+    Column("source_type", String(32), nullable=True),
+    Column("source_id", OCID, nullable=True),
+    Column("kms_key_id", OCID, nullable=True),
+    Column("vpus_per_gb", Integer, nullable=False),
+    Column("is_hydrated", Boolean, nullable=False),
+    Column("image_id", OCID, nullable=True),
+    Column("lifecycle_details", Text, nullable=True),
+    Index("ix_boot_volumes_compartment", "tenancy_id", "compartment_id"),
+)
+
+boot_volume_backups = Table(
+    "boot_volume_backups",
+    metadata,
+    Column("id", OCID, primary_key=True),
+    Column("tenancy_id", OCID, nullable=False),
+    Column("compartment_id", OCID, nullable=False),
+    Column("boot_volume_id", OCID, nullable=False, index=True),
+    Column("display_name", String(255), nullable=False),
+    Column("lifecycle_state", String(32), nullable=False),
+    Column("type", String(16), nullable=False),
+    Column("source_type", String(16), nullable=False),
+    Column("time_request_received", UtcDateTime, nullable=False),
+    Column("time_created", UtcDateTime, nullable=False),
+    Column("etag", String(64), nullable=False),
+    Column("size_in_gbs", Integer, nullable=True),
+    Column("kms_key_id", OCID, nullable=True),
+    Column("image_id", OCID, nullable=True),
+    Column("freeform_tags", JSON, nullable=False),
+    Column("defined_tags", JSON, nullable=False),
+    Column("percent_complete", Integer, nullable=False),
+    Column("logical_size_bytes", BigInteger, nullable=True),
+    Column("unique_size_bytes", BigInteger, nullable=True),
+    Column("lifecycle_details", Text, nullable=True),
+    Column("source_boot_volume_backup_id", OCID, nullable=True),
+    Column("expiration_time", UtcDateTime, nullable=True),
+    Index("ix_backups_compartment", "tenancy_id", "compartment_id"),
+)
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("kind", String(32), nullable=False),
+    Column("tenancy_id", OCID, nullable=False),
+    Column("resource_id", OCID, nullable=False, index=True),
+    Column("lane", String(255), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("time_created", UtcDateTime, nullable=False),
+    Column("lease_owner", String(128), nullable=True),
+    Column("lease_expires_at", UtcDateTime, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Index("ix_jobs_state_lane", "state", "lane"),
+)
+
+retry_tokens = Table(
+    "retry_tokens",
+    metadata,
+    Column("tenancy_id", OCID, nullable=False),
+    Column("token", String(64), nullable=False),
+    Column("operation", String(64), nullable=False),
+    Column("request_hash", String(64), nullable=False),
+    Column("resource_id", OCID, nullable=False),
+    Column("time_created", UtcDateTime, nullable=False),
+    UniqueConstraint("tenancy_id", "token", name="uq_retry_token"),
+)

@@ -1,0 +1,94 @@
+"""Boot volume rows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection, func, insert, select
+
+from bootvault.domain.models import VOLUME_BUSY, BootVolume, VolumeSource, VolumeState
+from bootvault.store.common import fetch_row, tag_columns, tags_from_row, update_with_etag
+from bootvault.store.paging import keyset_page
+from bootvault.store.tables import boot_volumes as t
+
+
+def _from_row(row: Any) -> BootVolume:
+    return BootVolume(
+        id=row.id,
+        tenancy_id=row.tenancy_id,
+        compartment_id=row.compartment_id,
+        availability_domain=row.availability_domain,
+        display_name=row.display_name,
+        lifecycle_state=VolumeState(row.lifecycle_state),
+        size_in_gbs=row.size_in_gbs,
+        time_created=row.time_created,
+        etag=row.etag,
+        tags=tags_from_row(row),
+        source_type=VolumeSource(row.source_type) if row.source_type else None,
+        source_id=row.source_id,
+        kms_key_id=row.kms_key_id,
+        vpus_per_gb=row.vpus_per_gb,
+        is_hydrated=row.is_hydrated,
+        image_id=row.image_id,
+        lifecycle_details=row.lifecycle_details,
+    )
+
+
+def insert_volume(conn: Connection, vol: BootVolume) -> None:
+    conn.execute(
+        insert(t).values(
+            id=vol.id,
+            tenancy_id=vol.tenancy_id,
+            compartment_id=vol.compartment_id,
+            availability_domain=vol.availability_domain,
+            display_name=vol.display_name,
+            lifecycle_state=vol.lifecycle_state.value,
+            size_in_gbs=vol.size_in_gbs,
+            time_created=vol.time_created,
+            etag=vol.etag,
+            source_type=vol.source_type.value if vol.source_type else None,
+            source_id=vol.source_id,
+            kms_key_id=vol.kms_key_id,
+            vpus_per_gb=vol.vpus_per_gb,
+            is_hydrated=vol.is_hydrated,
+            image_id=vol.image_id,
+            lifecycle_details=vol.lifecycle_details,
+            **tag_columns(vol.tags),
+        )
+    )
+
+
+def get_volume(conn: Connection, volume_id: str, *, lock: bool = False) -> BootVolume | None:
+    row = fetch_row(conn, t, volume_id, lock=lock)
+    return _from_row(row) if row else None
+
+
+def update_volume(
+    conn: Connection, volume_id: str, values: dict[str, Any], expected_etag: str | None = None
+) -> str | None:
+    return update_with_etag(conn, t, volume_id, values, expected_etag)
+
+
+def list_volumes(
+    conn: Connection,
+    tenancy_id: str,
+    *,
+    compartment_id: str | None,
+    availability_domain: str | None,
+    limit: int,
+    page: str | None,
+) -> tuple[list[BootVolume], str | None]:
+    stmt = select(t).where(t.c.tenancy_id == tenancy_id)
+    if compartment_id:
+        stmt = stmt.where(t.c.compartment_id == compartment_id)
+    if availability_domain:
+        stmt = stmt.where(t.c.availability_domain == availability_domain)
+    rows, token = keyset_page(conn, stmt, t.c.time_created, t.c.id, descending=False, limit=limit, page=page)
+    return [_from_row(r) for r in rows], token
+
+
+def count_restoring_from(conn: Connection, source_id: str) -> int:
+    """Volumes still being filled from `source_id` (a backup being restored or a volume cloned)."""
+    busy = [s.value for s in VOLUME_BUSY if s != VolumeState.TERMINATING]
+    stmt = select(func.count()).where(t.c.source_id == source_id, t.c.lifecycle_state.in_(busy))
+    return int(conn.execute(stmt).scalar() or 0)

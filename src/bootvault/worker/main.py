@@ -1,0 +1,87 @@
+"""The worker loop: claim a job, keep its lease alive, run it, repeat."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from datetime import timedelta
+
+from bootvault.domain.models import Job
+from bootvault.service import jobs as runner
+from bootvault.service.context import Context
+from bootvault.store import jobs
+
+log = logging.getLogger("bootvault.worker")
+
+
+class Worker:
+    def __init__(self, ctx: Context, name: str | None = None) -> None:
+        self.ctx = ctx
+        self.owner = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.lease = timedelta(seconds=ctx.settings.lease_seconds)
+
+    def run(self, stop: threading.Event) -> None:
+        log.info("worker %s started", self.owner)
+        while not stop.is_set():
+            try:
+                worked = self.run_once()
+            except Exception:
+                log.exception("worker %s: unexpected error; backing off", self.owner)
+                worked = False
+            if not worked:
+                stop.wait(self.ctx.settings.poll_seconds)
+        log.info("worker %s stopped", self.owner)
+
+    def run_once(self) -> bool:
+        """Claim and run one job. Returns False when there was nothing to do."""
+        with self.ctx.db.write() as conn:
+            job = jobs.claim(conn, self.owner, self.lease)
+        if job is None:
+            return False
+        log.info(
+            "claimed job %s %s for %s (attempt %d)",
+            job.id,
+            job.kind,
+            job.resource_id,
+            job.attempts,
+            extra={"job": job.id, "resource": job.resource_id},
+        )
+        lease = runner.Lease(self.owner)
+        done = threading.Event()
+        beat = threading.Thread(target=self._heartbeat, args=(job, lease, done), daemon=True)
+        beat.start()
+        try:
+            runner.execute(self.ctx, job, lease)
+            log.info("job %s finished", job.id, extra={"job": job.id})
+        except runner.LeaseLost:
+            log.warning("job %s: lease lost to another worker; abandoned", job.id, extra={"job": job.id})
+        finally:
+            done.set()
+            beat.join()
+        return True
+
+    def _heartbeat(self, job: Job, lease: runner.Lease, done: threading.Event) -> None:
+        interval = self.ctx.settings.lease_seconds / 3
+        while not done.wait(interval):
+            try:
+                with self.ctx.db.write() as conn:
+                    renewed = jobs.renew(conn, job.id, self.owner, self.lease)
+            except Exception:
+                log.exception("job %s: heartbeat failed", job.id)
+                continue
+            if not renewed:
+                lease.held = False
+                return
+
+
+def start_workers(ctx: Context, count: int, stop: threading.Event) -> list[threading.Thread]:
+    threads = []
+    for i in range(count):
+        worker = Worker(ctx)
+        t = threading.Thread(target=worker.run, args=(stop,), name=f"worker-{i}", daemon=True)
+        t.start()
+        threads.append(t)
+    return threads

@@ -1,0 +1,28 @@
+"""Shared fixtures: a live bootvault server on a random loopback port, and real OCI clients."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import Deployment
+
+
+@pytest.fixture(scope="session")
+def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    dep = Deployment(tmp_path_factory.mktemp("bootvault"))
+    dep.start()
+    yield dep
+    dep.stop()
+
+
+@pytest.fixture(scope="session")
+def tenant(deployment: Deployment):  # type: ignore[no-untyped-def]
+    return deployment.new_tenant("main")
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    return tmp_path

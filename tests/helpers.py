@@ -1,0 +1,167 @@
+"""Test helpers that drive bootvault the way users do: the CLI, the live server, the oci SDK."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import oci
+
+BIN = Path(sys.executable).parent
+MIB = 1 << 20
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def sha256_file(path: Path, length: int | None = None) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        remaining = length
+        while True:
+            n = MIB if remaining is None else min(MIB, remaining)
+            chunk = fh.read(n)
+            if not chunk:
+                break
+            h.update(chunk)
+            if remaining is not None:
+                remaining -= len(chunk)
+                if remaining == 0:
+                    break
+    if length is not None and remaining:
+        h.update(bytes(remaining))  # beyond EOF reads as zeros
+    return h.hexdigest()
+
+
+def make_image(path: Path, size: int, seed: int = 1) -> None:
+    """A disk image with holes, compressible bytes (from /usr/bin) and random bytes."""
+    rng = random.Random(seed)
+    text = b"".join(
+        p.read_bytes() for p in sorted(Path("/usr/bin").iterdir())[:40] if p.is_file() and not p.is_symlink()
+    )
+    with open(path, "wb") as fh:
+        fh.truncate(size)
+        off = 0
+        while off < size:
+            run = min(rng.choice([1, 2, 3]) * MIB // 2, size - off)
+            kind = rng.choice(["hole", "text", "random"])
+            if kind == "text":
+                start = rng.randrange(0, max(1, len(text) - run))
+                fh.seek(off)
+                fh.write(text[start : start + run])
+            elif kind == "random":
+                fh.seek(off)
+                fh.write(rng.randbytes(run))
+            off += run
+
+
+@dataclass
+class Tenant:
+    name: str
+    tenancy_id: str
+    config_path: Path
+    endpoint: str
+
+    @property
+    def config(self) -> dict:
+        return oci.config.from_file(str(self.config_path))
+
+    def client(self, **kw) -> oci.core.BlockstorageClient:  # type: ignore[no-untyped-def]
+        return oci.core.BlockstorageClient(self.config, service_endpoint=self.endpoint, **kw)
+
+
+class Deployment:
+    """A bootvault data dir plus a server process (API + in-process worker)."""
+
+    def __init__(self, root: Path, workers: int = 1) -> None:
+        self.root = root
+        self.data_dir = root / "data"
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.workers = workers
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.env = {
+            **os.environ,
+            "BOOTVAULT_DATA_DIR": str(self.data_dir),
+            "BOOTVAULT_LEASE_SECONDS": "3",
+            "BOOTVAULT_POLL_SECONDS": "0.2",
+            "BOOTVAULT_BLOCK_SIZE": str(256 * 1024),
+        }
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(BIN / "bootvault"), *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=check,
+            timeout=300,
+        )
+
+    def start(self) -> None:
+        self.cli("migrate")
+        log = open(self.root / "server.log", "ab")  # noqa: SIM115 - the server process keeps it
+        self.proc = subprocess.Popen(
+            [str(BIN / "bootvault"), "serve", "--port", str(self.port), "--workers", str(self.workers)],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: {(self.root / 'server.log').read_text()[-3000:]}")
+            time.sleep(0.1)
+        raise RuntimeError("server did not start")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def new_tenant(self, name: str) -> Tenant:
+        config = self.root / f"oci-{name}" / "config"
+        out = self.cli("tenancy", "create", "--name", name, "--oci-config", str(config)).stdout
+        return Tenant(name, out.strip().splitlines()[-1], config, self.endpoint)
+
+    def import_volume(
+        self, tenant: Tenant, image: Path, name: str = "vol", compartment: str | None = None
+    ) -> str:
+        out = self.cli(
+            "volume",
+            "import",
+            "--compartment",
+            compartment or tenant.tenancy_id,
+            "--display-name",
+            name,
+            str(image),
+        ).stdout
+        return out.strip().splitlines()[-1]
+
+    def volume_path(self, volume_id: str) -> Path:
+        return Path(self.cli("volume", "path", volume_id).stdout.strip())
+
+
+def wait_state(client: oci.core.BlockstorageClient, getter: str, ident: str, state: str, timeout: int = 120):  # type: ignore[no-untyped-def]
+    resp = getattr(client, getter)(ident)
+    return oci.wait_until(
+        client, resp, "lifecycle_state", state, max_wait_seconds=timeout, max_interval_seconds=1
+    )
