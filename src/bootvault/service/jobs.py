@@ -239,9 +239,10 @@ def mark_faulty(conn: Connection, job: Job, reason: str) -> None:
 def execute(ctx: Context, job: Job, lease: Lease) -> None:
     """Run one claimed job to its end: success, or FAULTY with a reason. Never raises but LeaseLost."""
     if job.attempts > ctx.settings.max_job_attempts:
+        died = job.attempts - 1
         reason = (
-            f"Gave up after {job.attempts - 1} attempts: the worker running this job stopped "
-            "each time before it finished."
+            f"Gave up after {died} attempt{'s' if died != 1 else ''}: the worker running this job "
+            "stopped each time before it finished."
         )
         _finish(ctx, job, lease, JobState.FAILED, lambda conn: mark_faulty(conn, job, reason), reason)
         return
