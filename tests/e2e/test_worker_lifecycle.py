@@ -90,7 +90,7 @@ def _wait_for(client: oci.core.BlockstorageClient, backup_id: str, states: set[s
 def _big_volume(dep: Deployment, tenant: Tenant, tmp_path: Path) -> tuple[str, Path]:
     image = tmp_path / "big.img"
     with open(image, "wb") as fh:
-        for i in range(384):
+        for i in range(768):
             fh.write(os.urandom(MIB) if i % 3 else bytes(MIB))
     return dep.import_volume(tenant, image, "big-volume"), image
 

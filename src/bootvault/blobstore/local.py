@@ -1,0 +1,134 @@
+"""Filesystem-backed BlobStore.
+
+Durability: every put writes a `.tmp-<random>` file in the object's directory, fsyncs it,
+renames it over the final name and fsyncs the directory, so an object that put() returned
+for survives a crash and a reader never sees a partial object. Directories created on the
+way are fsynced into their parents as well.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+from bootvault.blobstore.base import TMP_PREFIX, BlobStoreError, ObjectNotFound, check_name
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_all(fd: int, data: bytes | memoryview) -> None:
+    view = memoryview(data).cast("B")
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+class LocalBlobStore:
+    """Objects are files below root; names are '/'-separated relative keys."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = os.path.abspath(os.fspath(root))
+        os.makedirs(self.root, exist_ok=True)
+        self._known_dirs: set[str] = {self.root}
+
+    def __repr__(self) -> str:
+        return f"LocalBlobStore({self.root!r})"
+
+    def _path(self, name: str) -> str:
+        return os.path.join(self.root, *check_name(name))
+
+    def _ensure_dir(self, directory: str) -> None:
+        """Create directory (and parents) below root, fsyncing each new entry into its parent."""
+        if directory in self._known_dirs:
+            return
+        parent = os.path.dirname(directory)
+        self._ensure_dir(parent)
+        try:
+            os.mkdir(directory)
+        except FileExistsError:
+            pass
+        else:
+            _fsync_dir(parent)
+        self._known_dirs.add(directory)
+
+    def _create_tmp(self, directory: str) -> tuple[str, int]:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+        self._ensure_dir(directory)
+        tmp = os.path.join(directory, TMP_PREFIX + secrets.token_hex(8))
+        try:
+            return tmp, os.open(tmp, flags, 0o644)
+        except FileNotFoundError:  # directory removed behind our back: forget the cache, retry once
+            self._known_dirs = {self.root}
+            self._ensure_dir(directory)
+            return tmp, os.open(tmp, flags, 0o644)
+
+    def put(self, name: str, data: bytes | memoryview) -> None:
+        path = self._path(name)
+        directory = os.path.dirname(path)
+        try:
+            tmp, fd = self._create_tmp(directory)
+            try:
+                try:
+                    _write_all(fd, data)
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                os.rename(tmp, path)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
+            _fsync_dir(directory)
+        except OSError as exc:
+            raise BlobStoreError(f"cannot store {name}: {exc}") from exc
+
+    def get(self, name: str) -> bytes:
+        path = self._path(name)
+        try:
+            with open(path, "rb") as f:
+                return f.read()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise ObjectNotFound(name) from None
+        except OSError as exc:
+            raise BlobStoreError(f"cannot read {name}: {exc}") from exc
+
+    def exists(self, name: str) -> bool:
+        return os.path.isfile(self._path(name))
+
+    def delete(self, name: str) -> None:
+        try:
+            os.unlink(self._path(name))
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            pass
+        except OSError as exc:
+            raise BlobStoreError(f"cannot delete {name}: {exc}") from exc
+
+    def list(self, prefix: str) -> Iterator[str]:
+        """Yield names starting with prefix (a plain string prefix, like S3)."""
+        if prefix.startswith("/") or ".." in prefix.split("/"):
+            raise ValueError(f"invalid prefix: {prefix!r}")
+        head = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
+        start = Path(self.root, head) if head else Path(self.root)
+        yield from (n for n in self._walk(start) if n.startswith(prefix))
+
+    def _walk(self, directory: Path) -> Iterator[str]:
+        try:
+            entries = list(os.scandir(directory))
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        for entry in entries:
+            if entry.name.startswith(TMP_PREFIX):
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                yield from self._walk(Path(entry.path))
+            elif entry.is_file(follow_symlinks=False):
+                yield os.path.relpath(entry.path, self.root).replace(os.sep, "/")

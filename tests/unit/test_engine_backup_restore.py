@@ -1,0 +1,325 @@
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from bootvault.blobstore import BlobStore, LocalBlobStore
+from bootvault.engine import codec
+from bootvault.engine.backup import BackupResult, VolumeChanged, run_backup
+from bootvault.engine.keys import DataKeys, LocalKeyProvider
+from bootvault.engine.manifest import CorruptManifest, Manifest, load_manifest
+from bootvault.engine.restore import RestoreError, run_restore
+
+BS = 64 * 1024
+NBLOCKS = 48
+SIZE = NBLOCKS * BS + 12345  # partial final block (index 48)
+TENANCY = "ocid1.tenancy.oc1..aaaa"
+
+
+def _usr_bin_bytes(n: int) -> bytes:
+    """Real, compressible binary content."""
+    out = bytearray()
+    for f in sorted(Path("/usr/bin").iterdir()):
+        if len(out) >= n:
+            break
+        try:
+            if f.is_file() and f.stat().st_size > 4096:
+                out += f.read_bytes()[: n - len(out)]
+        except OSError:
+            continue
+    out += b"fallback text " * ((n - len(out)) // 14 + 1)
+    return bytes(out[:n])
+
+
+def _write(path: Path, off: int, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        os.pwrite(fd, data, off)
+    finally:
+        os.close(fd)
+
+
+def _make_image(path: Path) -> dict[int, bytes]:
+    """Sparse image; returns the expected non-zero blocks by index."""
+    blocks: dict[int, bytes] = {}
+    text = _usr_bin_bytes(4 * BS)
+    for i in range(4):  # 0-3 compressible; 4-9 hole
+        blocks[i] = text[i * BS : (i + 1) * BS]
+    blocks[10] = os.urandom(BS)
+    blocks[11] = os.urandom(BS)
+    blocks[13] = os.urandom(4096) + bytes(BS - 4096)  # only its first 4 KiB is allocated
+    blocks[20] = blocks[0]  # duplicate content
+    blocks[NBLOCKS] = os.urandom(12345)  # the partial final block
+    with open(path, "wb") as f:
+        f.truncate(SIZE)
+    for i, data in blocks.items():
+        _write(path, i * BS, data.rstrip(b"\0") if i == 13 else data)
+    _write(path, 12 * BS, bytes(BS))  # zeros written as data: must not be stored
+    return blocks
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+class CountingStore:
+    """A real LocalBlobStore that counts calls (not a mock: every call is forwarded)."""
+
+    def __init__(self, inner: LocalBlobStore) -> None:
+        self.inner = inner
+        self.exists_calls = 0
+        self.puts: list[str] = []
+
+    def put(self, name: str, data: bytes | memoryview) -> None:
+        self.puts.append(name)
+        self.inner.put(name, data)
+
+    def get(self, name: str) -> bytes:
+        return self.inner.get(name)
+
+    def exists(self, name: str) -> bool:
+        self.exists_calls += 1
+        return self.inner.exists(name)
+
+    def delete(self, name: str) -> None:
+        self.inner.delete(name)
+
+    def list(self, prefix: str) -> Iterator[str]:
+        return self.inner.list(prefix)
+
+
+@pytest.fixture
+def provider(tmp_path: Path) -> LocalKeyProvider:
+    p = LocalKeyProvider(tmp_path / "keys")
+    p.ensure_master()
+    return p
+
+
+@pytest.fixture
+def keys(provider: LocalKeyProvider) -> DataKeys:
+    return provider.data_keys(TENANCY, None)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> CountingStore:
+    return CountingStore(LocalBlobStore(tmp_path / "store"))
+
+
+def _backup(vol: Path, store: BlobStore, keys: DataKeys, name: str, **kw: object) -> BackupResult:
+    kw.setdefault("parent", None)
+    kw.setdefault("full", True)
+    return run_backup(vol, store, keys, name, block_size=BS, **kw)  # type: ignore[arg-type]
+
+
+def test_roundtrip_holes_zeros_partial_block(tmp_path: Path, store: CountingStore, keys: DataKeys) -> None:
+    vol = tmp_path / "vol.img"
+    blocks = _make_image(vol)
+    want = _sha(vol)
+    calls: list[tuple[int, int]] = []
+    t0 = datetime.now(UTC)
+    res = _backup(vol, store, keys, "manifests/b1", progress=lambda d, t: calls.append((d, t)))
+    assert t0 <= res.image_time <= datetime.now(UTC)
+    assert res.logical_size == SIZE
+    assert res.blocks_total == len(blocks) == 9
+    assert res.blocks_new == 8  # block 20 duplicates block 0
+    assert res.bytes_referenced == sum(len(b) for b in blocks.values())
+    chunk_names = list(store.list(f"chunks/{keys.scope}/"))
+    assert len(chunk_names) == 8 == len(store.puts) - 1  # + the manifest
+    assert res.bytes_new == sum(len(store.get(n)) for n in chunk_names)
+    assert res.bytes_new < res.bytes_referenced  # compressible blocks shrank
+    assert store.puts[-1] == "manifests/b1"  # manifest saved last
+    assert [i for i, _ in res.manifest.entries()] == sorted(blocks)
+    assert res.manifest.block_id(12) is None and res.manifest.block_id(5) is None
+    assert res.manifest.block_id(0) == res.manifest.block_id(20) == codec.block_id(keys, blocks[0])
+    assert calls[-1] == (SIZE, SIZE) and [d for d, _ in calls] == sorted(d for d, _ in calls)
+
+    loaded = load_manifest(store, keys, "manifests/b1")
+    assert loaded == res.manifest
+    out = tmp_path / "restored.img"
+    out.write_bytes(b"stale data that must vanish" * 100000)
+    rcalls: list[tuple[int, int]] = []
+    run_restore(store, keys, loaded, out, progress=lambda d, t: rcalls.append((d, t)))
+    assert out.stat().st_size == SIZE
+    assert _sha(out) == want
+    assert out.stat().st_blocks * 512 < SIZE // 2  # sparse: only ~9 blocks allocated
+    assert rcalls[-1] == (SIZE, SIZE)
+
+
+def test_full_then_incremental(tmp_path: Path, store: CountingStore, keys: DataKeys) -> None:
+    vol = tmp_path / "vol.img"
+    _make_image(vol)
+    sha_full = _sha(vol)
+    full = _backup(vol, store, keys, "manifests/full")
+    _write(vol, 2 * BS + 100, b"changed!")  # modify a data block
+    _write(vol, 30 * BS, os.urandom(BS))  # fill a hole
+    _write(vol, 11 * BS, bytes(BS))  # zero a data block
+    sha_incr = _sha(vol)
+    store.exists_calls, store.puts = 0, []
+    incr = _backup(vol, store, keys, "manifests/incr", parent=full.manifest, full=False)
+    assert incr.blocks_new == 2
+    assert store.exists_calls == 2  # unchanged blocks were trusted from the parent map
+    assert len(store.puts) == 3  # two blocks + manifest
+    assert incr.blocks_total == full.blocks_total  # +1 filled hole, -1 zeroed block
+    assert incr.manifest.block_id(11) is None and incr.manifest.block_id(30) is not None
+
+    for name, sha in (("manifests/full", sha_full), ("manifests/incr", sha_incr)):
+        out = tmp_path / f"{name.split('/')[1]}.img"
+        run_restore(store, keys, load_manifest(store, keys, name), out)
+        assert _sha(out) == sha
+
+
+def test_full_self_heals_missing_block(tmp_path: Path, store: CountingStore, keys: DataKeys) -> None:
+    vol = tmp_path / "vol.img"
+    _make_image(vol)
+    first = _backup(vol, store, keys, "manifests/a")
+    lost = codec.object_name(keys, first.manifest.block_id(10))
+    store.delete(lost)
+    incr = _backup(vol, store, keys, "manifests/b", parent=first.manifest, full=False)
+    assert incr.blocks_new == 0 and not store.exists(lost)  # incremental trusts the parent
+    store.exists_calls = 0
+    healed = _backup(vol, store, keys, "manifests/c", parent=first.manifest, full=True)
+    assert store.exists_calls == 8  # every distinct block re-checked
+    assert healed.blocks_new == 1 and store.exists(lost)
+    out = tmp_path / "out.img"
+    run_restore(store, keys, incr.manifest, out)  # the older backup is whole again
+    assert _sha(out) == _sha(vol)
+
+
+def test_no_dedup_across_tenancies_or_keys(
+    tmp_path: Path, store: CountingStore, provider: LocalKeyProvider
+) -> None:
+    vol = tmp_path / "vol.img"
+    _make_image(vol)
+    kms = "ocid1.key.oc1.phx.aaaa.kkkk"
+    provider.create_key(kms)
+    variants = [
+        provider.data_keys(TENANCY, None),
+        provider.data_keys("ocid1.tenancy.oc1..bbbb", None),
+        provider.data_keys(TENANCY, kms),
+    ]
+    assert len({k.scope for k in variants}) == 3
+    for n, k in enumerate(variants):
+        res = _backup(vol, store, k, f"manifests/m{n}")
+        assert res.blocks_new == 8
+        assert len(list(store.list(f"chunks/{k.scope}/"))) == 8
+    again = _backup(vol, store, variants[2], "manifests/again")
+    assert again.blocks_new == 0 and again.bytes_new == 0
+    with pytest.raises(CorruptManifest):  # another key cannot read the manifest
+        load_manifest(store, variants[1], "manifests/m0")
+
+
+def test_restore_detects_corrupt_and_missing_blocks(
+    tmp_path: Path, store: CountingStore, keys: DataKeys
+) -> None:
+    vol = tmp_path / "vol.img"
+    _make_image(vol)
+    res = _backup(vol, store, keys, "manifests/x")
+    name = codec.object_name(keys, res.manifest.block_id(11))
+    good = store.get(name)
+    bad = bytearray(good)
+    bad[len(bad) // 2] ^= 0xFF
+    store.inner.delete(name)
+    store.put(name, bytes(bad))
+    with pytest.raises(RestoreError, match=rf"block 11 \(offset {11 * BS}\) failed authentication") as info:
+        run_restore(store, keys, res.manifest, tmp_path / "o1.img")
+    assert name in str(info.value)
+
+    store.delete(name)
+    missing = rf"block 11 \(offset {11 * BS}\) is missing from the store: {name}"
+    with pytest.raises(RestoreError, match=missing):
+        run_restore(store, keys, res.manifest, tmp_path / "o2.img")
+
+    store.put(name, good)
+    run_restore(store, keys, res.manifest, tmp_path / "o3.img")
+    assert _sha(tmp_path / "o3.img") == _sha(vol)
+
+
+def test_manifest_tamper_and_move(tmp_path: Path, store: CountingStore, keys: DataKeys) -> None:
+    vol = tmp_path / "vol.img"
+    _make_image(vol)
+    _backup(vol, store, keys, "manifests/t")
+    blob = store.get("manifests/t")
+    store.put("manifests/moved", blob)
+    with pytest.raises(CorruptManifest, match="authentication"):
+        load_manifest(store, keys, "manifests/moved")
+    for pos in (0, len(blob) - 1, len(blob) // 2):
+        bad = bytearray(blob)
+        bad[pos] ^= 0x01
+        store.put("manifests/t", bytes(bad))
+        with pytest.raises(CorruptManifest):
+            load_manifest(store, keys, "manifests/t")
+
+
+def test_manifest_rejects_invalid_content() -> None:
+    with pytest.raises(ValueError):
+        Manifest.from_entries(10 * BS, BS, [(3, b"a" * 32), (2, b"b" * 32)])
+    with pytest.raises(ValueError):
+        Manifest.from_entries(10 * BS, BS, [(10, b"a" * 32)])
+    m = Manifest.from_entries(10 * BS + 1, BS, [(10, b"a" * 32)])
+    assert m.block_count == 11 and m.block_id(10) == b"a" * 32 and len(m) == 1
+
+
+class _Writer:
+    """Progress callback that writes into the volume mid-read during the first `dirty` attempts."""
+
+    def __init__(self, vol: Path, dirty: int) -> None:
+        self.vol, self.dirty = vol, dirty
+        self.attempt = 0
+        self.wrote_in: set[int] = set()
+        self.last_write = b""
+
+    def __call__(self, done: int, total: int) -> None:
+        if done == 0:
+            self.attempt += 1
+        if self.attempt <= self.dirty and done > total // 3 and self.attempt not in self.wrote_in:
+            self.wrote_in.add(self.attempt)
+            self.last_write = os.urandom(100)
+            _write(self.vol, 0, self.last_write)  # block 0 was already read: the image is torn
+
+
+def test_volume_changing_every_attempt_fails(tmp_path: Path, store: CountingStore, keys: DataKeys) -> None:
+    vol = tmp_path / "vol.img"
+    _make_image(vol)
+    writer = _Writer(vol, dirty=3)
+    with pytest.raises(VolumeChanged, match="changed 3 times while it was being imaged"):
+        _backup(vol, store, keys, "manifests/torn", progress=writer, max_attempts=3)
+    assert writer.wrote_in == {1, 2, 3}
+    assert not store.exists("manifests/torn")
+
+
+def test_volume_changed_once_then_consistent(tmp_path: Path, store: CountingStore, keys: DataKeys) -> None:
+    vol = tmp_path / "vol.img"
+    _make_image(vol)
+    writer = _Writer(vol, dirty=1)
+    res = _backup(vol, store, keys, "manifests/ok", progress=writer, max_attempts=3)
+    assert writer.attempt == 2 and writer.wrote_in == {1}
+    expected = vol.read_bytes()
+    assert expected[:100] == writer.last_write
+    out = tmp_path / "out.img"
+    run_restore(store, keys, load_manifest(store, keys, "manifests/ok"), out)
+    assert out.read_bytes() == expected
+    assert res.image_time.tzinfo is not None
+
+
+def test_volume_truncated_during_first_attempt(tmp_path: Path, store: CountingStore, keys: DataKeys) -> None:
+    vol = tmp_path / "vol.img"
+    _make_image(vol)
+    seen = {"attempts": 0}
+
+    def shrink(done: int, total: int) -> None:
+        if done == 0:
+            seen["attempts"] += 1
+        if seen["attempts"] == 1 and vol.stat().st_size == SIZE and done > BS:
+            os.truncate(vol, 15 * BS)  # blocks 20 and 48 vanish under the reader
+
+    res = _backup(vol, store, keys, "manifests/s", progress=shrink)
+    assert seen["attempts"] == 2
+    assert res.logical_size == 15 * BS and max(i for i, _ in res.manifest.entries()) == 13
+    out = tmp_path / "out.img"
+    run_restore(store, keys, res.manifest, out)
+    assert _sha(out) == _sha(vol)
