@@ -96,7 +96,6 @@ class Deployment:
             "BOOTVAULT_DATA_DIR": str(self.data_dir),
             "BOOTVAULT_LEASE_SECONDS": "3",
             "BOOTVAULT_POLL_SECONDS": "0.2",
-            "BOOTVAULT_BLOCK_SIZE": str(256 * 1024),
         }
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

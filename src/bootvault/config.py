@@ -25,7 +25,7 @@ class Settings(BaseSettings):
     lease_seconds: float = 30.0
     poll_seconds: float = 0.5
     max_job_attempts: int = 3
-    block_size: int = 1 << 20
+    block_size: int = 64 << 10  # change-detection granularity of backups (see docs/architecture.md)
     engine_threads: int = 2
     retry_token_hours: float = 24.0
     max_clock_skew_seconds: float = 300.0

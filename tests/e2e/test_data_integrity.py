@@ -82,9 +82,9 @@ def test_flipped_byte_makes_restore_faulty(deployment: Deployment, tenant: Tenan
     image.write_bytes(random.Random(21).randbytes(3 * MIB))
     volume_id = deployment.import_volume(tenant, image, "corruptible")
     backup = _backup(client, volume_id, "FULL").data
-    # These random blocks exist only in this backup, so every chunk file written after it is ours.
-    chunks = sorted((deployment.data_dir / "store" / "chunks").rglob("*"), key=lambda p: p.stat().st_mtime)
-    victim = [p for p in chunks if p.is_file()][-1]
+    # These random blocks exist only in this backup, so the newest pack holds them.
+    packs = sorted((deployment.data_dir / "store" / "packs").rglob("*"), key=lambda p: p.stat().st_mtime)
+    victim = [p for p in packs if p.is_file()][-1]
     victim.chmod(0o600)
     data = bytearray(victim.read_bytes())
     data[len(data) // 2] ^= 0x01

@@ -9,10 +9,14 @@ from pathlib import Path
 import pytest
 
 from bootvault.blobstore import BlobStore, LocalBlobStore
+from bootvault.engine import backup as backup_mod
 from bootvault.engine import codec
+from bootvault.engine import packs as packs_mod
 from bootvault.engine.backup import BackupResult, VolumeChanged, run_backup
+from bootvault.engine.index import ScopeIndex
 from bootvault.engine.keys import DataKeys, LocalKeyProvider
 from bootvault.engine.manifest import CorruptManifest, Manifest, load_manifest
+from bootvault.engine.packs import PACK_MAGIC
 from bootvault.engine.restore import RestoreError, run_restore
 
 BS = 64 * 1024
@@ -82,6 +86,9 @@ class CountingStore:
     def get(self, name: str) -> bytes:
         return self.inner.get(name)
 
+    def get_range(self, name: str, offset: int, length: int) -> bytes:
+        return self.inner.get_range(name, offset, length)
+
     def exists(self, name: str) -> bool:
         self.exists_calls += 1
         return self.inner.exists(name)
@@ -116,6 +123,16 @@ def _backup(vol: Path, store: BlobStore, keys: DataKeys, name: str, **kw: object
     return run_backup(vol, store, keys, name, block_size=BS, **kw)  # type: ignore[arg-type]
 
 
+@pytest.fixture(autouse=True)
+def small_segments(monkeypatch: pytest.MonkeyPatch) -> None:
+    """4-block reads, so progress (and the tear tests' writer) runs several times per backup."""
+    monkeypatch.setattr(backup_mod, "SEGMENT", 4 * BS)
+
+
+def _packs(store: BlobStore, keys: DataKeys) -> list[str]:
+    return sorted(store.list(f"packs/{keys.scope}/"))
+
+
 def test_roundtrip_holes_zeros_partial_block(tmp_path: Path, store: CountingStore, keys: DataKeys) -> None:
     vol = tmp_path / "vol.img"
     blocks = _make_image(vol)
@@ -128,11 +145,11 @@ def test_roundtrip_holes_zeros_partial_block(tmp_path: Path, store: CountingStor
     assert res.blocks_total == len(blocks) == 9
     assert res.blocks_new == 8  # block 20 duplicates block 0
     assert res.bytes_referenced == sum(len(b) for b in blocks.values())
-    chunk_names = list(store.list(f"chunks/{keys.scope}/"))
-    assert len(chunk_names) == 8 == len(store.puts) - 1  # + the manifest
-    assert res.bytes_new == sum(len(store.get(n)) for n in chunk_names)
+    packs = _packs(store, keys)
+    assert len(packs) == 1 == res.packs_written  # 8 small blocks fit one pack
+    assert store.puts == [packs[0], f"index/{keys.scope}/{packs[0].rsplit('/', 1)[1]}", "manifests/b1"]
+    assert res.bytes_new == store.inner.size(packs[0]) - len(PACK_MAGIC)
     assert res.bytes_new < res.bytes_referenced  # compressible blocks shrank
-    assert store.puts[-1] == "manifests/b1"  # manifest saved last
     assert [i for i, _ in res.manifest.entries()] == sorted(blocks)
     assert res.manifest.block_id(12) is None and res.manifest.block_id(5) is None
     assert res.manifest.block_id(0) == res.manifest.block_id(20) == codec.block_id(keys, blocks[0])
@@ -147,7 +164,7 @@ def test_roundtrip_holes_zeros_partial_block(tmp_path: Path, store: CountingStor
     assert out.stat().st_size == SIZE
     assert _sha(out) == want
     assert out.stat().st_blocks * 512 < SIZE // 2  # sparse: only ~9 blocks allocated
-    assert rcalls[-1] == (SIZE, SIZE)
+    assert rcalls[-1][0] == rcalls[-1][1]
 
 
 def test_full_then_incremental(tmp_path: Path, store: CountingStore, keys: DataKeys) -> None:
@@ -159,11 +176,10 @@ def test_full_then_incremental(tmp_path: Path, store: CountingStore, keys: DataK
     _write(vol, 30 * BS, os.urandom(BS))  # fill a hole
     _write(vol, 11 * BS, bytes(BS))  # zero a data block
     sha_incr = _sha(vol)
-    store.exists_calls, store.puts = 0, []
+    store.puts = []
     incr = _backup(vol, store, keys, "manifests/incr", parent=full.manifest, full=False)
-    assert incr.blocks_new == 2
-    assert store.exists_calls == 2  # unchanged blocks were trusted from the parent map
-    assert len(store.puts) == 3  # two blocks + manifest
+    assert incr.blocks_new == 2 and incr.packs_written == 1
+    assert len(store.puts) == 3  # one pack with the two blocks, its index, the manifest
     assert incr.blocks_total == full.blocks_total  # +1 filled hole, -1 zeroed block
     assert incr.manifest.block_id(11) is None and incr.manifest.block_id(30) is not None
 
@@ -173,18 +189,29 @@ def test_full_then_incremental(tmp_path: Path, store: CountingStore, keys: DataK
         assert _sha(out) == sha
 
 
-def test_full_self_heals_missing_block(tmp_path: Path, store: CountingStore, keys: DataKeys) -> None:
+def test_index_dedups_without_parent_and_across_processes(
+    tmp_path: Path, store: CountingStore, keys: DataKeys
+) -> None:
+    vol = tmp_path / "vol.img"
+    _make_image(vol)
+    _backup(vol, store, keys, "manifests/a")
+    # A fresh ScopeIndex (as in another worker process) learns the blocks from the index objects.
+    again = _backup(vol, store, keys, "manifests/b", full=False, index=ScopeIndex(keys))
+    assert again.blocks_new == 0 and again.packs_written == 0
+
+
+def test_full_self_heals_missing_pack(tmp_path: Path, store: CountingStore, keys: DataKeys) -> None:
     vol = tmp_path / "vol.img"
     _make_image(vol)
     first = _backup(vol, store, keys, "manifests/a")
-    lost = codec.object_name(keys, first.manifest.block_id(10))
+    (lost,) = _packs(store, keys)
     store.delete(lost)
     incr = _backup(vol, store, keys, "manifests/b", parent=first.manifest, full=False)
-    assert incr.blocks_new == 0 and not store.exists(lost)  # incremental trusts the parent
-    store.exists_calls = 0
+    assert incr.blocks_new == 0  # an incremental trusts the parent and the index
+    with pytest.raises(RestoreError, match="is missing from the store"):
+        run_restore(store, keys, incr.manifest, tmp_path / "broken.img")
     healed = _backup(vol, store, keys, "manifests/c", parent=first.manifest, full=True)
-    assert store.exists_calls == 8  # every distinct block re-checked
-    assert healed.blocks_new == 1 and store.exists(lost)
+    assert healed.blocks_new == 8 and len(_packs(store, keys)) == 1
     out = tmp_path / "out.img"
     run_restore(store, keys, incr.manifest, out)  # the older backup is whole again
     assert _sha(out) == _sha(vol)
@@ -206,11 +233,20 @@ def test_no_dedup_across_tenancies_or_keys(
     for n, k in enumerate(variants):
         res = _backup(vol, store, k, f"manifests/m{n}")
         assert res.blocks_new == 8
-        assert len(list(store.list(f"chunks/{k.scope}/"))) == 8
+        assert len(_packs(store, k)) == 1
     again = _backup(vol, store, variants[2], "manifests/again")
     assert again.blocks_new == 0 and again.bytes_new == 0
     with pytest.raises(CorruptManifest):  # another key cannot read the manifest
         load_manifest(store, variants[1], "manifests/m0")
+
+
+def _flip(store: CountingStore, name: str, pos: int) -> bytes:
+    good = store.get(name)
+    bad = bytearray(good)
+    bad[pos] ^= 0xFF
+    store.inner.delete(name)
+    store.put(name, bytes(bad))
+    return good
 
 
 def test_restore_detects_corrupt_and_missing_blocks(
@@ -219,24 +255,45 @@ def test_restore_detects_corrupt_and_missing_blocks(
     vol = tmp_path / "vol.img"
     _make_image(vol)
     res = _backup(vol, store, keys, "manifests/x")
-    name = codec.object_name(keys, res.manifest.block_id(11))
-    good = store.get(name)
-    bad = bytearray(good)
-    bad[len(bad) // 2] ^= 0xFF
-    store.inner.delete(name)
-    store.put(name, bytes(bad))
+    (pack,) = _packs(store, keys)
+    index = ScopeIndex(keys)
+    index.refresh(store)
+    _, offset, length = index.lookup(res.manifest.block_id(11))  # type: ignore[misc]
+    good = _flip(store, pack, offset + length // 2)
     with pytest.raises(RestoreError, match=rf"block 11 \(offset {11 * BS}\) failed authentication") as info:
         run_restore(store, keys, res.manifest, tmp_path / "o1.img")
-    assert name in str(info.value)
+    assert pack in str(info.value)
 
-    store.delete(name)
-    missing = rf"block 11 \(offset {11 * BS}\) is missing from the store: {name}"
-    with pytest.raises(RestoreError, match=missing):
+    store.delete(pack)
+    with pytest.raises(RestoreError, match=rf"is missing from the store: {pack} is gone"):
         run_restore(store, keys, res.manifest, tmp_path / "o2.img")
 
-    store.put(name, good)
+    store.put(pack, good)
     run_restore(store, keys, res.manifest, tmp_path / "o3.img")
     assert _sha(tmp_path / "o3.img") == _sha(vol)
+
+
+def test_block_missing_from_every_pack(tmp_path: Path, store: CountingStore, keys: DataKeys) -> None:
+    vol = tmp_path / "vol.img"
+    _make_image(vol)
+    res = _backup(vol, store, keys, "manifests/y")
+    for name in list(store.list(f"index/{keys.scope}/")):
+        store.delete(name)
+    with pytest.raises(RestoreError, match="no pack or object holds block"):
+        run_restore(store, keys, res.manifest, tmp_path / "o.img")
+
+
+def test_many_packs_and_coalesced_reads(
+    tmp_path: Path, store: CountingStore, keys: DataKeys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(packs_mod, "PACK_TARGET", 3 * BS)
+    vol = tmp_path / "rand.img"
+    vol.write_bytes(os.urandom(40 * BS + 7))
+    res = _backup(vol, store, keys, "manifests/many")
+    assert res.packs_written == len(_packs(store, keys)) >= 10
+    out = tmp_path / "o.img"
+    run_restore(store, keys, res.manifest, out)
+    assert _sha(out) == _sha(vol)
 
 
 def test_manifest_tamper_and_move(tmp_path: Path, store: CountingStore, keys: DataKeys) -> None:

@@ -84,10 +84,11 @@ def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         finally:
             logs.request_id.reset(token)
         response.headers["opc-request-id"] = rid
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         log.info(
             "%s %s -> %s",
             request.method,
-            request.url.path,
+            target,
             response.status_code,
             extra={
                 "status": response.status_code,

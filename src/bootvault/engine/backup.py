@@ -1,8 +1,10 @@
 """Backup: image a sparse volume file into content-addressed, encrypted blocks plus a manifest.
 
-The main thread maps data extents and reads blocks into a small set of reused buffers; a
-bounded pool (at most 2 blocks in flight per worker) hashes, compresses, encrypts and puts.
-Consistency is checked with stat signatures around the whole read (see _stable_stat).
+The main thread maps data extents and reads 4 MiB block-aligned segments into a few reused
+buffers; a bounded pool (2 segments in flight per worker) skips zero blocks, hashes every block,
+and compresses and encrypts the ones the scope does not hold yet. The main thread appends those
+to packs in order; packs upload in the background. Consistency is checked with stat signatures
+around the whole read (see _stable_stat).
 """
 
 from __future__ import annotations
@@ -12,20 +14,24 @@ import threading
 import time
 from array import array
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from bootvault.blobstore import BlobStore
 from bootvault.engine import codec
+from bootvault.engine.index import ScopeIndex
 from bootvault.engine.keys import DataKeys
 from bootvault.engine.manifest import Manifest, save_manifest
-from bootvault.engine.volumes import ProgressReporter, block_segments, data_extents, is_zero, read_block
+from bootvault.engine.packs import PackWriter
+from bootvault.engine.volumes import ProgressReporter, Segment, data_extents
 
 RACY_NS = 50_000_000  # a timestamp younger than this may hide a same-tick write
 MAX_SETTLE_S = 1.0  # give up waiting for a quiet volume after this long
 IN_FLIGHT_PER_WORKER = 2
+DEFAULT_BLOCK_SIZE = 64 << 10  # change-detection granularity; see docs/architecture.md
 
 
 class VolumeChanged(Exception):
@@ -45,6 +51,7 @@ class BackupResult:
     bytes_new: int
     bytes_referenced: int
     image_time: datetime
+    packs_written: int = 0
 
 
 @dataclass
@@ -82,88 +89,117 @@ def _stable_stat(path: str) -> tuple[os.stat_result, datetime]:
             return again, taken  # unchanged since `taken`: the image instant stands
 
 
-class _Uploader:
-    """Worker-side block processing shared by all attempts of one backup."""
+SEGMENT = 4 << 20  # bytes read per task: large reads, few tasks, per-block work stays in C
 
-    def __init__(self, store: BlobStore, keys: DataKeys, full: bool) -> None:
-        self.store, self.keys, self.full = store, keys, full
-        self._present: set[bytes] = set()  # ids known stored (or being stored) during this run
+
+def _data_ranges(fd: int, size: int, block_size: int) -> Iterator[tuple[int, int, list[Segment]]]:
+    """Block-aligned ranges [start, end) covering the data extents, with the extents inside them.
+
+    Holes are never read; a block that is partly hole is read with its hole part zeroed."""
+    cur: list[Any] | None = None
+    for start, end in data_extents(fd, size):
+        a = start // block_size * block_size
+        b = min(-(-end // block_size) * block_size, size)
+        if cur is not None and a <= cur[1]:
+            cur[1] = max(cur[1], b)
+            cur[2].append((start, end))
+            continue
+        if cur is not None:
+            yield cur[0], cur[1], cur[2]
+        cur = [a, b, [(start, end)]]
+    if cur is not None:
+        yield cur[0], cur[1], cur[2]
+
+
+def _segments(fd: int, size: int, block_size: int) -> Iterator[tuple[int, int, list[Segment]]]:
+    """Split the data ranges into SEGMENT-sized, block-aligned reads."""
+    step = max(block_size, SEGMENT // block_size * block_size)
+    for start, end, extents in _data_ranges(fd, size, block_size):
+        for seg in range(start, end, step):
+            seg_end = min(seg + step, end)
+            inside = [(max(s, seg), min(e, seg_end)) for s, e in extents if s < seg_end and e > seg]
+            yield seg, seg_end, inside
+
+
+class _BlockWorker:
+    """Per-block decisions, run in pool threads: zero? known? else encode for a pack."""
+
+    def __init__(self, keys: DataKeys, block_size: int, index: ScopeIndex, parent: Manifest | None) -> None:
+        self.keys, self.block_size, self.index, self.parent = keys, block_size, index, parent
+        self.zero = bytes(block_size)
+        self._pending: set[bytes] = set()
         self._lock = threading.Lock()
 
     def _claim(self, bid: bytes) -> bool:
         with self._lock:
-            if bid in self._present:
+            if bid in self._pending:
                 return False
-            self._present.add(bid)
+            self._pending.add(bid)
             return True
 
-    def process(self, buf: bytearray, length: int, parent_id: bytes | None) -> tuple[bytes, int]:
-        """Return (block id, stored bytes written: 0 if the block was already there)."""
-        data = memoryview(buf)[:length]
-        bid = codec.block_id(self.keys, data)
-        if (not self.full and bid == parent_id) or not self._claim(bid):
-            return bid, 0
-        name = codec.object_name(self.keys, bid)
-        try:
-            if self.store.exists(name):
-                return bid, 0
-            blob = codec.encode(self.keys, data, bid)
-            self.store.put(name, blob)
-        except BaseException:
-            with self._lock:
-                self._present.discard(bid)
-            raise
-        return bid, len(blob)
+    def segment(self, start: int, buf: bytearray, length: int) -> list[tuple[int, bytes, bytes | None, int]]:
+        """(block index, id, encoded blob if new else None, plaintext length) per non-zero block."""
+        out = []
+        view, bs = memoryview(buf), self.block_size
+        for off in range(0, length, bs):
+            block = view[off : min(off + bs, length)]
+            if block == self.zero[: len(block)]:
+                continue
+            index = (start + off) // bs
+            bid = codec.block_id(self.keys, block)
+            known = (self.parent is not None and self.parent.block_id(index) == bid) or (
+                self.index.lookup(bid) is not None
+            )
+            blob = None if known or not self._claim(bid) else codec.encode(self.keys, block, bid)
+            out.append((index, bid, blob, len(block)))
+        return out
+
+
+def _read_segment(fd: int, buf: bytearray, start: int, end: int, inside: list[Segment]) -> None:
+    view = memoryview(buf)
+    if not (len(inside) == 1 and inside[0] == (start, end)):
+        view[: end - start] = bytes(end - start)
+    for s, e in inside:
+        pos = s
+        while pos < e:
+            n = os.preadv(fd, [view[pos - start : e - start]], pos)
+            if n == 0:
+                raise _Torn(f"unexpected end of file at offset {pos}")
+            pos += n
 
 
 def _one_pass(
-    fd: int,
-    size: int,
-    block_size: int,
-    uploader: _Uploader,
-    parent: Manifest | None,
-    workers: int,
-    reporter: ProgressReporter,
+    fd: int, size: int, worker: _BlockWorker, packer: PackWriter, workers: int, reporter: ProgressReporter
 ) -> _Pass:
-    """Read every data block once, feeding the pool; results are collected in index order."""
+    """Read every data segment once; the pool hashes and encodes; results are packed in order."""
     out = _Pass()
-    zero = bytes(block_size)
     limit = max(1, workers) * IN_FLIGHT_PER_WORKER
+    seg_size = max(worker.block_size, SEGMENT // worker.block_size * worker.block_size)
     free: list[bytearray] = []
-    inflight: deque[tuple[int, int, bytearray, Future[tuple[bytes, int]]]] = deque()
+    inflight: deque[tuple[int, int, bytearray, Future[list[tuple[int, bytes, bytes | None, int]]]]] = deque()
 
     def collect() -> None:
-        index, length, buf, fut = inflight.popleft()
-        bid, stored = fut.result()
-        out.indices.append(index)
-        out.ids.extend(bid)
-        out.bytes_referenced += length
-        if stored:
-            out.blocks_new += 1
-            out.bytes_new += stored
+        _, end, buf, fut = inflight.popleft()
+        for index, bid, blob, length in fut.result():
+            out.indices.append(index)
+            out.ids.extend(bid)
+            out.bytes_referenced += length
+            if blob is not None:
+                packer.add(bid, blob)
+                out.blocks_new += 1
+                out.bytes_new += len(blob)
         free.append(buf)
-        reporter.update(inflight[0][0] * block_size if inflight else index * block_size + length)
+        reporter.update(end)
 
     reporter.update(0)
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="bv-backup") as pool:
         try:
-            for index, segs in block_segments(data_extents(fd, size), block_size):
+            for start, end, inside in _segments(fd, size, worker.block_size):
                 while len(inflight) >= limit:
                     collect()
-                buf = free.pop() if free else bytearray(block_size)
-                off = index * block_size
-                length = min(block_size, size - off)
-                try:
-                    read_block(fd, buf, off, length, segs)
-                except EOFError as exc:
-                    raise _Torn(str(exc)) from None
-                if is_zero(buf, length, zero):
-                    free.append(buf)
-                    if not inflight:
-                        reporter.update(off + length)
-                    continue
-                parent_id = parent.block_id(index) if parent is not None else None
-                inflight.append((index, length, buf, pool.submit(uploader.process, buf, length, parent_id)))
+                buf = free.pop() if free else bytearray(seg_size)
+                _read_segment(fd, buf, start, end, inside)
+                inflight.append((start, end, buf, pool.submit(worker.segment, start, buf, end - start)))
             while inflight:
                 collect()
         except BaseException:
@@ -174,9 +210,8 @@ def _one_pass(
 
 def _attempt(
     path: str,
-    block_size: int,
-    uploader: _Uploader,
-    parent: Manifest | None,
+    worker: _BlockWorker,
+    packer: PackWriter,
     workers: int,
     progress: Callable[[int, int], None] | None,
 ) -> tuple[_Pass, int, datetime] | None:
@@ -188,7 +223,7 @@ def _attempt(
             return None
         reporter = ProgressReporter(before.st_size, progress)
         try:
-            result = _one_pass(fd, before.st_size, block_size, uploader, parent, workers, reporter)
+            result = _one_pass(fd, before.st_size, worker, packer, workers, reporter)
         except _Torn:
             return None
     finally:
@@ -207,32 +242,53 @@ def run_backup(
     *,
     parent: Manifest | None,
     full: bool,
-    block_size: int = 1 << 20,
+    index: ScopeIndex | None = None,
+    exclude_packs: set[str] | None = None,
+    block_size: int = DEFAULT_BLOCK_SIZE,
     progress: Callable[[int, int], None] | None = None,
     max_attempts: int = 3,
     workers: int = 2,
 ) -> BackupResult:
-    """Image volume_path consistently, store new blocks, then save the manifest as the last step.
+    """Image volume_path consistently, store new blocks in packs, then save the manifest last.
 
-    Incremental (full=False) trusts blocks whose id equals the parent's id at the same index;
-    full=True checks every block against the store and re-stores missing ones.
+    Every block already in the scope's index (or, for an incremental, equal to the parent's block
+    at the same place) is referenced, not stored again. A FULL ignores the parent and first drops
+    index entries whose pack object has gone missing, so such blocks are stored anew.
+    `exclude_packs` are packs the collector has condemned: they are never deduplicated against.
     """
     if block_size <= 0:
         raise ValueError("block_size must be positive")
     if parent is not None and (full or parent.block_size != block_size):
         parent = None  # a FULL never trusts the parent; a different block size can't be compared
+    index = index if index is not None else ScopeIndex(keys)
+    index.refresh(store, exclude=exclude_packs)
+    if full:
+        index.verify_packs(store)
+    worker = _BlockWorker(keys, block_size, index, parent)
+    packer = PackWriter(store, keys, uploaders=max(1, workers), on_stored=index.add_pack)
     path = os.fspath(volume_path)
-    uploader = _Uploader(store, keys, full)
-    for _ in range(max(1, max_attempts)):
-        got = _attempt(path, block_size, uploader, parent, workers, progress)
-        if got is None:
-            continue
-        out, size, image_time = got
-        manifest = Manifest(size, block_size, out.indices, bytes(out.ids))
-        save_manifest(store, keys, manifest_name, manifest)
-        return BackupResult(
-            manifest, size, len(out.indices), out.blocks_new, out.bytes_new, out.bytes_referenced, image_time
-        )
+    try:
+        for _ in range(max(1, max_attempts)):
+            got = _attempt(path, worker, packer, workers, progress)
+            if got is None:
+                continue
+            out, size, image_time = got
+            packer.flush()  # every new block is in a whole pack before the manifest names it
+            manifest = Manifest(size, block_size, out.indices, bytes(out.ids))
+            save_manifest(store, keys, manifest_name, manifest)
+            return BackupResult(
+                manifest,
+                size,
+                len(out.indices),
+                out.blocks_new,
+                out.bytes_new,
+                out.bytes_referenced,
+                image_time,
+                packs_written=packer.packs_written,
+            )
+        packer.flush()
+    finally:
+        packer.close()
     n = max(1, max_attempts)
     raise VolumeChanged(
         f"the volume changed {n} time{'s' if n != 1 else ''} while it was being imaged; "

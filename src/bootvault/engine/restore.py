@@ -1,71 +1,145 @@
-"""Restore: rebuild a sparse volume file from a manifest, verifying every block."""
+"""Restore: rebuild a sparse volume file from a manifest, verifying every block.
+
+Block ids resolve to pack locations through the scope index; the blocks of one pack are read
+with a few ranged reads (nearby blobs coalesced) and decoded in a bounded thread pool. Blocks
+not in any pack are looked up as single objects (the engine-v1 layout)."""
 
 from __future__ import annotations
 
 import os
-from collections import deque
-from collections.abc import Callable
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from bootvault.blobstore import BlobStore, BlobStoreError, ObjectNotFound
 from bootvault.engine import codec
+from bootvault.engine.index import ScopeIndex
 from bootvault.engine.keys import DataKeys
 from bootvault.engine.manifest import Manifest
 from bootvault.engine.volumes import ProgressReporter
 
 IN_FLIGHT_PER_WORKER = 2
+MAX_GAP = 256 << 10  # read across gaps this small rather than issue another request
+MAX_RUN = 16 << 20
+
+Entry = tuple[int, int, int, bytes]  # offset in pack, length, block index, block id
 
 
 class RestoreError(Exception):
     """The restore failed; str() names the block, its offset and what is wrong."""
 
 
-def _restore_block(
-    store: BlobStore, keys: DataKeys, fd: int, manifest: Manifest, index: int, bid: bytes
-) -> int:
-    """Fetch, verify and pwrite one block; return its length."""
-    off = index * manifest.block_size
-    expected = min(manifest.block_size, manifest.logical_size - off)
-    name = codec.object_name(keys, bid)
-    where = f"block {index} (offset {off})"
+class _Target:
+    def __init__(self, fd: int, manifest: Manifest) -> None:
+        self.fd, self.bs, self.size = fd, manifest.block_size, manifest.logical_size
+
+    def where(self, index: int) -> str:
+        return f"block {index} (offset {index * self.bs})"
+
+    def write(self, index: int, data: bytes, name: str) -> int:
+        off = index * self.bs
+        expected = min(self.bs, self.size - off)
+        if len(data) != expected:
+            raise RestoreError(f"{self.where(index)} has {len(data)} bytes, expected {expected}: {name}")
+        view, pos = memoryview(data), off
+        try:
+            while view:
+                n = os.pwrite(self.fd, view, pos)
+                view, pos = view[n:], pos + n
+        except OSError as exc:
+            raise RestoreError(f"{self.where(index)} could not be written to the target: {exc}") from exc
+        return expected
+
+
+def _decode(keys: DataKeys, target: _Target, index: int, bid: bytes, blob: bytes, name: str) -> bytes:
     try:
-        data = codec.decode(keys, store.get(name), bid)
-    except ObjectNotFound:
-        raise RestoreError(f"{where} is missing from the store: {name}") from None
+        return codec.decode(keys, blob, bid)
     except codec.CorruptBlock as exc:
-        raise RestoreError(f"{where} {exc.reason}: {name}") from None
-    except BlobStoreError as exc:
-        raise RestoreError(f"{where} could not be read from the store: {exc}") from exc
-    if len(data) != expected:
-        raise RestoreError(f"{where} has {len(data)} bytes, expected {expected}: {name}")
-    view, pos = memoryview(data), off
+        raise RestoreError(f"{target.where(index)} {exc.reason}: {name}") from None
+
+
+def _restore_run(store: BlobStore, keys: DataKeys, target: _Target, name: str, run: list[Entry]) -> int:
+    """Read one coalesced range of a pack and write every block in it."""
+    start = run[0][0]
+    length = run[-1][0] + run[-1][1] - start
     try:
-        while view:
-            n = os.pwrite(fd, view, pos)
-            view, pos = view[n:], pos + n
-    except OSError as exc:
-        raise RestoreError(f"{where} could not be written to the target: {exc}") from exc
-    return expected
+        data = store.get_range(name, start, length)
+    except ObjectNotFound:
+        raise RestoreError(f"{target.where(run[0][2])} is missing from the store: {name} is gone") from None
+    except BlobStoreError as exc:
+        raise RestoreError(f"{target.where(run[0][2])} could not be read from the store: {exc}") from exc
+    done = 0
+    for offset, size, index, bid in run:
+        blob = data[offset - start : offset - start + size]
+        if len(blob) != size:
+            raise RestoreError(f"{target.where(index)} is truncated in the store: {name}")
+        done += target.write(index, _decode(keys, target, index, bid, blob, name), name)
+    return done
+
+
+def _restore_object(store: BlobStore, keys: DataKeys, target: _Target, index: int, bid: bytes) -> int:
+    """A block stored as its own object (engine v1), or nowhere at all."""
+    name = codec.object_name(keys, bid)
+    try:
+        blob = store.get(name)
+    except ObjectNotFound:
+        raise RestoreError(
+            f"{target.where(index)} is missing from the store: no pack or object holds block {bid.hex()[:16]}"
+        ) from None
+    except BlobStoreError as exc:
+        raise RestoreError(f"{target.where(index)} could not be read from the store: {exc}") from exc
+    return target.write(index, _decode(keys, target, index, bid, blob, name), name)
+
+
+def _runs(entries: list[Entry]) -> Iterator[list[Entry]]:
+    entries.sort()
+    run: list[Entry] = []
+    for entry in entries:
+        if run and (entry[0] - (run[-1][0] + run[-1][1]) > MAX_GAP or entry[0] - run[0][0] > MAX_RUN):
+            yield run
+            run = []
+        run.append(entry)
+    if run:
+        yield run
+
+
+def _plan(manifest: Manifest, index: ScopeIndex) -> Iterator[tuple[Callable[..., int], tuple]]:
+    by_pack: dict[str, list[Entry]] = defaultdict(list)
+    for block, bid in manifest.entries():
+        loc = index.lookup(bid)
+        if loc is None:
+            yield _restore_object, (block, bid)
+        else:
+            by_pack[loc[0]].append((loc[1], loc[2], block, bid))
+    for pack_id, entries in by_pack.items():
+        for run in _runs(entries):
+            yield _restore_run, (index.pack_object(pack_id), run)
 
 
 def _restore_all(
-    store: BlobStore, keys: DataKeys, manifest: Manifest, fd: int, reporter: ProgressReporter, workers: int
+    store: BlobStore,
+    keys: DataKeys,
+    manifest: Manifest,
+    index: ScopeIndex,
+    target: _Target,
+    reporter: ProgressReporter,
+    workers: int,
 ) -> None:
     limit = max(1, workers) * IN_FLIGHT_PER_WORKER
-    inflight: deque[tuple[int, Future[int]]] = deque()
-    bs = manifest.block_size
+    inflight: deque[Future[int]] = deque()
+    done = 0
 
     def collect() -> None:
-        index, fut = inflight.popleft()
-        length = fut.result()
-        reporter.update(inflight[0][0] * bs if inflight else index * bs + length)
+        nonlocal done
+        done += inflight.popleft().result()
+        reporter.update(done)
 
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="bv-restore") as pool:
         try:
-            for index, bid in manifest.entries():
+            for fn, args in _plan(manifest, index):
                 while len(inflight) >= limit:
                     collect()
-                inflight.append((index, pool.submit(_restore_block, store, keys, fd, manifest, index, bid)))
+                inflight.append(pool.submit(fn, store, keys, target, *args))
             while inflight:
                 collect()
         except BaseException:
@@ -79,6 +153,7 @@ def run_restore(
     manifest: Manifest,
     target_path: str | os.PathLike[str],
     *,
+    index: ScopeIndex | None = None,
     progress: Callable[[int, int], None] | None = None,
     workers: int = 2,
 ) -> None:
@@ -86,6 +161,11 @@ def run_restore(
 
     Raises RestoreError on any missing/corrupt block or I/O failure; the target is then incomplete.
     """
+    index = index if index is not None else ScopeIndex(keys)
+    try:
+        index.refresh(store)
+    except BlobStoreError as exc:
+        raise RestoreError(f"the store's index could not be read: {exc}") from exc
     try:
         fd = os.open(target_path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
     except OSError as exc:
@@ -93,9 +173,9 @@ def run_restore(
     try:
         os.ftruncate(fd, 0)  # drop old contents so untouched ranges are holes
         os.ftruncate(fd, manifest.logical_size)
-        reporter = ProgressReporter(manifest.logical_size, progress)
+        reporter = ProgressReporter(min(len(manifest) * manifest.block_size, manifest.logical_size), progress)
         reporter.update(0)
-        _restore_all(store, keys, manifest, fd, reporter, workers)
+        _restore_all(store, keys, manifest, index, _Target(fd, manifest), reporter, workers)
         os.fsync(fd)
     except OSError as exc:
         raise RestoreError(f"cannot write restore target {os.fspath(target_path)}: {exc}") from exc

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bootvault.blobstore import BlobStore, open_blobstore
 from bootvault.config import Settings
+from bootvault.engine.index import IndexCache
 from bootvault.engine.keys import LocalKeyProvider
 from bootvault.store.db import Database
 
@@ -25,6 +26,7 @@ class Context:
     db: Database
     store: BlobStore
     keys: LocalKeyProvider
+    indexes: IndexCache = field(default_factory=IndexCache)
 
     @classmethod
     def open(cls, settings: Settings, *, migrate: bool = True) -> Context:

@@ -118,6 +118,7 @@ def _run_backup(ctx: Context, job: Job, lease: Lease) -> None:
             manifest_name(backup.id),
             parent=parent_manifest,
             full=backup.type == BackupType.FULL,
+            index=ctx.indexes.get(keys),
             block_size=ctx.settings.block_size,
             progress=_throttled_progress(ctx, backup.id, lease),
             workers=ctx.settings.engine_threads,
@@ -168,6 +169,7 @@ def _run_restore(ctx: Context, job: Job, lease: Lease) -> None:
                 keys,
                 manifest,
                 str(tmp),
+                index=ctx.indexes.get(keys),
                 progress=lambda d, t: lease.check(),
                 workers=ctx.settings.engine_threads,
             )

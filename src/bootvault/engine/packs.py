@@ -1,0 +1,146 @@
+"""Pack files: many encoded blocks in one write-once object, plus an encrypted index object per pack.
+
+An object store holds few large objects instead of millions of small ones (restic-style packs).
+Each blob inside a pack is a self-contained codec blob (its AAD binds it to its block id), so a
+pack is just the blobs concatenated after a small header. The pack's index object, written only
+after the pack itself, lists (block id, offset, length) for every blob in it:
+
+    packs/<scope>/<hh>/<pack id>     b"BVPK" | version | blobs...
+    index/<scope>/<pack id>          encrypted, zstd-compressed array of (id, offset u32, length u32)
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import zstandard
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from bootvault.blobstore import BlobStore
+from bootvault.engine.keys import DataKeys
+
+PACK_MAGIC = b"BVPK\x01"
+INDEX_MAGIC = b"BVIX\x01"
+ENTRY = struct.Struct("<32sII")
+PACK_TARGET = 16 << 20  # measured: large enough that one fsync per pack is noise, small enough to stream
+
+
+def pack_name(scope: str, pack_id: str) -> str:
+    return f"packs/{scope}/{pack_id[:2]}/{pack_id}"
+
+
+def index_name(scope: str, pack_id: str) -> str:
+    return f"index/{scope}/{pack_id}"
+
+
+def pack_id_of(name: str) -> str:
+    return name.rsplit("/", 1)[-1]
+
+
+class CorruptIndex(Exception):
+    """An index object failed authentication or does not parse."""
+
+
+def encode_index(keys: DataKeys, pack_id: str, entries: list[tuple[bytes, int, int]]) -> bytes:
+    body = zstandard.ZstdCompressor(level=3).compress(b"".join(ENTRY.pack(*e) for e in entries))
+    nonce = os.urandom(12)
+    aad = INDEX_MAGIC + pack_id.encode()
+    return INDEX_MAGIC + nonce + AESGCM(keys.enc_key).encrypt(nonce, body, aad)
+
+
+def decode_index(keys: DataKeys, pack_id: str, blob: bytes) -> list[tuple[bytes, int, int]]:
+    if blob[: len(INDEX_MAGIC)] != INDEX_MAGIC:
+        raise CorruptIndex(f"index of pack {pack_id} has a bad header")
+    nonce = blob[len(INDEX_MAGIC) : len(INDEX_MAGIC) + 12]
+    try:
+        body = AESGCM(keys.enc_key).decrypt(
+            nonce, blob[len(INDEX_MAGIC) + 12 :], INDEX_MAGIC + pack_id.encode()
+        )
+        raw = zstandard.ZstdDecompressor().decompress(body)
+    except (InvalidTag, zstandard.ZstdError) as exc:
+        raise CorruptIndex(f"index of pack {pack_id} is corrupted ({type(exc).__name__})") from None
+    if len(raw) % ENTRY.size:
+        raise CorruptIndex(f"index of pack {pack_id} has a truncated entry")
+    return [ENTRY.unpack_from(raw, off) for off in range(0, len(raw), ENTRY.size)]
+
+
+@dataclass
+class SealedPack:
+    pack_id: str
+    data: bytearray
+    entries: list[tuple[bytes, int, int]] = field(default_factory=list)
+
+
+class PackWriter:
+    """Collects encoded blobs into packs and uploads sealed packs in the background.
+
+    At most `max_inflight` sealed packs wait for upload (bounded memory). `on_stored` is called,
+    from an upload thread, with each pack's entries once its index object is written."""
+
+    def __init__(
+        self,
+        store: BlobStore,
+        keys: DataKeys,
+        *,
+        target: int | None = None,
+        uploaders: int = 2,
+        on_stored: Callable[[str, list[tuple[bytes, int, int]]], None] | None = None,
+    ) -> None:
+        self.store, self.keys = store, keys
+        self.target = target or PACK_TARGET
+        self.on_stored = on_stored
+        self._pool = ThreadPoolExecutor(max_workers=uploaders, thread_name_prefix="bv-pack")
+        self._inflight: list[Future[None]] = []
+        self._max_inflight = uploaders + 1
+        self._lock = threading.Lock()
+        self._current = self._new_pack()
+        self.packs_written = 0
+        self.bytes_written = 0
+
+    @staticmethod
+    def _new_pack() -> SealedPack:
+        return SealedPack(os.urandom(16).hex(), bytearray(PACK_MAGIC))
+
+    def add(self, bid: bytes, blob: bytes) -> None:
+        pack = self._current
+        pack.entries.append((bid, len(pack.data), len(blob)))
+        pack.data += blob
+        if len(pack.data) >= self.target:
+            self._seal()
+
+    def _seal(self) -> None:
+        pack, self._current = self._current, self._new_pack()
+        if len(pack.entries) == 0:
+            return
+        while len(self._inflight) >= self._max_inflight:
+            self._inflight.pop(0).result()
+        self._inflight.append(self._pool.submit(self._upload, pack))
+
+    def _upload(self, pack: SealedPack) -> None:
+        scope = self.keys.scope
+        self.store.put(pack_name(scope, pack.pack_id), pack.data)
+        # The index goes second: an index entry never points at a pack that is not whole.
+        self.store.put(index_name(scope, pack.pack_id), encode_index(self.keys, pack.pack_id, pack.entries))
+        with self._lock:
+            self.packs_written += 1
+            self.bytes_written += len(pack.data)
+        if self.on_stored:
+            self.on_stored(pack.pack_id, pack.entries)
+
+    def flush(self) -> None:
+        """Seal the open pack and wait for every upload; raises the first upload error."""
+        self._seal()
+        try:
+            for fut in self._inflight:
+                fut.result()
+        finally:
+            self._inflight.clear()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
