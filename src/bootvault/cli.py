@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +18,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColu
 
 from bootvault.config import Settings
 from bootvault.domain.errors import BootVaultError
+from bootvault.domain.models import JobKind
 from bootvault.service import identity, volume_admin
 from bootvault.service.context import Context
 
@@ -202,6 +205,50 @@ def volume_export(volume_id: str, dest: Path, data_dir: DataDir = None, database
     """Write the volume's full logical size to DEST."""
     with open_context(settings_from(data_dir, database_url)) as ctx, progress_bar("exporting") as cb:
         volume_admin.export_volume(ctx, volume_id, dest, progress=cb)
+
+
+def _run_maintenance(ctx: Context, kind: JobKind, resource: str) -> str:
+    """Queue a maintenance job and run it here, tracked like any job (lease, start time)."""
+    from bootvault.store import jobs
+    from bootvault.worker.main import Worker
+
+    with ctx.db.write() as conn:
+        job_id = jobs.enqueue(conn, kind, "", resource, lane=f"maintenance:{kind.value.lower()}")
+    worker = Worker(ctx)
+    deadline = time.monotonic() + 3600
+    while not worker.run_once(job_id):  # an older job of the same kind holds the lane: wait
+        if time.monotonic() > deadline:
+            raise typer.Exit(1)
+        time.sleep(1)
+    with ctx.db.read() as conn:
+        job = jobs.get(conn, job_id)
+    if job.last_error:
+        err.print(f"[red]error:[/red] {job.last_error}")
+        raise typer.Exit(1)
+    return job.result or "{}"
+
+
+@app.command()
+def gc(data_dir: DataDir = None, database_url: DbUrl = None, store_url: StoreUrl = None) -> None:
+    """Collect garbage now: condemn unreferenced packs, repack sparse ones, delete condemned ones
+    whose grace period has passed. Prints a JSON report."""
+    with open_context(settings_from(data_dir, database_url, store_url)) as ctx:
+        typer.echo(_run_maintenance(ctx, JobKind.GC, "gc"))
+
+
+@app.command()
+def verify(
+    backup: Annotated[str | None, typer.Option(help="Verify only this backup OCID.")] = None,
+    data_dir: DataDir = None,
+    database_url: DbUrl = None,
+    store_url: StoreUrl = None,
+) -> None:
+    """Re-read stored data of every AVAILABLE backup (or one); damaged backups go FAULTY."""
+    with open_context(settings_from(data_dir, database_url, store_url)) as ctx:
+        report = _run_maintenance(ctx, JobKind.VERIFY, backup or "verify")
+        typer.echo(report)
+        if json.loads(report).get("faulty"):
+            raise typer.Exit(2)
 
 
 def main() -> None:

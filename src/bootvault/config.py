@@ -28,6 +28,11 @@ class Settings(BaseSettings):
     block_size: int = 64 << 10  # change-detection granularity of backups (see docs/architecture.md)
     engine_threads: int = 2
     retry_token_hours: float = 24.0
+    # Garbage collection: a condemned pack is deleted only after this grace period, and never
+    # while a job that began before (or up to the skew margin after) it was condemned runs.
+    gc_grace_seconds: float = 1800.0
+    gc_interval_seconds: float = 86400.0  # 0 disables the periodic GC job
+    verify_interval_seconds: float = 7 * 86400.0  # 0 disables the periodic verify job
     max_clock_skew_seconds: float = 300.0
 
     def resolved(self) -> Settings:

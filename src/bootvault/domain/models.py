@@ -49,6 +49,8 @@ class JobKind(enum.StrEnum):
     CLONE = "CLONE"
     DELETE_BACKUP = "DELETE_BACKUP"
     DELETE_VOLUME = "DELETE_VOLUME"
+    GC = "GC"
+    VERIFY = "VERIFY"
 
 
 class JobState(enum.StrEnum):
@@ -156,3 +158,4 @@ class Job:
     lease_owner: str | None = None
     lease_expires_at: datetime | None = None
     last_error: str | None = None
+    result: str | None = None

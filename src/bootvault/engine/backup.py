@@ -124,8 +124,11 @@ def _segments(fd: int, size: int, block_size: int) -> Iterator[tuple[int, int, l
 class _BlockWorker:
     """Per-block decisions, run in pool threads: zero? known? else encode for a pack."""
 
-    def __init__(self, keys: DataKeys, block_size: int, index: ScopeIndex, parent: Manifest | None) -> None:
+    def __init__(
+        self, keys: DataKeys, block_size: int, index: ScopeIndex, parent: Manifest | None, avoid: set[str]
+    ) -> None:
         self.keys, self.block_size, self.index, self.parent = keys, block_size, index, parent
+        self.avoid = avoid  # condemned packs: a block found only there must be stored again
         self.zero = bytes(block_size)
         self._pending: set[bytes] = set()
         self._lock = threading.Lock()
@@ -137,6 +140,10 @@ class _BlockWorker:
             self._pending.add(bid)
             return True
 
+    def _stored(self, bid: bytes) -> bool:
+        home = self.index.lookup(bid)
+        return home is not None and home[0] not in self.avoid
+
     def segment(self, start: int, buf: bytearray, length: int) -> list[tuple[int, bytes, bytes | None, int]]:
         """(block index, id, encoded blob if new else None, plaintext length) per non-zero block."""
         out = []
@@ -147,9 +154,7 @@ class _BlockWorker:
                 continue
             index = (start + off) // bs
             bid = codec.block_id(self.keys, block)
-            known = (self.parent is not None and self.parent.block_id(index) == bid) or (
-                self.index.lookup(bid) is not None
-            )
+            known = (self.parent is not None and self.parent.block_id(index) == bid) or self._stored(bid)
             blob = None if known or not self._claim(bid) else codec.encode(self.keys, block, bid)
             out.append((index, bid, blob, len(block)))
         return out
@@ -261,10 +266,11 @@ def run_backup(
     if parent is not None and (full or parent.block_size != block_size):
         parent = None  # a FULL never trusts the parent; a different block size can't be compared
     index = index if index is not None else ScopeIndex(keys)
-    index.refresh(store, exclude=exclude_packs)
+    avoid = set(exclude_packs or ())
+    index.refresh(store, demote=avoid)
     if full:
         index.verify_packs(store)
-    worker = _BlockWorker(keys, block_size, index, parent)
+    worker = _BlockWorker(keys, block_size, index, parent, avoid)
     packer = PackWriter(store, keys, uploaders=max(1, workers), on_stored=index.add_pack)
     path = os.fspath(volume_path)
     try:

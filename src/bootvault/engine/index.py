@@ -17,10 +17,14 @@ Location = tuple[str, int, int]  # pack id, offset, length
 
 
 class ScopeIndex:
+    """Block id -> (pack, offset, length). Packs the collector has condemned can be *demoted*:
+    they only answer for blocks that no other pack holds."""
+
     def __init__(self, keys: DataKeys) -> None:
         self.keys = keys
         self._where: dict[bytes, Location] = {}
         self._packs: dict[str, list[tuple[bytes, int, int]]] = {}
+        self._demoted: set[str] = set()
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -29,6 +33,14 @@ class ScopeIndex:
     def lookup(self, bid: bytes) -> Location | None:
         return self._where.get(bid)
 
+    def packs(self) -> list[tuple[str, list[tuple[bytes, int, int]]]]:
+        with self._lock:
+            return list(self._packs.items())
+
+    def entries(self, pack_id: str) -> list[tuple[bytes, int, int]]:
+        with self._lock:
+            return list(self._packs.get(pack_id, []))
+
     def pack_ids(self) -> set[str]:
         with self._lock:
             return set(self._packs)
@@ -36,29 +48,47 @@ class ScopeIndex:
     def add_pack(self, pack_id: str, entries: Iterable[tuple[bytes, int, int]]) -> None:
         with self._lock:
             kept = list(entries)
-            for bid, offset, length in kept:
-                self._where.setdefault(bid, (pack_id, offset, length))
             self._packs[pack_id] = kept
+            if pack_id in self._demoted:
+                for bid, offset, length in kept:
+                    self._where.setdefault(bid, (pack_id, offset, length))
+            else:
+                for bid, offset, length in kept:
+                    home = self._where.get(bid)
+                    if home is None or home[0] in self._demoted:
+                        self._where[bid] = (pack_id, offset, length)
+
+    def _rebuild(self) -> None:
+        """Recompute every block's home: live packs first, demoted ones only fill gaps."""
+        self._where = {}
+        ordered = sorted(self._packs.items(), key=lambda item: item[0] in self._demoted)
+        for pack_id, entries in ordered:
+            for bid, offset, length in entries:
+                self._where.setdefault(bid, (pack_id, offset, length))
 
     def drop_packs(self, pack_ids: Iterable[str]) -> None:
         """Forget packs; blocks that also live in another pack keep that location."""
         with self._lock:
-            lost = False
-            for pack_id in pack_ids:
-                for bid, _, _ in self._packs.pop(pack_id, []):
-                    if self._where.get(bid, ("",))[0] == pack_id:
-                        del self._where[bid]
-                        lost = True
-            if lost:
-                for other, entries in self._packs.items():
-                    for bid, offset, length in entries:
-                        self._where.setdefault(bid, (other, offset, length))
+            dropped = [self._packs.pop(p) for p in list(pack_ids) if p in self._packs]
+            if dropped:
+                self._rebuild()
 
-    def refresh(self, store: BlobStore, exclude: set[str] | None = None, threads: int = 8) -> None:
-        """Sync with the store: load new index objects, forget removed or excluded packs."""
+    def refresh(
+        self,
+        store: BlobStore,
+        exclude: set[str] | None = None,
+        demote: set[str] | None = None,
+        threads: int = 8,
+    ) -> None:
+        """Sync with the store: load new index objects, forget removed and `exclude`d packs, and
+        rank `demote`d packs last."""
         exclude = exclude or set()
         listed = {pack_id_of(n) for n in store.list(f"index/{self.keys.scope}/")} - exclude
         self.drop_packs(self.pack_ids() - listed)
+        with self._lock:
+            if (demote or set()) != self._demoted:
+                self._demoted = set(demote or ())
+                self._rebuild()
         new = sorted(listed - self.pack_ids())
 
         def load(pack_id: str) -> tuple[str, list[tuple[bytes, int, int]] | None]:

@@ -30,7 +30,9 @@ class RestoreError(Exception):
 
 
 class _Target:
-    def __init__(self, fd: int, manifest: Manifest) -> None:
+    """Where verified blocks go: a file descriptor, or nowhere (fd None) when only verifying."""
+
+    def __init__(self, fd: int | None, manifest: Manifest) -> None:
         self.fd, self.bs, self.size = fd, manifest.block_size, manifest.logical_size
 
     def where(self, index: int) -> str:
@@ -41,6 +43,8 @@ class _Target:
         expected = min(self.bs, self.size - off)
         if len(data) != expected:
             raise RestoreError(f"{self.where(index)} has {len(data)} bytes, expected {expected}: {name}")
+        if self.fd is None:
+            return expected
         view, pos = memoryview(data), off
         try:
             while view:
@@ -154,6 +158,7 @@ def run_restore(
     target_path: str | os.PathLike[str],
     *,
     index: ScopeIndex | None = None,
+    condemned: set[str] | None = None,
     progress: Callable[[int, int], None] | None = None,
     workers: int = 2,
 ) -> None:
@@ -163,7 +168,7 @@ def run_restore(
     """
     index = index if index is not None else ScopeIndex(keys)
     try:
-        index.refresh(store)
+        index.refresh(store, demote=condemned)
     except BlobStoreError as exc:
         raise RestoreError(f"the store's index could not be read: {exc}") from exc
     try:
@@ -181,4 +186,26 @@ def run_restore(
         raise RestoreError(f"cannot write restore target {os.fspath(target_path)}: {exc}") from exc
     finally:
         os.close(fd)
+    reporter.finish()
+
+
+def verify_manifest(
+    store: BlobStore,
+    keys: DataKeys,
+    manifest: Manifest,
+    *,
+    index: ScopeIndex | None = None,
+    condemned: set[str] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    workers: int = 2,
+) -> None:
+    """Re-read, decrypt and re-hash every block a manifest references; raise RestoreError on the
+    first one that is missing or corrupt. Writes nothing."""
+    index = index if index is not None else ScopeIndex(keys)
+    try:
+        index.refresh(store, demote=condemned)
+    except BlobStoreError as exc:
+        raise RestoreError(f"the store's index could not be read: {exc}") from exc
+    reporter = ProgressReporter(min(len(manifest) * manifest.block_size, manifest.logical_size), progress)
+    _restore_all(store, keys, manifest, index, _Target(None, manifest), reporter, workers)
     reporter.finish()

@@ -24,6 +24,7 @@ from bootvault.engine.backup import VolumeChanged, run_backup
 from bootvault.engine.manifest import load_manifest
 from bootvault.engine.restore import RestoreError, run_restore
 from bootvault.engine.volumes import copy_volume, grow
+from bootvault.service import maintenance
 from bootvault.service.backups import manifest_name
 from bootvault.service.context import Context
 from bootvault.store import backups, jobs, volumes
@@ -58,10 +59,11 @@ def _finish(
     state: JobState,
     apply: Callable[[Connection], None],
     error: str | None = None,
+    result: str | None = None,
 ) -> None:
     """Record the outcome and the job's end in one transaction, only while we still own the job."""
     with ctx.db.write() as conn:
-        if not jobs.finish(conn, job.id, lease.owner, state, error):
+        if not jobs.finish(conn, job.id, lease.owner, state, error, result):
             raise LeaseLost("the job's lease was lost before it finished")
         apply(conn)
 
@@ -119,6 +121,7 @@ def _run_backup(ctx: Context, job: Job, lease: Lease) -> None:
             parent=parent_manifest,
             full=backup.type == BackupType.FULL,
             index=ctx.indexes.get(keys),
+            exclude_packs=maintenance.condemned_packs(ctx, keys),
             block_size=ctx.settings.block_size,
             progress=_throttled_progress(ctx, backup.id, lease),
             workers=ctx.settings.engine_threads,
@@ -170,6 +173,7 @@ def _run_restore(ctx: Context, job: Job, lease: Lease) -> None:
                 manifest,
                 str(tmp),
                 index=ctx.indexes.get(keys),
+                condemned=maintenance.condemned_packs(ctx, keys),
                 progress=lambda d, t: lease.check(),
                 workers=ctx.settings.engine_threads,
             )
@@ -220,18 +224,33 @@ def _run_delete_volume(ctx: Context, job: Job, lease: Lease) -> None:
     )
 
 
+def _run_gc(ctx: Context, job: Job, lease: Lease) -> None:
+    report = maintenance.report_json(maintenance.run_gc(ctx))
+    _finish(ctx, job, lease, JobState.SUCCEEDED, lambda conn: None, result=report)
+
+
+def _run_verify(ctx: Context, job: Job, lease: Lease) -> None:
+    only = None if job.resource_id == "verify" else job.resource_id
+    report = maintenance.report_json(maintenance.run_verify(ctx, only))
+    _finish(ctx, job, lease, JobState.SUCCEEDED, lambda conn: None, result=report)
+
+
 HANDLERS: dict[JobKind, Callable[[Context, Job, Lease], None]] = {
     JobKind.BACKUP: _run_backup,
     JobKind.RESTORE: _run_restore,
     JobKind.CLONE: _run_clone,
     JobKind.DELETE_BACKUP: _run_delete_backup,
     JobKind.DELETE_VOLUME: _run_delete_volume,
+    JobKind.GC: _run_gc,
+    JobKind.VERIFY: _run_verify,
 }
 
 
 def mark_faulty(conn: Connection, job: Job, reason: str) -> None:
     """Put the job's resource into FAULTY with a reason a user can read."""
     values = {"lifecycle_state": "FAULTY", "lifecycle_details": reason}
+    if job.kind in (JobKind.GC, JobKind.VERIFY):
+        return  # no resource of its own: the job's last_error carries the reason
     if job.kind in (JobKind.BACKUP, JobKind.DELETE_BACKUP):
         backups.update_backup(conn, job.resource_id, values)
     else:

@@ -116,3 +116,7 @@ def list_backups(
     sort_col = t.c.display_name if sort_by_name else t.c.time_created
     rows, token = keyset_page(conn, stmt, sort_col, t.c.id, descending=descending, limit=limit, page=page)
     return [_from_row(r) for r in rows], token
+
+
+def all_backups(conn: Connection) -> list[BootVolumeBackup]:
+    return [_from_row(r) for r in conn.execute(select(t))]

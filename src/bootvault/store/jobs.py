@@ -6,10 +6,10 @@ expired any worker may claim the job again (attempts counts the claims)."""
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, exists, insert, or_, select, update
+from sqlalchemy import Connection, and_, exists, func, insert, or_, select, update
 from sqlalchemy.orm import aliased
 
 from bootvault.domain.models import Job, JobKind, JobState
@@ -32,6 +32,7 @@ def _from_row(row: Any) -> Job:
         lease_owner=row.lease_owner,
         lease_expires_at=row.lease_expires_at,
         last_error=row.last_error,
+        result=row.result,
     )
 
 
@@ -69,10 +70,12 @@ def _claimable(ts: Any) -> Any:
     return select(t).where(free, ~blocked_by_older).order_by(t.c.time_created, t.c.id).limit(1)
 
 
-def claim(conn: Connection, owner: str, lease: timedelta) -> Job | None:
-    """Take the oldest runnable job whose lane has nothing older still active."""
+def claim(conn: Connection, owner: str, lease: timedelta, job_id: str | None = None) -> Job | None:
+    """Take the oldest runnable job whose lane has nothing older still active (or that one job)."""
     ts = now()
     stmt = _claimable(ts)
+    if job_id is not None:
+        stmt = stmt.where(t.c.id == job_id)
     if conn.dialect.name == "postgresql":
         stmt = stmt.with_for_update(skip_locked=True, of=t)
     row = conn.execute(stmt).first()
@@ -83,6 +86,7 @@ def claim(conn: Connection, owner: str, lease: timedelta) -> Job | None:
         .where(t.c.id == row.id)
         .values(
             state=JobState.RUNNING.value,
+            time_started=ts,
             lease_owner=owner,
             lease_expires_at=ts + lease,
             attempts=row.attempts + 1,
@@ -101,15 +105,44 @@ def renew(conn: Connection, job_id: str, owner: str, lease: timedelta) -> bool:
     return result.rowcount == 1
 
 
-def finish(conn: Connection, job_id: str, owner: str, state: JobState, error: str | None = None) -> bool:
-    result = conn.execute(
+def finish(
+    conn: Connection,
+    job_id: str,
+    owner: str,
+    state: JobState,
+    error: str | None = None,
+    result: str | None = None,
+) -> bool:
+    outcome = conn.execute(
         update(t)
         .where(t.c.id == job_id, t.c.lease_owner == owner, t.c.state == JobState.RUNNING.value)
-        .values(state=state.value, last_error=error, lease_expires_at=None)
+        .values(state=state.value, last_error=error, result=result, lease_expires_at=None)
     )
-    return result.rowcount == 1
+    return outcome.rowcount == 1
+
+
+def get(conn: Connection, job_id: str) -> Job:
+    return _from_row(conn.execute(select(t).where(t.c.id == job_id)).one())
 
 
 def active_for_resource(conn: Connection, resource_id: str) -> list[Job]:
     rows = conn.execute(select(t).where(t.c.resource_id == resource_id, t.c.state.in_(_ACTIVE)))
     return [_from_row(r) for r in rows]
+
+
+def oldest_running_start(conn: Connection, kinds: list[JobKind]) -> datetime | None:
+    """When the longest-running job of these kinds began (None if none is running)."""
+    stmt = select(func.min(t.c.time_started)).where(
+        t.c.state == JobState.RUNNING.value, t.c.kind.in_([k.value for k in kinds])
+    )
+    return conn.execute(stmt).scalar()
+
+
+def has_active(conn: Connection, kind: JobKind) -> bool:
+    stmt = select(func.count()).where(t.c.kind == kind.value, t.c.state.in_(_ACTIVE))
+    return bool(conn.execute(stmt).scalar())
+
+
+def last_queued(conn: Connection, kind: JobKind) -> datetime | None:
+    stmt = select(func.max(t.c.time_created)).where(t.c.kind == kind.value)
+    return conn.execute(stmt).scalar()

@@ -151,9 +151,11 @@ jobs = Table(
     Column("state", String(16), nullable=False),
     Column("attempts", Integer, nullable=False),
     Column("time_created", UtcDateTime, nullable=False),
+    Column("time_started", UtcDateTime, nullable=True),  # the current claim's start
     Column("lease_owner", String(128), nullable=True),
     Column("lease_expires_at", UtcDateTime, nullable=True),
     Column("last_error", Text, nullable=True),
+    Column("result", Text, nullable=True),  # what a maintenance job found, for operators
     Index("ix_jobs_state_lane", "state", "lane"),
 )
 
@@ -167,4 +169,12 @@ retry_tokens = Table(
     Column("resource_id", OCID, nullable=False),
     Column("time_created", UtcDateTime, nullable=False),
     UniqueConstraint("tenancy_id", "token", name="uq_retry_token"),
+)
+
+gc_condemned = Table(
+    "gc_condemned",
+    metadata,
+    Column("scope", String(64), primary_key=True),
+    Column("pack_id", String(64), primary_key=True),
+    Column("time_condemned", UtcDateTime, nullable=False),
 )

@@ -6,15 +6,18 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from datetime import timedelta
 
 from bootvault.domain.models import Job
 from bootvault.service import jobs as runner
+from bootvault.service import maintenance
 from bootvault.service.context import Context
 from bootvault.store import jobs
 
 log = logging.getLogger("bootvault.worker")
+SCHEDULE_EVERY = 60.0  # seconds between checks for due periodic jobs (GC, verify)
 
 
 class Worker:
@@ -25,8 +28,12 @@ class Worker:
 
     def run(self, stop: threading.Event) -> None:
         log.info("worker %s started", self.owner)
+        next_schedule = 0.0
         while not stop.is_set():
             try:
+                if time.monotonic() >= next_schedule:
+                    maintenance.schedule_due(self.ctx)
+                    next_schedule = time.monotonic() + SCHEDULE_EVERY
                 worked = self.run_once()
             except Exception:
                 log.exception("worker %s: unexpected error; backing off", self.owner)
@@ -35,10 +42,10 @@ class Worker:
                 stop.wait(self.ctx.settings.poll_seconds)
         log.info("worker %s stopped", self.owner)
 
-    def run_once(self) -> bool:
-        """Claim and run one job. Returns False when there was nothing to do."""
+    def run_once(self, job_id: str | None = None) -> bool:
+        """Claim and run one job (any, or `job_id`). Returns False when there was nothing to do."""
         with self.ctx.db.write() as conn:
-            job = jobs.claim(conn, self.owner, self.lease)
+            job = jobs.claim(conn, self.owner, self.lease, job_id)
         if job is None:
             return False
         log.info(

@@ -1,0 +1,139 @@
+"""Maintenance jobs: garbage collection and verification of stored data."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from datetime import timedelta
+
+from bootvault.domain.models import BackupState, JobKind
+from bootvault.engine.gc import collect_garbage
+from bootvault.engine.keys import DataKeys
+from bootvault.engine.manifest import load_manifest
+from bootvault.engine.restore import RestoreError, verify_manifest
+from bootvault.service.backups import manifest_name
+from bootvault.service.context import Context
+from bootvault.store import backups, gc, jobs
+from bootvault.store.common import now
+
+log = logging.getLogger("bootvault.maintenance")
+SKEW_MARGIN = timedelta(minutes=5)  # clocks of different hosts and the condemn/read race
+READERS = [JobKind.BACKUP, JobKind.RESTORE, JobKind.CLONE, JobKind.VERIFY]
+
+
+@dataclass
+class GcReport:
+    scopes: int = 0
+    live_blocks: int = 0
+    condemned_packs: int = 0
+    rescued_packs: int = 0
+    deleted_packs: int = 0
+    freed_bytes: int = 0
+    repacked_packs: int = 0
+    repacked_bytes: int = 0
+
+
+@dataclass
+class VerifyReport:
+    checked: int = 0
+    faulty: dict[str, str] = field(default_factory=dict)
+
+
+def condemned_packs(ctx: Context, keys: DataKeys) -> set[str]:
+    with ctx.db.read() as conn:
+        return set(gc.condemned(conn, keys.scope))
+
+
+def _scopes(ctx: Context) -> dict[tuple[str, str | None], list[str]]:
+    """(tenancy, kms key) -> manifests of its AVAILABLE backups; every scope that ever held data."""
+    groups: dict[tuple[str, str | None], list[str]] = defaultdict(list)
+    with ctx.db.read() as conn:
+        for b in backups.all_backups(conn):
+            live = groups[(b.tenancy_id, b.kms_key_id)]
+            if b.lifecycle_state == BackupState.AVAILABLE:
+                live.append(manifest_name(b.id))
+    return groups
+
+
+def run_gc(ctx: Context) -> GcReport:
+    report = GcReport()
+    grace = timedelta(seconds=ctx.settings.gc_grace_seconds)
+    for (tenancy_id, kms_key_id), live in _scopes(ctx).items():
+        keys = ctx.keys.data_keys(tenancy_id, kms_key_id)
+        with ctx.db.read() as conn:
+            condemned = gc.condemned(conn, keys.scope)
+            oldest = jobs.oldest_running_start(conn, READERS)
+        cutoff = now() - grace
+        if oldest is not None:
+            cutoff = min(cutoff, oldest - SKEW_MARGIN)
+        result = collect_garbage(ctx.store, keys, live, condemned, cutoff)
+        with ctx.db.write() as conn:
+            gc.forget(conn, keys.scope, result.rescued | result.deleted)
+            gc.condemn(conn, keys.scope, result.condemned, now())
+        ctx.indexes.get(keys).drop_packs(result.deleted)
+        report.scopes += 1
+        report.live_blocks += result.live_blocks
+        report.condemned_packs += len(result.condemned)
+        report.rescued_packs += len(result.rescued)
+        report.deleted_packs += len(result.deleted)
+        report.freed_bytes += result.deleted_bytes
+        report.repacked_packs += result.repacked_packs
+        report.repacked_bytes += result.repacked_bytes
+    log.info("garbage collection finished", extra={"gc": asdict(report)})
+    return report
+
+
+def run_verify(ctx: Context, backup_id: str | None = None) -> VerifyReport:
+    """Re-read every AVAILABLE backup (or one); a backup with missing or corrupt data goes FAULTY."""
+    report = VerifyReport()
+    with ctx.db.read() as conn:
+        targets = [b for b in backups.all_backups(conn) if b.lifecycle_state == BackupState.AVAILABLE]
+    if backup_id is not None:
+        targets = [b for b in targets if b.id == backup_id]
+    for b in targets:
+        keys = ctx.keys.data_keys(b.tenancy_id, b.kms_key_id)
+        try:
+            manifest = load_manifest(ctx.store, keys, manifest_name(b.id))
+            verify_manifest(
+                ctx.store,
+                keys,
+                manifest,
+                index=ctx.indexes.get(keys),
+                condemned=condemned_packs(ctx, keys),
+                workers=ctx.settings.engine_threads,
+            )
+        except RestoreError as exc:
+            _mark_faulty(ctx, b.id, f"Verification found damaged data: {exc}", report)
+        except Exception as exc:  # an unreadable manifest is damage too
+            _mark_faulty(ctx, b.id, f"Verification could not read the manifest: {exc}", report)
+        report.checked += 1
+    return report
+
+
+def _mark_faulty(ctx: Context, backup_id: str, reason: str, report: VerifyReport) -> None:
+    log.warning("backup %s is damaged: %s", backup_id, reason)
+    report.faulty[backup_id] = reason
+    values = {"lifecycle_state": BackupState.FAULTY.value, "lifecycle_details": reason}
+    with ctx.db.write() as conn:
+        backups.update_backup(conn, backup_id, values)
+
+
+def report_json(report: GcReport | VerifyReport) -> str:
+    return json.dumps(asdict(report), sort_keys=True)
+
+
+def schedule_due(ctx: Context) -> None:
+    """Queue the periodic GC and verify jobs when they are due and none is queued or running."""
+    for kind, every in (
+        (JobKind.GC, ctx.settings.gc_interval_seconds),
+        (JobKind.VERIFY, ctx.settings.verify_interval_seconds),
+    ):
+        if every <= 0:
+            continue
+        with ctx.db.write() as conn:
+            last = jobs.last_queued(conn, kind)
+            if jobs.has_active(conn, kind) or (last is not None and last > now() - timedelta(seconds=every)):
+                continue
+            jobs.enqueue(conn, kind, "", kind.value.lower(), lane=f"maintenance:{kind.value.lower()}")
