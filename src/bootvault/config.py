@@ -18,6 +18,15 @@ class Settings(BaseSettings):
     store_url: str | None = None  # default: data_dir/store
     region: str = "local-1"
     availability_domains: list[str] = Field(default_factory=lambda: ["bootvault:AD-1"])
+    # The deployment's master key (base64 or hex of 32 bytes), the same on every host. Without it
+    # the key is read from master_key_file, by default <data_dir>/keys/master.key, made on first use.
+    master_key: str | None = None
+    master_key_file: Path | None = None
+    # Volume pools: one directory per availability domain (default <data_dir>/volumes/<AD>).
+    # A worker only claims jobs of the ADs it serves (default: all), so give a worker only the
+    # ADs whose pools its host reaches. JSON in the environment, e.g. {"bootvault:AD-1": "/mnt/ad1"}.
+    volume_pools: dict[str, Path] = Field(default_factory=dict)
+    worker_availability_domains: list[str] | None = None
     host: str = "127.0.0.1"
     port: int = 8420
     # Job leases: a worker renews its lease every lease_seconds/3; a job whose lease ran out is
@@ -49,6 +58,16 @@ class Settings(BaseSettings):
     @property
     def volume_pool_dir(self) -> Path:
         return self.data_dir / "volumes"
+
+    def pool_dir(self, availability_domain: str) -> Path:
+        """Where an availability domain's volume files live (possibly shared storage)."""
+        if availability_domain in self.volume_pools:
+            return self.volume_pools[availability_domain]
+        return self.volume_pool_dir / availability_domain.replace(":", "_").replace("/", "_")
+
+    @property
+    def served_availability_domains(self) -> list[str]:
+        return self.worker_availability_domains or self.availability_domains
 
     @property
     def keys_dir(self) -> Path:

@@ -238,3 +238,31 @@ def test_missing_compartment_and_unknown_route(tenant: Tenant) -> None:
     assert (resp.status_code, resp.json()["code"]) == (400, "MissingParameter")
     resp = raw_request(tenant, "GET", "/volumesThatDoNotExist")
     assert (resp.status_code, resp.json()["code"]) == (404, "NotFound")
+
+
+def test_customer_key_backup_restores(
+    deployment: Deployment, tenant: Tenant, volume: tuple[str, Path]
+) -> None:
+    client = tenant.client()
+    key_id = (
+        deployment.cli("key", "create", "--compartment", tenant.tenancy_id).stdout.strip().splitlines()[-1]
+    )
+    created = _create(client, volume[0], "kms", type="FULL", kms_key_id=key_id)
+    done = wait_state(client, "get_boot_volume_backup", created.data.id, "AVAILABLE").data
+    assert done.kms_key_id == key_id
+    details = CreateBootVolumeDetails(
+        compartment_id=tenant.tenancy_id,
+        availability_domain=AD,
+        source_details=BootVolumeSourceFromBootVolumeBackupDetails(id=done.id),
+    )
+    restored = wait_state(
+        client, "get_boot_volume", client.create_boot_volume(details).data.id, "AVAILABLE"
+    ).data
+    assert restored.kms_key_id == key_id
+    assert sha256_file(deployment.volume_path(restored.id), 1 << 30) == sha256_file(volume[1], 1 << 30)
+    other = deployment.new_tenant("keyless")
+    e = _error(
+        other.client().create_boot_volume_backup,
+        CreateBootVolumeBackupDetails(boot_volume_id=volume[0], kms_key_id=key_id),
+    )
+    assert (e.status, e.code) == (400, "RelatedResourceNotAuthorizedOrNotFound")

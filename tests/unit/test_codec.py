@@ -10,21 +10,39 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from bootvault.engine import codec
 from bootvault.engine.codec import CorruptBlock, block_id, decode, encode, object_name
-from bootvault.engine.keys import DataKeys, KeyExists, KeyNotFound, LocalKeyProvider
+from bootvault.engine.keys import (
+    DataKeys,
+    KeyNotFound,
+    KeyRing,
+    KeyUnwrapError,
+    master_from_file,
+    parse_master,
+)
 
 TENANCY = "ocid1.tenancy.oc1..aaaatenancy"
 KMS = "ocid1.key.oc1.phx.aaaa.bbbb"
+MASTER = bytes(range(32))
+
+
+class Vault:
+    """Where the service keeps wrapped customer keys (the database); a dict here."""
+
+    def __init__(self) -> None:
+        self.wrapped: dict[str, bytes] = {}
 
 
 @pytest.fixture
-def provider(tmp_path: Path) -> LocalKeyProvider:
-    p = LocalKeyProvider(tmp_path / "keys")
-    p.ensure_master()
-    return p
+def vault() -> Vault:
+    return Vault()
 
 
 @pytest.fixture
-def keys(provider: LocalKeyProvider) -> DataKeys:
+def provider(vault: Vault) -> KeyRing:
+    return KeyRing(MASTER, vault.wrapped.get)
+
+
+@pytest.fixture
+def keys(provider: KeyRing) -> DataKeys:
     return provider.data_keys(TENANCY, None)
 
 
@@ -35,44 +53,45 @@ def _text() -> bytes:
 # ---------------------------------------------------------------- keys
 
 
-def test_master_created_once_with_mode_0600(tmp_path: Path) -> None:
-    p = LocalKeyProvider(tmp_path / "k")
+def test_master_file_created_once_with_mode_0600(tmp_path: Path) -> None:
+    path = tmp_path / "k" / "master.key"
     with pytest.raises(KeyNotFound):
-        p.data_keys(TENANCY, None)
-    p.ensure_master()
-    master = tmp_path / "k" / "master.key"
-    first = master.read_bytes()
+        master_from_file(path, create=False)
+    first = master_from_file(path, create=True)
     assert len(first) == 32
-    assert stat.S_IMODE(master.stat().st_mode) == 0o600
-    p.ensure_master()
-    assert master.read_bytes() == first
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert master_from_file(path, create=True) == first
     assert [f.name for f in (tmp_path / "k").iterdir()] == ["master.key"]
+    assert parse_master(first.hex()) == first
+    with pytest.raises(ValueError):
+        parse_master("too short")
 
 
-def test_data_keys_are_deterministic_and_scoped(provider: LocalKeyProvider, tmp_path: Path) -> None:
+def test_data_keys_are_deterministic_and_scoped(provider: KeyRing, vault: Vault) -> None:
     a = provider.data_keys(TENANCY, None)
-    assert a == LocalKeyProvider(tmp_path / "keys").data_keys(TENANCY, None)
+    assert a == KeyRing(MASTER, vault.wrapped.get).data_keys(TENANCY, None)
     assert len(a.id_key) == 32 and len(a.enc_key) == 32 and a.id_key != a.enc_key
     assert len(a.scope) == 16 and int(a.scope, 16) >= 0
     assert "id_key" not in repr(a) and a.id_key.hex() not in repr(a)
     b = provider.data_keys("ocid1.tenancy.oc1..other", None)
     assert len({a.scope, b.scope}) == 2 and a.id_key != b.id_key and a.enc_key != b.enc_key
+    assert KeyRing(os.urandom(32), vault.wrapped.get).data_keys(TENANCY, None) != a
 
 
-def test_customer_keys(provider: LocalKeyProvider, tmp_path: Path) -> None:
-    assert not provider.has_key(KMS)
+def test_customer_keys_are_wrapped_under_the_master(provider: KeyRing, vault: Vault) -> None:
     with pytest.raises(KeyNotFound):
         provider.data_keys(TENANCY, KMS)
-    provider.create_key(KMS)
-    assert provider.has_key(KMS)
-    with pytest.raises(KeyExists):
-        provider.create_key(KMS)
-    files = sorted(f.name for f in (tmp_path / "keys").iterdir())
-    assert len(files) == 2 and "master.key" in files
-    assert all("." not in f[:-4] for f in files)  # OCID dots are not in the file name
+    vault.wrapped[KMS] = provider.new_wrapped_key(KMS)
     k = provider.data_keys(TENANCY, KMS)
     m = provider.data_keys(TENANCY, None)
     assert k.scope != m.scope and k.enc_key != m.enc_key and k.id_key != m.id_key
+    # Another host with the same master derives the same keys from the stored material.
+    assert KeyRing(MASTER, vault.wrapped.get).data_keys(TENANCY, KMS) == k
+    with pytest.raises(KeyUnwrapError, match="wrong master key"):
+        KeyRing(os.urandom(32), vault.wrapped.get).data_keys(TENANCY, KMS)
+    vault.wrapped["ocid1.key.oc1..moved"] = vault.wrapped[KMS]  # bound to its key id
+    with pytest.raises(KeyUnwrapError):
+        provider.data_keys(TENANCY, "ocid1.key.oc1..moved")
 
 
 # ---------------------------------------------------------------- codec
@@ -100,7 +119,7 @@ def test_roundtrip_random_is_stored_raw(keys: DataKeys) -> None:
     assert decode(keys, blob, bid) == bytes(data[:50000])
 
 
-def test_block_id_is_keyed(provider: LocalKeyProvider, keys: DataKeys) -> None:
+def test_block_id_is_keyed(provider: KeyRing, keys: DataKeys) -> None:
     other = provider.data_keys("ocid1.tenancy.oc1..b", None)
     data = b"same plaintext" * 100
     assert block_id(keys, data) != block_id(other, data)
@@ -115,7 +134,7 @@ def _corrupt(blob: bytes, pos: int) -> bytes:
     return bytes(b)
 
 
-def test_decode_rejects_tampering(provider: LocalKeyProvider, keys: DataKeys) -> None:
+def test_decode_rejects_tampering(provider: KeyRing, keys: DataKeys) -> None:
     data = _text()
     bid = block_id(keys, data)
     blob = encode(keys, data, bid)

@@ -14,7 +14,7 @@ from bootvault.engine import codec
 from bootvault.engine import packs as packs_mod
 from bootvault.engine.backup import BackupResult, VolumeChanged, run_backup
 from bootvault.engine.index import ScopeIndex
-from bootvault.engine.keys import DataKeys, LocalKeyProvider
+from bootvault.engine.keys import DataKeys, KeyRing
 from bootvault.engine.manifest import CorruptManifest, Manifest, load_manifest
 from bootvault.engine.packs import PACK_MAGIC
 from bootvault.engine.restore import RestoreError, run_restore
@@ -101,14 +101,18 @@ class CountingStore:
 
 
 @pytest.fixture
-def provider(tmp_path: Path) -> LocalKeyProvider:
-    p = LocalKeyProvider(tmp_path / "keys")
-    p.ensure_master()
-    return p
+def vault() -> dict[str, bytes]:
+    """Wrapped customer keys, where the service keeps them in its database."""
+    return {}
 
 
 @pytest.fixture
-def keys(provider: LocalKeyProvider) -> DataKeys:
+def provider(vault: dict[str, bytes]) -> KeyRing:
+    return KeyRing(os.urandom(32), vault.get)
+
+
+@pytest.fixture
+def keys(provider: KeyRing) -> DataKeys:
     return provider.data_keys(TENANCY, None)
 
 
@@ -218,12 +222,12 @@ def test_full_self_heals_missing_pack(tmp_path: Path, store: CountingStore, keys
 
 
 def test_no_dedup_across_tenancies_or_keys(
-    tmp_path: Path, store: CountingStore, provider: LocalKeyProvider
+    tmp_path: Path, store: CountingStore, provider: KeyRing, vault: dict[str, bytes]
 ) -> None:
     vol = tmp_path / "vol.img"
     _make_image(vol)
     kms = "ocid1.key.oc1.phx.aaaa.kkkk"
-    provider.create_key(kms)
+    vault[kms] = provider.new_wrapped_key(kms)
     variants = [
         provider.data_keys(TENANCY, None),
         provider.data_keys("ocid1.tenancy.oc1..bbbb", None),

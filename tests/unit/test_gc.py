@@ -14,7 +14,7 @@ from bootvault.engine import backup as backup_mod
 from bootvault.engine import packs as packs_mod
 from bootvault.engine.backup import run_backup
 from bootvault.engine.gc import GcResult, collect_garbage
-from bootvault.engine.keys import DataKeys, LocalKeyProvider
+from bootvault.engine.keys import DataKeys, KeyRing
 from bootvault.engine.restore import RestoreError, run_restore
 
 BS = 64 << 10
@@ -28,9 +28,7 @@ def small_units(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def keys(tmp_path: Path) -> DataKeys:
-    provider = LocalKeyProvider(tmp_path / "keys")
-    provider.ensure_master()
-    return provider.data_keys("ocid1.tenancy.oc1..gc", None)
+    return KeyRing(os.urandom(32), {}.get).data_keys("ocid1.tenancy.oc1..gc", None)
 
 
 def _sha(path: Path) -> str:

@@ -1,32 +1,39 @@
-"""Local key provider: master and customer keys kept as 32-byte files in one directory.
+"""Keys: one master key per deployment, customer keys stored wrapped under it.
 
-Per-(tenancy, key) data keys are derived with HKDF-SHA256, so block ids, ciphertexts and
+Every host of a deployment is configured with the same master key (a file or an environment
+variable). Customer (kmsKeyId) key material is random, wrapped with AES-256-GCM under the master
+key, and kept wherever the caller likes (bootvault keeps it in the database, so every host can
+use it). Per-(tenancy, key) data keys are derived with HKDF-SHA256, so block ids, ciphertexts and
 object-name scopes never collide across tenancies or keys (no cross-tenant dedup).
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
-import hashlib
 import os
 import secrets
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.hashes import SHA256
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 KEY_BYTES = 32
-MASTER_FILE = "master.key"
 _SALT = b"bootvault-data-keys-v1"
+_WRAP_MAGIC = b"BVWK\x01"
 
 
 class KeyNotFound(Exception):
-    """The requested key (or the master key) does not exist in the key directory."""
+    """The requested key does not exist (or the master key is not configured)."""
 
 
-class KeyExists(Exception):
-    """create_key was called for a key id that already has key material."""
+class KeyUnwrapError(Exception):
+    """Wrapped key material is corrupt or was wrapped under another master key."""
 
 
 @dataclass(frozen=True)
@@ -49,74 +56,85 @@ def _derive(ikm: bytes, length: int, info: bytes) -> bytes:
     return HKDF(algorithm=SHA256(), length=length, salt=_SALT, info=info).derive(ikm)
 
 
-def _create_exclusive(path: Path, data: bytes) -> bool:
-    """Atomically create path with data (mode 0600); False if it already exists."""
-    tmp = path.with_name(f".tmp-{secrets.token_hex(8)}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-    try:
+def derive_data_keys(material: bytes, label: str, tenancy_id: str) -> DataKeys:
+    return DataKeys(
+        id_key=_derive(material, KEY_BYTES, _info("block-id", label, tenancy_id)),
+        enc_key=_derive(material, KEY_BYTES, _info("encrypt", label, tenancy_id)),
+        scope=_derive(material, 8, _info("scope", label, tenancy_id)).hex(),
+    )
+
+
+def parse_master(text: str) -> bytes:
+    """A master key given as base64 (44 characters) or hex (64 characters)."""
+    text = text.strip()
+    with contextlib.suppress(ValueError):
+        raw = bytes.fromhex(text) if len(text) == 2 * KEY_BYTES else base64.b64decode(text, validate=True)
+        if len(raw) == KEY_BYTES:
+            return raw
+    raise ValueError("the master key must be 32 bytes, written as base64 or hex")
+
+
+def master_from_file(path: Path, *, create: bool) -> bytes:
+    """Read the master key file; with create, make it (random, mode 0600) if it does not exist."""
+    if create and not path.exists():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        tmp = path.with_name(f".tmp-{secrets.token_hex(8)}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
-            os.write(fd, data)
+            os.write(fd, base64.b64encode(secrets.token_bytes(KEY_BYTES)) + b"\n")
             os.fsync(fd)
-        finally:
             os.close(fd)
-        try:
-            os.link(tmp, path)  # fails if path exists: never overwrites key material
-        except FileExistsError:
-            return False
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-    dfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+            with contextlib.suppress(FileExistsError):
+                os.link(tmp, path)  # never overwrites a key another process created first
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
     try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
-    return True
+        return parse_master(path.read_text())
+    except FileNotFoundError:
+        raise KeyNotFound(f"master key file {path} not found") from None
 
 
-class LocalKeyProvider:
-    def __init__(self, directory: str | os.PathLike[str]) -> None:
-        self.directory = Path(directory)
+class KeyRing:
+    """Derives data keys. `load_wrapped(key_id)` returns a customer key's wrapped material or None."""
 
-    def _key_path(self, key_id: str) -> Path:
-        return self.directory / (hashlib.sha256(key_id.encode()).hexdigest() + ".key")
+    def __init__(self, master: bytes, load_wrapped: Callable[[str], bytes | None]) -> None:
+        if len(master) != KEY_BYTES:
+            raise ValueError("master key must be 32 bytes")
+        self._master = AESGCM(master)
+        self._master_material = master
+        self._load_wrapped = load_wrapped
+        self._cache: dict[tuple[str, str | None], DataKeys] = {}
+        self._lock = threading.Lock()
 
-    def _ensure_dir(self) -> None:
-        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    def new_wrapped_key(self, key_id: str) -> bytes:
+        """Fresh customer key material, wrapped under the master key and bound to key_id."""
+        nonce = os.urandom(12)
+        material = secrets.token_bytes(KEY_BYTES)
+        return _WRAP_MAGIC + nonce + self._master.encrypt(nonce, material, _WRAP_MAGIC + key_id.encode())
 
-    def ensure_master(self) -> None:
-        """Create master.key (32 random bytes, mode 0600) if it does not exist."""
-        self._ensure_dir()
-        _create_exclusive(self.directory / MASTER_FILE, secrets.token_bytes(KEY_BYTES))
-
-    def create_key(self, key_id: str) -> None:
-        """Create new key material for key_id; KeyExists if it already has some."""
-        if not key_id:
-            raise ValueError("key_id must be non-empty")
-        self._ensure_dir()
-        if not _create_exclusive(self._key_path(key_id), secrets.token_bytes(KEY_BYTES)):
-            raise KeyExists(f"key {key_id} already exists")
-
-    def has_key(self, key_id: str) -> bool:
-        return bool(key_id) and self._key_path(key_id).is_file()
-
-    def _read(self, path: Path, label: str) -> bytes:
+    def _unwrap(self, key_id: str, wrapped: bytes) -> bytes:
+        if wrapped[: len(_WRAP_MAGIC)] != _WRAP_MAGIC:
+            raise KeyUnwrapError(f"key {key_id} has unknown wrapping")
+        nonce, body = wrapped[len(_WRAP_MAGIC) : len(_WRAP_MAGIC) + 12], wrapped[len(_WRAP_MAGIC) + 12 :]
         try:
-            material = path.read_bytes()
-        except FileNotFoundError:
-            raise KeyNotFound(f"key {label} not found") from None
-        if len(material) != KEY_BYTES:
-            raise ValueError(f"key file for {label} is corrupt ({len(material)} bytes)")
-        return material
+            return self._master.decrypt(nonce, body, _WRAP_MAGIC + key_id.encode())
+        except InvalidTag:
+            raise KeyUnwrapError(f"key {key_id} cannot be unwrapped: wrong master key or corrupt") from None
 
     def data_keys(self, tenancy_id: str, kms_key_id: str | None) -> DataKeys:
-        """Derive the data keys of a tenancy under kms_key_id (None = the master key)."""
+        """Data keys of a tenancy under kms_key_id (None = the service-managed master key)."""
+        with self._lock:
+            cached = self._cache.get((tenancy_id, kms_key_id))
+        if cached is not None:
+            return cached
         if kms_key_id is None:
-            label, ikm = "master", self._read(self.directory / MASTER_FILE, "master")
+            keys = derive_data_keys(self._master_material, "master", tenancy_id)
         else:
-            label, ikm = "kms:" + kms_key_id, self._read(self._key_path(kms_key_id), kms_key_id)
-        return DataKeys(
-            id_key=_derive(ikm, KEY_BYTES, _info("block-id", label, tenancy_id)),
-            enc_key=_derive(ikm, KEY_BYTES, _info("encrypt", label, tenancy_id)),
-            scope=_derive(ikm, 8, _info("scope", label, tenancy_id)).hex(),
-        )
+            wrapped = self._load_wrapped(kms_key_id)
+            if wrapped is None:
+                raise KeyNotFound(f"key {kms_key_id} not found")
+            keys = derive_data_keys(self._unwrap(kms_key_id, wrapped), "kms:" + kms_key_id, tenancy_id)
+        with self._lock:
+            self._cache[(tenancy_id, kms_key_id)] = keys
+        return keys

@@ -112,7 +112,9 @@ def create_backup(
             tags=tags,
         )
         repo.insert_backup(conn, backup)
-        jobs.enqueue(conn, JobKind.BACKUP, caller.tenancy_id, backup.id, lane=volume.id)
+        jobs.enqueue(
+            conn, JobKind.BACKUP, caller.tenancy_id, backup.id, lane=volume.id, ad=volume.availability_domain
+        )
         return backup.id
 
     return idempotent_create(

@@ -49,8 +49,7 @@ def create_kms_key(ctx: Context, compartment_id: str, display_name: str) -> str:
         if comp is None:
             raise NotFound(f"Compartment {compartment_id} not found.")
         key_id = ocid.mint("key", ctx.settings.region)
-        ctx.keys.create_key(key_id)
-        repo.create_kms_key(conn, key_id, comp.tenancy_id, display_name)
+        repo.create_kms_key(conn, key_id, comp.tenancy_id, display_name, ctx.keys.new_wrapped_key(key_id))
     return key_id
 
 

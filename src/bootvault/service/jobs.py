@@ -11,6 +11,7 @@ from pathlib import Path
 
 from sqlalchemy import Connection
 
+from bootvault.blobstore import BlobStoreError
 from bootvault.domain.models import (
     BACKUP_IN_PROGRESS,
     BackupState,
@@ -21,6 +22,7 @@ from bootvault.domain.models import (
     VolumeState,
 )
 from bootvault.engine.backup import VolumeChanged, run_backup
+from bootvault.engine.keys import KeyNotFound, KeyUnwrapError
 from bootvault.engine.manifest import load_manifest
 from bootvault.engine.restore import RestoreError, run_restore
 from bootvault.engine.volumes import copy_volume, grow
@@ -275,6 +277,17 @@ def execute(ctx: Context, job: Job, lease: Lease) -> None:
         reason = str(exc)
         _finish(ctx, job, lease, JobState.FAILED, lambda conn: mark_faulty(conn, job, reason), reason)
     except Exception as exc:
-        log.exception("job %s (%s) failed", job.id, job.kind)
-        reason = f"Internal error while running the {job.kind.lower()} job: {type(exc).__name__}: {exc}"
+        reason = _explain(job, exc)
         _finish(ctx, job, lease, JobState.FAILED, lambda conn: mark_faulty(conn, job, reason), reason)
+
+
+def _explain(job: Job, exc: Exception) -> str:
+    """A sentence for users: the object store and the keys fail in known ways; the rest is a bug."""
+    if isinstance(exc, BlobStoreError):
+        return f"The object store failed: {exc}"
+    if isinstance(exc, (KeyNotFound, KeyUnwrapError)):
+        return f"The encryption key is unavailable: {exc}"
+    if isinstance(exc, OSError):
+        return f"A volume pool file could not be accessed: {exc}"
+    log.exception("job %s (%s) failed", job.id, job.kind)
+    return f"Internal error while running the {job.kind.lower()} job: {type(exc).__name__}: {exc}"

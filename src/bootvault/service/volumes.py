@@ -109,6 +109,8 @@ def create_volume(ctx: Context, caller: Caller, req: CreateVolume, retry_token: 
         require_kms_key(conn, caller, req.kms_key_id)
         src_size, src_ad, src_key = _source_size(conn, caller, req)
         ad = req.availability_domain or src_ad
+        if src_ad is not None and ad != src_ad:
+            raise InvalidArgument(f"availabilityDomain: a clone must be in its source's ({src_ad}).")
         if ad is None:
             raise InvalidArgument("availabilityDomain is required when restoring from a backup.")
         check_availability_domain(ctx, ad)
@@ -135,7 +137,7 @@ def create_volume(ctx: Context, caller: Caller, req: CreateVolume, retry_token: 
         )
         repo.insert_volume(conn, vol)
         kind = JobKind.RESTORE if req.source_type == VolumeSource.BACKUP else JobKind.CLONE
-        jobs.enqueue(conn, kind, caller.tenancy_id, vol.id, lane=vol.id)
+        jobs.enqueue(conn, kind, caller.tenancy_id, vol.id, lane=vol.id, ad=ad)
         return vol.id
 
     return idempotent_create(
@@ -230,7 +232,14 @@ def delete_volume(ctx: Context, caller: Caller, volume_id: str, if_match: str | 
         if repo.count_restoring_from(conn, volume_id):
             raise IncorrectState(f"Boot volume {volume_id} is being cloned; delete it later.")
         _cas(conn, vol, {"lifecycle_state": VolumeState.TERMINATING.value}, if_match)
-        jobs.enqueue(conn, JobKind.DELETE_VOLUME, caller.tenancy_id, volume_id, lane=volume_id)
+        jobs.enqueue(
+            conn,
+            JobKind.DELETE_VOLUME,
+            caller.tenancy_id,
+            volume_id,
+            lane=volume_id,
+            ad=vol.availability_domain,
+        )
 
 
 def change_compartment(

@@ -68,12 +68,20 @@ def get_compartment(conn: Connection, compartment_id: str) -> Compartment | None
     return Compartment(row.id, row.tenancy_id, row.parent_id, row.name, row.time_created)
 
 
-def create_kms_key(conn: Connection, key_id: str, tenancy_id: str, display_name: str) -> None:
+def create_kms_key(conn: Connection, key_id: str, tenancy_id: str, display_name: str, wrapped: bytes) -> None:
     conn.execute(
         insert(kms_keys).values(
-            id=key_id, tenancy_id=tenancy_id, display_name=display_name, time_created=now()
+            id=key_id,
+            tenancy_id=tenancy_id,
+            display_name=display_name,
+            time_created=now(),
+            wrapped_key=wrapped,
         )
     )
+
+
+def wrapped_kms_key(conn: Connection, key_id: str) -> bytes | None:
+    return conn.execute(select(kms_keys.c.wrapped_key).where(kms_keys.c.id == key_id)).scalar()
 
 
 def kms_key_tenancy(conn: Connection, key_id: str) -> str | None:

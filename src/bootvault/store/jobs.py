@@ -36,7 +36,9 @@ def _from_row(row: Any) -> Job:
     )
 
 
-def enqueue(conn: Connection, kind: JobKind, tenancy_id: str, resource_id: str, lane: str) -> str:
+def enqueue(
+    conn: Connection, kind: JobKind, tenancy_id: str, resource_id: str, lane: str, ad: str | None = None
+) -> str:
     job_id = uuid.uuid4().hex
     conn.execute(
         insert(t).values(
@@ -45,6 +47,7 @@ def enqueue(conn: Connection, kind: JobKind, tenancy_id: str, resource_id: str, 
             tenancy_id=tenancy_id,
             resource_id=resource_id,
             lane=lane,
+            availability_domain=ad,
             state=JobState.QUEUED.value,
             attempts=0,
             time_created=now(),
@@ -70,10 +73,16 @@ def _claimable(ts: Any) -> Any:
     return select(t).where(free, ~blocked_by_older).order_by(t.c.time_created, t.c.id).limit(1)
 
 
-def claim(conn: Connection, owner: str, lease: timedelta, job_id: str | None = None) -> Job | None:
-    """Take the oldest runnable job whose lane has nothing older still active (or that one job)."""
+def claim(
+    conn: Connection, owner: str, lease: timedelta, job_id: str | None = None, ads: list[str] | None = None
+) -> Job | None:
+    """Take the oldest runnable job whose lane has nothing older still active (or that one job),
+    among those this worker can serve: jobs of the availability domains `ads` (None: any) and
+    jobs bound to no availability domain."""
     ts = now()
     stmt = _claimable(ts)
+    if ads is not None:
+        stmt = stmt.where(or_(t.c.availability_domain.is_(None), t.c.availability_domain.in_(ads)))
     if job_id is not None:
         stmt = stmt.where(t.c.id == job_id)
     if conn.dialect.name == "postgresql":

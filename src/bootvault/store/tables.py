@@ -12,6 +12,7 @@ from sqlalchemy import (
     DateTime,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -86,6 +87,7 @@ kms_keys = Table(
     Column("tenancy_id", OCID, nullable=False, index=True),
     Column("display_name", String(255), nullable=False),
     Column("time_created", UtcDateTime, nullable=False),
+    Column("wrapped_key", LargeBinary, nullable=True),  # key material, AES-GCM-wrapped by the master key
 )
 
 boot_volumes = Table(
@@ -148,6 +150,8 @@ jobs = Table(
     Column("tenancy_id", OCID, nullable=False),
     Column("resource_id", OCID, nullable=False, index=True),
     Column("lane", String(255), nullable=False),
+    # Jobs that touch a volume pool run only on workers that reach that AD's pool (NULL: any).
+    Column("availability_domain", String(255), nullable=True),
     Column("state", String(16), nullable=False),
     Column("attempts", Integer, nullable=False),
     Column("time_created", UtcDateTime, nullable=False),

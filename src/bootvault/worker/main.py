@@ -45,7 +45,9 @@ class Worker:
     def run_once(self, job_id: str | None = None) -> bool:
         """Claim and run one job (any, or `job_id`). Returns False when there was nothing to do."""
         with self.ctx.db.write() as conn:
-            job = jobs.claim(conn, self.owner, self.lease, job_id)
+            job = jobs.claim(
+                conn, self.owner, self.lease, job_id, self.ctx.settings.served_availability_domains
+            )
         if job is None:
             return False
         log.info(
