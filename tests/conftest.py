@@ -26,3 +26,13 @@ def tenant(deployment: Deployment):  # type: ignore[no-untyped-def]
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """A SeaweedFS `weed mini` S3 server for the session (skipped without `weed`, unless
+    BOOTVAULT_REQUIRE_SERVICES=1); see tests/s3server.py."""
+    from tests.s3server import running_s3_server
+
+    with running_s3_server(tmp_path_factory.mktemp("s3server")) as server:
+        yield server

@@ -5,10 +5,24 @@ from __future__ import annotations
 from collections.abc import Callable
 from urllib.parse import unquote, urlsplit
 
-from bootvault.blobstore.base import BlobStore, BlobStoreError, ObjectNotFound
+from bootvault.blobstore.base import (
+    BlobStore,
+    BlobStoreError,
+    ObjectNotFound,
+    PermanentStoreError,
+    StoreProperties,
+)
 from bootvault.blobstore.local import LocalBlobStore
 
-__all__ = ["BlobStore", "BlobStoreError", "LocalBlobStore", "ObjectNotFound", "open_blobstore"]
+__all__ = [
+    "BlobStore",
+    "BlobStoreError",
+    "LocalBlobStore",
+    "ObjectNotFound",
+    "PermanentStoreError",
+    "StoreProperties",
+    "open_blobstore",
+]
 
 
 def _open_file_url(url: str) -> BlobStore:
@@ -18,12 +32,22 @@ def _open_file_url(url: str) -> BlobStore:
     return LocalBlobStore(unquote(parts.path))
 
 
-# scheme -> opener; add e.g. "s3" here.
-_OPENERS: dict[str, Callable[[str], BlobStore]] = {"file": _open_file_url}
+def _open_s3_url(url: str) -> BlobStore:
+    from bootvault.blobstore.s3 import open_s3_url  # boto3 is imported only when S3 is used
+
+    return open_s3_url(url)
+
+
+# scheme -> opener
+_OPENERS: dict[str, Callable[[str], BlobStore]] = {"file": _open_file_url, "s3": _open_s3_url}
 
 
 def open_blobstore(url: str) -> BlobStore:
-    """Open a store from a URL ("file:///abs/path") or a plain filesystem path."""
+    """Open a store from a URL or a plain filesystem path.
+
+    "file:///abs/path" or "/abs/path": LocalBlobStore.
+    "s3://bucket/prefix?endpoint=http://host:port[&region=...]": S3BlobStore (see blobstore/s3.py).
+    """
     if not url:
         raise ValueError("unsupported store URL '': empty")
     if "://" not in url and not url.lower().startswith("file:"):

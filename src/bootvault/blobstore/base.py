@@ -1,16 +1,21 @@
-"""Storage interface for write-once objects (chunks, manifests)."""
+"""Storage interface for write-once objects (chunks, packs, manifests)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 
 class BlobStoreError(Exception):
-    """Any failure of the object store."""
+    """Any failure of the object store. A plain BlobStoreError may be transient (network, 5xx)."""
 
 
-class ObjectNotFound(BlobStoreError):
+class PermanentStoreError(BlobStoreError):
+    """A failure a retry cannot fix: missing bucket, rejected credentials, access denied, missing object."""
+
+
+class ObjectNotFound(PermanentStoreError):
     """The named object does not exist."""
 
     def __init__(self, name: str) -> None:
@@ -18,16 +23,41 @@ class ObjectNotFound(BlobStoreError):
         self.name = name
 
 
+@dataclass(frozen=True)
+class StoreProperties:
+    """What a backend can do, so callers never have to check its type."""
+
+    max_connections: int  # how many requests in flight at once are still useful
+    atomic_replace: bool = True  # put() over an existing name: readers see the old or the new object
+
+
 @runtime_checkable
 class BlobStore(Protocol):
-    """Flat namespace of '/'-separated names mapping to immutable byte strings."""
+    """Flat namespace of '/'-separated names mapping to immutable byte strings.
 
-    def put(self, name: str, data: bytes | memoryview) -> None:
-        """Store atomically: readers see either nothing or the whole object."""
+    Every method may be called from several threads at once.
+    """
+
+    properties: StoreProperties
+
+    def put(self, name: str, data: bytes | bytearray | memoryview) -> None:
+        """Store atomically: readers see either nothing (or the previous object) or the whole object."""
         ...
 
     def get(self, name: str) -> bytes:
         """Return the object's bytes; raise ObjectNotFound if absent."""
+        ...
+
+    def get_range(self, name: str, offset: int, length: int) -> bytes:
+        """Return bytes [offset, offset + length) of the object; raise ObjectNotFound if absent.
+
+        A range reaching past the end returns only the bytes that exist: shorter, or b"" when offset
+        is at or beyond the end. Negative offset or length raise ValueError.
+        """
+        ...
+
+    def size(self, name: str) -> int:
+        """Return the object's length in bytes; raise ObjectNotFound if absent."""
         ...
 
     def exists(self, name: str) -> bool: ...
@@ -37,7 +67,7 @@ class BlobStore(Protocol):
         ...
 
     def list(self, prefix: str) -> Iterator[str]:
-        """Yield every name starting with prefix (order unspecified)."""
+        """Yield the full name of every object starting with prefix (a plain string prefix; any order)."""
         ...
 
 
@@ -55,3 +85,15 @@ def check_name(name: str) -> list[str]:
         if part in ("", ".", "..") or part.startswith(TMP_PREFIX):
             raise ValueError(f"invalid object name: {name!r}")
     return parts
+
+
+def check_prefix(prefix: str) -> str:
+    """Validate a list() prefix (a string prefix of valid names, '' for all); raise ValueError if unsafe."""
+    if not isinstance(prefix, str) or prefix.startswith("/") or ".." in prefix.split("/"):
+        raise ValueError(f"invalid prefix: {prefix!r}")
+    return prefix
+
+
+def check_range(offset: int, length: int) -> None:
+    if offset < 0 or length < 0:
+        raise ValueError(f"invalid range: offset={offset} length={length}")
