@@ -23,6 +23,7 @@ from oci.core.models import (
     BootVolumeSourceFromBootVolumeBackupDetails,
     CreateBootVolumeBackupDetails,
     CreateBootVolumeDetails,
+    UpdateBootVolumeBackupDetails,
 )
 from sqlalchemy import create_engine, text
 
@@ -116,10 +117,10 @@ def _wait_port(port: int) -> None:
     raise RuntimeError(f"port {port} never opened")
 
 
-@pytest.fixture
-def cluster(tmp_path: Path, s3_server) -> Iterator[Cluster]:  # type: ignore[no-untyped-def]
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory, s3_server) -> Iterator[Cluster]:  # type: ignore[no-untyped-def]
     with pg_schema_url() as url:
-        c = Cluster(tmp_path, url, s3_server)
+        c = Cluster(tmp_path_factory.mktemp("cluster"), url, s3_server)
         c.start()
         try:
             yield c
@@ -200,3 +201,38 @@ def test_two_apis_two_workers_survive_a_killed_worker(cluster: Cluster, tmp_path
     for n, volume_id in enumerate(restores):
         wait_state(client, "get_boot_volume", volume_id, "AVAILABLE", timeout=300)
         assert sha256_file(pool_dir / f"{volume_id}.img", GIB) == expected[n % VOLUMES], f"backup {n} differs"
+
+
+def test_retry_tokens_and_etags_hold_across_api_processes(cluster: Cluster, tmp_path: Path) -> None:
+    config = tmp_path / "oci" / "config"
+    tenancy = cluster.cli("tenancy", "create", "--name", "race", "--oci-config", str(config))
+    image = tmp_path / "small.img"
+    image.write_bytes(os.urandom(MIB))
+    volume_id = cluster.cli("volume", "import", "--compartment", tenancy, str(image))
+    tenants = [Tenant("race", tenancy, config, f"http://127.0.0.1:{port}") for port in cluster.ports]
+    details = CreateBootVolumeBackupDetails(boot_volume_id=volume_id, display_name="once")
+
+    def create(n: int) -> str:
+        client = tenants[n % 2].client()
+        return client.create_boot_volume_backup(details, opc_retry_token="same-token-both-apis").data.id
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        ids = set(pool.map(create, range(12)))
+    assert len(ids) == 1
+    client = tenants[0].client()
+    assert [b.id for b in client.list_boot_volume_backups(tenancy, display_name="once").data] == list(ids)
+    backup = wait_state(client, "get_boot_volume_backup", ids.pop(), "AVAILABLE")
+    etag = backup.headers["etag"]
+
+    def rename(n: int) -> int:
+        try:
+            tenants[n % 2].client().update_boot_volume_backup(
+                backup.data.id, UpdateBootVolumeBackupDetails(display_name=f"winner-{n}"), if_match=etag
+            )
+            return 200
+        except oci.exceptions.ServiceError as exc:
+            return exc.status
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        statuses = sorted(pool.map(rename, range(12)))
+    assert statuses == [200] + [412] * 11  # exactly one conditional update wins
