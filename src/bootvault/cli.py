@@ -61,6 +61,9 @@ def open_context(settings: Settings) -> Iterator[Context]:
     except BootVaultError as exc:
         err.print(f"[red]error:[/red] {exc.message}")
         raise typer.Exit(1) from exc
+    except Exception as exc:  # bad URL, unreachable database, unreadable master key...
+        err.print(f"[red]error:[/red] cannot start: {type(exc).__name__}: {exc}")
+        raise typer.Exit(1) from exc
     try:
         yield ctx
     except BootVaultError as exc:

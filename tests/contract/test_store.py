@@ -25,6 +25,17 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
         database.dispose()
 
 
+def test_schema_is_at_the_newest_migration(db: Database) -> None:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from bootvault.store.db import HEAD_REVISION, MIGRATIONS_DIR
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    assert ScriptDirectory.from_config(cfg).get_current_head() == HEAD_REVISION == db.schema_revision()
+
+
 def test_claim_respects_lanes_and_order(db: Database) -> None:
     lease = timedelta(seconds=30)
     with db.write() as conn:

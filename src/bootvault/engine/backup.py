@@ -147,11 +147,13 @@ class _BlockWorker:
     def segment(self, start: int, buf: bytearray, length: int) -> list[tuple[int, bytes, bytes | None, int]]:
         """(block index, id, encoded blob if new else None, plaintext length) per non-zero block."""
         out = []
-        view, bs = memoryview(buf), self.block_size
+        view, bs, zero = memoryview(buf), self.block_size, self.zero
         for off in range(0, length, bs):
-            block = view[off : min(off + bs, length)]
-            if block == self.zero[: len(block)]:
+            end = min(off + bs, length)
+            # startswith compares in place (memcmp); == on a memoryview slice goes byte by byte.
+            if buf.startswith(zero if end - off == bs else zero[: end - off], off, end):
                 continue
+            block = view[off:end]
             index = (start + off) // bs
             bid = codec.block_id(self.keys, block)
             known = (self.parent is not None and self.parent.block_id(index) == bid) or self._stored(bid)

@@ -42,6 +42,19 @@ def _compressor() -> zstandard.ZstdCompressor:
     return c
 
 
+def _cipher(key: bytes) -> AESGCM:
+    """One AESGCM object per key and thread (building one costs more than sealing a small block)."""
+    ciphers = getattr(_tls, "ciphers", None)
+    if ciphers is None:
+        ciphers = _tls.ciphers = {}
+    cipher = ciphers.get(key)
+    if cipher is None:
+        if len(ciphers) > 64:
+            ciphers.clear()
+        cipher = ciphers[key] = AESGCM(key)
+    return cipher
+
+
 def _decompressor() -> zstandard.ZstdDecompressor:
     d = getattr(_tls, "dctx", None)
     if d is None:
@@ -68,7 +81,7 @@ def encode(keys: DataKeys, data: bytes | bytearray | memoryview, bid: bytes) -> 
         packed, flags = data, 0
     header = MAGIC + bytes((VERSION, flags))
     nonce = os.urandom(NONCE_LEN)
-    return header + nonce + AESGCM(keys.enc_key).encrypt(nonce, packed, header + bid)
+    return header + nonce + _cipher(keys.enc_key).encrypt(nonce, packed, header + bid)
 
 
 def decode(keys: DataKeys, blob: bytes, bid: bytes) -> bytes:
@@ -85,7 +98,7 @@ def decode(keys: DataKeys, blob: bytes, bid: bytes) -> bytes:
         raise CorruptBlock(f"has unknown flags 0x{flags:02x}")
     nonce = blob[HEADER_LEN : HEADER_LEN + NONCE_LEN]
     try:
-        packed = AESGCM(keys.enc_key).decrypt(nonce, blob[HEADER_LEN + NONCE_LEN :], header + bid)
+        packed = _cipher(keys.enc_key).decrypt(nonce, blob[HEADER_LEN + NONCE_LEN :], header + bid)
     except InvalidTag:
         raise CorruptBlock("failed authentication (corrupted)") from None
     data = _decompress(packed) if flags & FLAG_ZSTD else packed

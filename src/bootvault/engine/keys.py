@@ -90,9 +90,15 @@ def master_from_file(path: Path, *, create: bool) -> bytes:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
     try:
-        return parse_master(path.read_text())
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise KeyNotFound(f"master key file {path} not found") from None
+    if len(raw) == KEY_BYTES:
+        return raw  # the raw 32 bytes that bootvault 0.1 wrote
+    try:
+        return parse_master(raw.decode("ascii"))
+    except (UnicodeDecodeError, ValueError):
+        raise ValueError(f"master key file {path}: expected 32 bytes as base64 or hex") from None
 
 
 class KeyRing:

@@ -21,6 +21,8 @@ from bootvault.engine.volumes import ProgressReporter
 IN_FLIGHT_PER_WORKER = 2
 MAX_GAP = 256 << 10  # read across gaps this small rather than issue another request
 MAX_RUN = 16 << 20
+PAGE = 4096
+ZERO_PAGE = bytes(PAGE)
 
 Entry = tuple[int, int, int, bytes]  # offset in pack, length, block index, block id
 
@@ -45,14 +47,35 @@ class _Target:
             raise RestoreError(f"{self.where(index)} has {len(data)} bytes, expected {expected}: {name}")
         if self.fd is None:
             return expected
-        view, pos = memoryview(data), off
         try:
-            while view:
-                n = os.pwrite(self.fd, view, pos)
-                view, pos = view[n:], pos + n
+            _write_sparse(self.fd, data, off)
         except OSError as exc:
             raise RestoreError(f"{self.where(index)} could not be written to the target: {exc}") from exc
         return expected
+
+
+def _pwrite(fd: int, view: memoryview, pos: int) -> None:
+    while view:
+        n = os.pwrite(fd, view, pos)
+        view, pos = view[n:], pos + n
+
+
+def _write_sparse(fd: int, data: bytes, pos: int) -> None:
+    """Write data at pos, leaving its all-zero 4 KiB pages as holes (as the source had them)."""
+    if data.find(ZERO_PAGE) < 0:  # the common case, decided by one fast scan
+        _pwrite(fd, memoryview(data), pos)
+        return
+    view, run = memoryview(data), -1
+    for page in range(0, len(data), PAGE):
+        end = min(page + PAGE, len(data))
+        if data.startswith(ZERO_PAGE if end - page == PAGE else bytes(end - page), page, end):
+            if run >= 0:
+                _pwrite(fd, view[run:page], pos + run)
+                run = -1
+        elif run < 0:
+            run = page
+    if run >= 0:
+        _pwrite(fd, view[run:], pos + run)
 
 
 def _decode(keys: DataKeys, target: _Target, index: int, bid: bytes, blob: bytes, name: str) -> bytes:

@@ -177,15 +177,38 @@ def import_image(
     reporter.finish()
 
 
+def _copy_range(src_fd: int, dst_fd: int, start: int, end: int) -> None:
+    """Copy [start, end) in the kernel (copy_file_range); plain reads and writes where it can't."""
+    pos = start
+    try:
+        while pos < end:
+            n = os.copy_file_range(src_fd, dst_fd, min(end - pos, 1 << 30), pos, pos)
+            if n == 0:
+                raise EOFError(f"unexpected end of file at offset {pos}")
+            pos += n
+    except OSError as exc:
+        if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL):
+            raise
+        while pos < end:
+            data = os.pread(src_fd, min(end - pos, COPY_BLOCK), pos)
+            if not data:
+                raise EOFError(f"unexpected end of file at offset {pos}") from None
+            _pwrite_all(dst_fd, pos, memoryview(data))
+            pos += len(data)
+
+
 def copy_volume(
     src: str | os.PathLike[str], dst: str | os.PathLike[str], progress: Progress | None = None
 ) -> None:
-    """Clone src to dst, keeping it sparse."""
+    """Clone src to dst: its data extents are copied and its holes stay holes."""
     with open(src, "rb") as f:
         size = os.fstat(f.fileno()).st_size
         reporter = ProgressReporter(size, progress)
+        reporter.update(0)
         with _atomic_file(dst, size) as out:
-            _sparse_copy(f.fileno(), size, lambda off, data: _pwrite_all(out, off, data), reporter)
+            for start, end in data_extents(f.fileno(), size):
+                _copy_range(f.fileno(), out, start, end)
+                reporter.update(end)
     reporter.finish()
 
 

@@ -8,9 +8,10 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, exc
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+HEAD_REVISION = "0003"  # the newest file in migrations/versions (a test keeps the two in step)
 _WRITE = "bootvault_write"
 
 
@@ -59,8 +60,20 @@ class Database:
         with self.engine.connect() as conn, conn.begin():
             yield conn
 
+    def schema_revision(self) -> str | None:
+        try:
+            with self.engine.connect() as conn:
+                return conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+        except exc.DBAPIError:
+            return None  # no schema yet
+
     def migrate(self) -> None:
-        """Bring the schema to the newest revision (idempotent; serialised across processes on PG)."""
+        """Bring the schema to the newest revision (idempotent; serialised across processes on PG).
+
+        Every process calls this at start-up; when the schema is current it costs one query
+        instead of loading Alembic's migration scripts."""
+        if self.schema_revision() == HEAD_REVISION:
+            return
         cfg = Config()
         cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
         with self.engine.begin() as conn:
