@@ -25,5 +25,9 @@ lint: $(STAMP)
 test: $(STAMP) lint
 	$(BIN)/pytest
 
+# BENCH_ARGS, e.g. "--size-mib 256" for a quick run; see bench/run.py --help.
+bench: $(STAMP)
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -71,7 +71,7 @@ Demo tenancy {info.tenancy_id}, demo boot volume {info.volume_id}. Try, in anoth
       --display-name first --type FULL --wait-for-state AVAILABLE
   oci bv boot-volume-backup list {common} --compartment-id {info.tenancy_id}
   oci bv boot-volume create {common} --compartment-id {info.tenancy_id} \\
-      --availability-domain {ad} --source-boot-volume-backup-id <backup OCID> --wait-for-state AVAILABLE
+      --availability-domain {ad} --boot-volume-backup-id <backup OCID> --wait-for-state AVAILABLE
   oci bv boot-volume-backup delete {common} --boot-volume-backup-id <backup OCID> --force
 
 (`make run` installs the oci CLI into .venv: use .venv/bin/oci.)
