@@ -17,7 +17,7 @@ from oci.core.models import (
     CreateBootVolumeDetails,
 )
 
-from tests.helpers import BIN, MIB, Deployment, Tenant, make_image, sha256_file, wait_state
+from tests.helpers import BIN, MIB, Deployment, Tenant, make_image, raw_request, sha256_file, wait_state
 
 
 @pytest.fixture(scope="module")
@@ -145,3 +145,24 @@ def test_gives_up_after_repeated_deaths(tmp_path: Path) -> None:
         assert "Gave up after 1 attempt:" in reason
     finally:
         dep.stop()
+
+
+def test_percent_complete_rises_while_imaging(api_only: Deployment, tmp_path: Path) -> None:
+    tenant = api_only.new_tenant("progress")
+    client = tenant.client()
+    volume_id, _ = _big_volume(api_only, tenant, tmp_path)
+    backup_id = _backup(client, volume_id, "watched")
+    seen: list[int] = []
+    worker = WorkerProcess(api_only)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            body = raw_request(tenant, "GET", f"/bootVolumeBackups/{backup_id}").json()
+            seen.append(body["percentComplete"])
+            if body["lifecycleState"] == "AVAILABLE":
+                break
+            time.sleep(0.01)
+    finally:
+        worker.stop()
+    assert seen[-1] == 100 and seen == sorted(seen)
+    assert any(0 < p < 100 for p in seen), seen

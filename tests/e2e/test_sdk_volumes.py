@@ -1,0 +1,117 @@
+"""Boot volumes through the oci SDK: clone, list, grow, move, delete."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import oci
+import pytest
+from oci.core.models import (
+    BootVolumeSourceFromBootVolumeDetails,
+    ChangeBootVolumeCompartmentDetails,
+    CreateBootVolumeDetails,
+    UpdateBootVolumeDetails,
+)
+
+from tests.helpers import MIB, Deployment, Tenant, make_image, raw_request, sha256_file, wait_state
+
+AD = "bootvault:AD-1"
+GIB = 1 << 30
+
+
+@pytest.fixture(scope="module")
+def source(
+    deployment: Deployment, tenant: Tenant, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[str, Path]:
+    image = tmp_path_factory.mktemp("vol") / "src.img"
+    make_image(image, 5 * MIB, seed=8)
+    return deployment.import_volume(tenant, image, "clone-source"), image
+
+
+def _clone(client: oci.core.BlockstorageClient, tenant: Tenant, source_id: str, **kw):  # type: ignore[no-untyped-def]
+    details = CreateBootVolumeDetails(
+        compartment_id=tenant.tenancy_id,
+        source_details=BootVolumeSourceFromBootVolumeDetails(id=source_id),
+        **kw,
+    )
+    return client.create_boot_volume(details)
+
+
+def test_clone_follows_source_ad_and_copies_bytes(
+    deployment: Deployment, tenant: Tenant, source: tuple[str, Path]
+) -> None:
+    client = tenant.client()
+    created = _clone(client, tenant, source[0], display_name="clone", size_in_gbs=2)
+    assert created.data.lifecycle_state == "PROVISIONING" and created.data.availability_domain == AD
+    clone = wait_state(client, "get_boot_volume", created.data.id, "AVAILABLE").data
+    assert clone.size_in_gbs == 2 and clone.size_in_mbs == 2048 and clone.is_hydrated
+    assert clone.source_details.type == "bootVolume" and clone.source_details.id == source[0]
+    path = deployment.volume_path(clone.id)
+    assert os.path.getsize(path) == 2 * GIB
+    assert sha256_file(path, 2 * GIB) == sha256_file(source[1], 2 * GIB)
+
+
+def test_list_update_grow_move_delete(
+    deployment: Deployment, tenant: Tenant, source: tuple[str, Path]
+) -> None:
+    client = tenant.client()
+    vol = wait_state(client, "get_boot_volume", _clone(client, tenant, source[0]).data.id, "AVAILABLE")
+    listed = oci.pagination.list_call_get_all_results(
+        client.list_boot_volumes, compartment_id=tenant.tenancy_id, limit=1
+    ).data
+    assert vol.data.id in {v.id for v in listed} and source[0] in {v.id for v in listed}
+    grown = client.update_boot_volume(
+        vol.data.id,
+        UpdateBootVolumeDetails(size_in_gbs=3, display_name="bigger"),
+        if_match=vol.headers["etag"],
+    )
+    assert grown.data.size_in_gbs == 3 and grown.data.display_name == "bigger"
+    assert os.path.getsize(deployment.volume_path(vol.data.id)) == 3 * GIB
+    with pytest.raises(oci.exceptions.ServiceError) as err:
+        client.update_boot_volume(vol.data.id, UpdateBootVolumeDetails(size_in_gbs=1))
+    assert (err.value.status, err.value.code) == (
+        400,
+        "InvalidParameter",
+    ) and "sizeInGBs" in err.value.message
+    with pytest.raises(oci.exceptions.ServiceError) as err:
+        client.update_boot_volume(
+            vol.data.id, UpdateBootVolumeDetails(display_name="x"), if_match=vol.headers["etag"]
+        )
+    assert (err.value.status, err.value.code) == (412, "NoEtagMatch")
+    comp = deployment.cli(
+        "compartment", "create", "--parent", tenant.tenancy_id, "--name", "vols"
+    ).stdout.strip()
+    client.change_boot_volume_compartment(
+        vol.data.id, ChangeBootVolumeCompartmentDetails(compartment_id=comp)
+    )
+    assert [v.id for v in client.list_boot_volumes(compartment_id=comp).data] == [vol.data.id]
+    client.delete_boot_volume(vol.data.id)
+    gone = wait_state(client, "get_boot_volume", vol.data.id, "TERMINATED").data
+    assert gone.lifecycle_state == "TERMINATED"
+    assert not deployment.volume_path(vol.data.id).exists()
+
+
+def test_volume_errors(tenant: Tenant, source: tuple[str, Path]) -> None:
+    client = tenant.client()
+    with pytest.raises(oci.exceptions.ServiceError) as err:
+        client.get_boot_volume("ocid1.bootvolume.oc1.local-1.nothere")
+    assert (err.value.status, err.value.code) == (404, "NotAuthorizedOrNotFound")
+    with pytest.raises(oci.exceptions.ServiceError) as err:
+        _clone(client, tenant, source[0], availability_domain="bootvault:AD-9")
+    assert (err.value.status, err.value.code) == (
+        400,
+        "InvalidParameter",
+    ) and "availabilityDomain" in err.value.message
+    body = (
+        b'{"compartmentId": "%s", "sourceDetails": {"type": "bootVolumeReplica", "id": "x"}}'
+        % tenant.tenancy_id.encode()
+    )
+    resp = raw_request(tenant, "POST", "/bootVolumes", body)
+    assert resp.status_code == 400 and resp.json()["code"] == "InvalidParameter"
+    assert "sourceDetails" in resp.json()["message"]
+    resp = raw_request(tenant, "POST", "/bootVolumes", b'{"compartmentId": "x"}')
+    assert (resp.status_code, resp.json()["code"]) == (
+        400,
+        "MissingParameter",
+    ) and "sourceDetails" in resp.json()["message"]
