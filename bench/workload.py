@@ -1,0 +1,234 @@
+"""The standard workload, built deterministically (the anchors' mkimg.py, mutate.py, mutate_clustered.py).
+
+Base image: runs of 1-32 MiB picked by random.Random(42) weighted by the MiB left of each kind:
+40 % holes, 40 % bytes of the files under /usr (os.walk sorted, no repeats), 20 % random bytes.
+Unlike the anchors the random bytes come from random.Random(...).randbytes, so reruns are identical.
+Mutation A rewrites 1 % of the 4 KiB blocks (Random(7) sample); mutation B rewrites
+1 % / 64 extents of 64 blocks (256 KiB), Random(11): 81 extents on the 2 GiB image.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import random
+from collections.abc import Iterator
+from pathlib import Path
+
+MIB = 1 << 20
+BLOCK = 4096
+IMAGE_SEED, DATA_SEED, MUT_A_SEED, MUT_B_SEED = 42, 4242, 7, 11
+EXTENT_BLOCKS = 64  # mutation B: 256 KiB extents
+FORMAT_VERSION = 1  # bump when the generator changes, to invalidate cached images
+
+
+def plan_runs(size_mib: int) -> list[tuple[str, int]]:
+    """The run list of mkimg.py: (kind, MiB) with kind in zero / comp / rand."""
+    zero, rand = int(size_mib * 0.4), int(size_mib * 0.2)  # 2048 MiB: 819 / 820 / 409
+    left = {"zero": zero, "comp": size_mib - zero - rand, "rand": rand}
+    rng, runs = random.Random(IMAGE_SEED), []
+    while sum(left.values()) > 0:
+        kinds = [k for k, v in left.items() if v > 0]
+        kind = rng.choices(kinds, weights=[left[k] for k in kinds])[0]
+        n = min(left[kind], rng.randint(1, 32))
+        runs.append((kind, n))
+        left[kind] -= n
+    return runs
+
+
+def usr_files() -> Iterator[str]:
+    for root, dirs, files in os.walk("/usr"):
+        dirs.sort()
+        files.sort()
+        for name in files:
+            path = os.path.join(root, name)
+            if not os.path.islink(path) and os.path.isfile(path):
+                yield path
+
+
+def usr_fingerprint(nbytes: int) -> str:
+    """Identity of the /usr files the image would consume (path, size, mtime), cheap to compute.
+
+    /usr changes when packages are installed, which changes the image: the cache key includes this.
+    """
+    h, total = hashlib.sha256(), 0
+    for path in usr_files():
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        h.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        total += st.st_size
+        if total >= nbytes + 64 * MIB:  # margin for unreadable files
+            break
+    return h.hexdigest()
+
+
+class _UsrBytes:
+    """Consecutive bytes of the /usr files, never repeating (mkimg.py's compressible())."""
+
+    def __init__(self) -> None:
+        self.files, self.buf = usr_files(), bytearray()
+
+    def take(self, n: int) -> bytes:
+        while len(self.buf) < n:
+            try:
+                path = next(self.files)
+            except StopIteration:
+                raise RuntimeError("/usr has too few bytes for this image size") from None
+            try:
+                with open(path, "rb") as fh:
+                    self.buf += fh.read()
+            except OSError:
+                continue
+        out = bytes(self.buf[:n])
+        del self.buf[:n]
+        return out
+
+
+def build_image(path: Path, size_mib: int) -> dict[str, int]:
+    """Write the base image to path (sparse); return the MiB of each kind."""
+    usr, data_rng = _UsrBytes(), random.Random(DATA_SEED)
+    counts = {"zero": 0, "comp": 0, "rand": 0}
+    with open(path, "wb") as fh:
+        fh.truncate(size_mib * MIB)
+        off = 0
+        for kind, n in plan_runs(size_mib):
+            counts[kind] += n
+            if kind == "comp":
+                fh.seek(off)
+                fh.write(usr.take(n * MIB))
+            elif kind == "rand":
+                fh.seek(off)
+                for _ in range(n):
+                    fh.write(data_rng.randbytes(MIB))
+            off += n * MIB
+        fh.flush()
+        os.fsync(fh.fileno())
+    return counts
+
+
+def base_image(cache_dir: Path, size_mib: int) -> tuple[Path, dict[str, object]]:
+    """The cached base image for size_mib (built when missing) and its metadata."""
+    params = {
+        "version": FORMAT_VERSION,
+        "size_mib": size_mib,
+        "seeds": [IMAGE_SEED, DATA_SEED],
+        "usr": usr_fingerprint(int(size_mib * 0.4) * MIB + MIB),
+    }
+    key = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
+    image, meta_path = cache_dir / f"base-{size_mib}m-{key}.img", cache_dir / f"base-{size_mib}m-{key}.json"
+    if image.exists() and meta_path.exists():
+        meta = json.loads(meta_path.read_text())
+        meta["cached"] = True
+        return image, meta
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    for old in cache_dir.glob(f"base-{size_mib}m-*"):  # one cached image per size
+        old.unlink()
+    tmp = image.with_suffix(".tmp")
+    counts = build_image(tmp, size_mib)
+    meta = {**params, "key": key, "mib": counts, "sha256": sha256_file(tmp), "allocated": allocated(tmp)}
+    os.replace(tmp, image)
+    meta_path.write_text(json.dumps(meta, indent=1))
+    meta["cached"] = False
+    return image, meta
+
+
+def data_extents(fd: int, size: int) -> Iterator[tuple[int, int]]:
+    off = 0
+    while off < size:
+        try:
+            start = os.lseek(fd, off, os.SEEK_DATA)
+        except OSError as exc:
+            if exc.errno == errno.ENXIO:
+                return
+            raise
+        end = min(os.lseek(fd, start, os.SEEK_HOLE), size)
+        yield start, end
+        off = end
+
+
+def sparse_copy(src: Path, dst: Path) -> None:
+    """Copy src to dst keeping exactly its holes (SEEK_DATA/SEEK_HOLE + copy_file_range)."""
+    with open(src, "rb") as fin, open(dst, "wb") as fout:
+        size = os.fstat(fin.fileno()).st_size
+        fout.truncate(size)
+        for start, end in data_extents(fin.fileno(), size):
+            off = start
+            while off < end:
+                n = os.copy_file_range(fin.fileno(), fout.fileno(), end - off, off, off)
+                if n == 0:
+                    raise OSError(f"short copy of {src} at {off}")
+                off += n
+
+
+def mutate_a(path: Path, size: int) -> int:
+    """Rewrite 1 % of the 4 KiB blocks at random (Random(7)); return the bytes written."""
+    nblk = size // BLOCK
+    rng = random.Random(MUT_A_SEED)
+    picks = rng.sample(range(nblk), int(nblk * 0.01))
+    with open(path, "r+b") as fh:
+        for b in picks:
+            fh.seek(b * BLOCK)
+            fh.write(rng.randbytes(BLOCK))
+    return len(picks) * BLOCK
+
+
+def mutate_b(path: Path, size: int) -> int:
+    """Rewrite 1 % / 64 random extents of 256 KiB (Random(11)); return the bytes written."""
+    nblk = size // BLOCK
+    rng = random.Random(MUT_B_SEED)
+    count = int(nblk * 0.01) // EXTENT_BLOCKS
+    with open(path, "r+b") as fh:
+        for _ in range(count):
+            b = rng.randrange(0, nblk - EXTENT_BLOCKS)
+            fh.seek(b * BLOCK)
+            fh.write(rng.randbytes(EXTENT_BLOCKS * BLOCK))
+    return count * EXTENT_BLOCKS * BLOCK
+
+
+def sha256_file(path: Path, length: int | None = None) -> str:
+    """sha256 of the first length bytes (default: the whole file; past EOF reads as zeros)."""
+    h, buf = hashlib.sha256(), bytearray(4 * MIB)
+    view, done = memoryview(buf), 0
+    with open(path, "rb", buffering=0) as fh:
+        while length is None or done < length:
+            want = len(buf) if length is None else min(len(buf), length - done)
+            n = fh.readinto(view[:want])
+            if not n:
+                break
+            h.update(view[:n])
+            done += n
+    if length is not None and done < length:
+        h.update(bytes(length - done))
+    return h.hexdigest()
+
+
+def tail_is_zero(path: Path, start: int) -> bool:
+    """True if every byte of path from start on is zero (holes are not read)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        size = os.fstat(fd).st_size
+        for s, e in data_extents(fd, size):
+            s = max(s, start)
+            while s < e:
+                chunk = os.pread(fd, min(4 * MIB, e - s), s)
+                if chunk.count(0) != len(chunk):
+                    return False
+                s += len(chunk)
+    finally:
+        os.close(fd)
+    return True
+
+
+def matches(other: Path, size: int, expected_sha: str) -> bool:
+    """Does other hold exactly the image bytes (size of them, then at most a zero tail)?"""
+    if other.stat().st_size < size:
+        return False
+    return sha256_file(other, size) == expected_sha and tail_is_zero(other, size)
+
+
+def allocated(path: Path) -> int:
+    return os.stat(path).st_blocks * 512
