@@ -255,5 +255,8 @@ def verify(
 
 
 def main() -> None:
+    from bootvault.memory import tune_malloc
+
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    tune_malloc()
     app()

@@ -22,6 +22,7 @@ IN_FLIGHT_PER_WORKER = 2
 MAX_GAP = 256 << 10  # read across gaps this small rather than issue another request
 MAX_RUN = 16 << 20
 PAGE = 4096
+WRITE_BATCH = 1 << 20  # fewer, larger writes: syscalls are expensive on small VMs
 ZERO_PAGE = bytes(PAGE)
 
 Entry = tuple[int, int, int, bytes]  # offset in pack, length, block index, block id
@@ -40,18 +41,20 @@ class _Target:
     def where(self, index: int) -> str:
         return f"block {index} (offset {index * self.bs})"
 
-    def write(self, index: int, data: bytes, name: str) -> int:
-        off = index * self.bs
-        expected = min(self.bs, self.size - off)
+    def check(self, index: int, data: bytes, name: str) -> int:
+        expected = min(self.bs, self.size - index * self.bs)
         if len(data) != expected:
             raise RestoreError(f"{self.where(index)} has {len(data)} bytes, expected {expected}: {name}")
-        if self.fd is None:
-            return expected
-        try:
-            _write_sparse(self.fd, data, off)
-        except OSError as exc:
-            raise RestoreError(f"{self.where(index)} could not be written to the target: {exc}") from exc
         return expected
+
+    def write(self, first: int, data: bytes | bytearray) -> None:
+        """Write consecutive blocks starting at block `first`."""
+        if self.fd is None:
+            return
+        try:
+            _write_sparse(self.fd, data, first * self.bs)
+        except OSError as exc:
+            raise RestoreError(f"{self.where(first)} could not be written to the target: {exc}") from exc
 
 
 def _pwrite(fd: int, view: memoryview, pos: int) -> None:
@@ -60,7 +63,7 @@ def _pwrite(fd: int, view: memoryview, pos: int) -> None:
         view, pos = view[n:], pos + n
 
 
-def _write_sparse(fd: int, data: bytes, pos: int) -> None:
+def _write_sparse(fd: int, data: bytes | bytearray, pos: int) -> None:
     """Write data at pos, leaving its all-zero 4 KiB pages as holes (as the source had them)."""
     if data.find(ZERO_PAGE) < 0:  # the common case, decided by one fast scan
         _pwrite(fd, memoryview(data), pos)
@@ -95,12 +98,22 @@ def _restore_run(store: BlobStore, keys: DataKeys, target: _Target, name: str, r
         raise RestoreError(f"{target.where(run[0][2])} is missing from the store: {name} is gone") from None
     except BlobStoreError as exc:
         raise RestoreError(f"{target.where(run[0][2])} could not be read from the store: {exc}") from exc
-    done = 0
+    done, view = 0, memoryview(data)
+    batch, first = bytearray(), -1  # consecutive blocks go out in one write of up to WRITE_BATCH
     for offset, size, index, bid in run:
-        blob = data[offset - start : offset - start + size]
+        blob = view[offset - start : offset - start + size]
         if len(blob) != size:
             raise RestoreError(f"{target.where(index)} is truncated in the store: {name}")
-        done += target.write(index, _decode(keys, target, index, bid, blob, name), name)
+        block = _decode(keys, target, index, bid, blob, name)
+        done += target.check(index, block, name)
+        if batch and (index != first + len(batch) // target.bs or len(batch) >= WRITE_BATCH):
+            target.write(first, batch)
+            batch = bytearray()
+        if not batch:
+            first = index
+        batch += block
+    if batch:
+        target.write(first, batch)
     return done
 
 
@@ -115,7 +128,10 @@ def _restore_object(store: BlobStore, keys: DataKeys, target: _Target, index: in
         ) from None
     except BlobStoreError as exc:
         raise RestoreError(f"{target.where(index)} could not be read from the store: {exc}") from exc
-    return target.write(index, _decode(keys, target, index, bid, blob, name), name)
+    block = _decode(keys, target, index, bid, blob, name)
+    done = target.check(index, block, name)
+    target.write(index, block)
+    return done
 
 
 def _runs(entries: list[Entry]) -> Iterator[list[Entry]]:
