@@ -25,9 +25,11 @@ lint: $(STAMP)
 test: $(STAMP) lint
 	$(BIN)/pytest
 
-# BENCH_ARGS, e.g. "--size-mib 256" for a quick run; see bench/run.py --help.
+# BENCH_ARGS, e.g. "--size-mib 256" for a quick run of the peer comparison; see bench/run.py --help.
 bench: $(STAMP)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+	$(BIN)/python bench/memory.py
+	$(BIN)/python bench/s3.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

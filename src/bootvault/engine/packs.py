@@ -28,6 +28,7 @@ from bootvault.engine.keys import DataKeys
 PACK_MAGIC = b"BVPK\x01"
 INDEX_MAGIC = b"BVIX\x01"
 ENTRY = struct.Struct("<32sII")
+MAX_BLOB = (1 << 20) + 64  # a 1 MiB block stored raw plus its header, nonce and tag
 PACK_TARGET = 16 << 20  # measured: large enough that one fsync per pack is noise, small enough to stream
 
 
@@ -72,9 +73,17 @@ def decode_index(keys: DataKeys, pack_id: str, blob: bytes) -> list[tuple[bytes,
 
 @dataclass
 class SealedPack:
+    """A pack being filled: `buf` is allocated once at full size and filled up to `size`, so adding a
+    blob is one copy and the buffer never grows (growing re-copies everything added so far)."""
+
     pack_id: str
-    data: bytearray
+    buf: bytearray
+    size: int = 0
     entries: list[tuple[bytes, int, int]] = field(default_factory=list)
+
+    @property
+    def data(self) -> memoryview:
+        return memoryview(self.buf)[: self.size]
 
 
 class PackWriter:
@@ -103,15 +112,23 @@ class PackWriter:
         self.packs_written = 0
         self.bytes_written = 0
 
-    @staticmethod
-    def _new_pack() -> SealedPack:
-        return SealedPack(os.urandom(16).hex(), bytearray(PACK_MAGIC))
+    def _new_pack(self, room: int = 0) -> SealedPack:
+        pack = SealedPack(os.urandom(16).hex(), bytearray(max(self.target + MAX_BLOB, room)))
+        pack.buf[: len(PACK_MAGIC)] = PACK_MAGIC
+        pack.size = len(PACK_MAGIC)
+        return pack
 
-    def add(self, bid: bytes, blob: bytes) -> None:
+    def add(self, bid: bytes, blob: bytes | bytearray) -> None:
         pack = self._current
-        pack.entries.append((bid, len(pack.data), len(blob)))
-        pack.data += blob
-        if len(pack.data) >= self.target:
+        end = pack.size + len(blob)
+        if end > len(pack.buf):  # a blob larger than MAX_BLOB (huge blocks): start a pack for it
+            self._seal()
+            pack = self._current = self._new_pack(len(PACK_MAGIC) + len(blob))
+            end = pack.size + len(blob)
+        pack.entries.append((bid, pack.size, len(blob)))
+        pack.buf[pack.size : end] = blob
+        pack.size = end
+        if pack.size >= self.target:
             self._seal()
 
     def _seal(self) -> None:
@@ -129,7 +146,7 @@ class PackWriter:
         self.store.put(index_name(scope, pack.pack_id), encode_index(self.keys, pack.pack_id, pack.entries))
         with self._lock:
             self.packs_written += 1
-            self.bytes_written += len(pack.data)
+            self.bytes_written += pack.size
         if self.on_stored:
             self.on_stored(pack.pack_id, pack.entries)
 
