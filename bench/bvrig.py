@@ -27,7 +27,7 @@ from oci.core.models import (
 )
 
 BIN = Path(sys.executable).parent
-POLL_S = 0.02
+POLL_S = 0.1  # the SDK itself waits >= 1 s; 20 ms polls cost the API (and the cores) ~1 CPU-s per step
 STEP_TIMEOUT_S = 1800
 
 

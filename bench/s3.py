@@ -47,6 +47,7 @@ def main() -> int:
     work.mkdir(parents=True)
     image, facts = workload.base_image(BENCH / "work" / "cache", args.size_mib)
     data_bytes = int(facts.get("allocated", 0)) or workload.allocated(image)
+    (work / "weed").mkdir()
     with running_s3_server(work / "weed", bucket="bench") as s3:
         os.environ.update(
             BOOTVAULT_STORE_URL=f"s3://bench/bootvault?endpoint={s3.endpoint}",
