@@ -1,6 +1,6 @@
 """bootvault end to end: `serve --workers 0` (API) plus a separate `bootvault worker`, driven by the oci SDK.
 
-Times run from the Create call until a GET (polled every 20 ms) shows AVAILABLE. CPU is the
+Times run from the Create call until a GET (polled every 100 ms) shows AVAILABLE. CPU is the
 utime+stime delta of the worker and API processes (/proc/PID/stat); peak RSS is the worker's
 VmHWM, reset before each step via /proc/PID/clear_refs.
 """

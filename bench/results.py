@@ -80,7 +80,7 @@ def markdown(
         "stored = `du -sb` growth of the repository; `sync` before every measured command",
         f"- bootvault: `serve --workers 0` plus one `bootvault worker`, BOOTVAULT_POLL_SECONDS="
         f"{args.poll_seconds}, block size {args.block_size or 'engine default'}; oci SDK, GET polled "
-        "every 20 ms; CPU = worker + API process deltas (/proc/PID/stat); peak RSS = worker VmHWM "
+        "every 100 ms; CPU = worker + API process deltas (/proc/PID/stat); peak RSS = worker VmHWM "
         "(reset through clear_refs); restore = create volume from the backup until AVAILABLE, "
         "plus `bootvault volume export` to a file",
         f"- page cache: {'dropped before every command' if args.cold else 'warm (not dropped)'}",
