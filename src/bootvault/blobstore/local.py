@@ -30,7 +30,8 @@ from bootvault.blobstore.base import (
 LOCAL_MAX_CONNECTIONS = 2
 
 
-def _fsync_dir(path: str) -> None:
+def fsync_dir(path: str) -> None:
+    """Make a rename or a new file in `path` durable."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -71,7 +72,7 @@ class LocalBlobStore:
         except FileExistsError:
             pass
         else:
-            _fsync_dir(parent)
+            fsync_dir(parent)
         self._known_dirs.add(directory)
 
     def _create_tmp(self, directory: str) -> tuple[str, int]:
@@ -101,7 +102,7 @@ class LocalBlobStore:
                 with contextlib.suppress(OSError):
                     os.unlink(tmp)
                 raise
-            _fsync_dir(directory)
+            fsync_dir(directory)
         except OSError as exc:
             raise BlobStoreError(f"cannot store {name}: {exc}") from exc
 

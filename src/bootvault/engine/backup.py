@@ -26,7 +26,7 @@ from bootvault.engine.index import ScopeIndex
 from bootvault.engine.keys import DataKeys
 from bootvault.engine.manifest import Manifest, save_manifest
 from bootvault.engine.packs import PackWriter
-from bootvault.engine.volumes import ProgressReporter, Segment, data_extents
+from bootvault.engine.volumes import ProgressReporter, Segment, data_extents, read_block
 
 RACY_NS = 50_000_000  # a timestamp younger than this may hide a same-tick write
 MAX_SETTLE_S = 1.0  # give up waiting for a quiet volume after this long
@@ -162,19 +162,6 @@ class _BlockWorker:
         return out
 
 
-def _read_segment(fd: int, buf: bytearray, start: int, end: int, inside: list[Segment]) -> None:
-    view = memoryview(buf)
-    if not (len(inside) == 1 and inside[0] == (start, end)):
-        view[: end - start] = bytes(end - start)
-    for s, e in inside:
-        pos = s
-        while pos < e:
-            n = os.preadv(fd, [view[pos - start : e - start]], pos)
-            if n == 0:
-                raise _Torn(f"unexpected end of file at offset {pos}")
-            pos += n
-
-
 def _one_pass(
     fd: int, size: int, worker: _BlockWorker, packer: PackWriter, workers: int, reporter: ProgressReporter
 ) -> _Pass:
@@ -205,7 +192,10 @@ def _one_pass(
                 while len(inflight) >= limit:
                     collect()
                 buf = free.pop() if free else bytearray(seg_size)
-                _read_segment(fd, buf, start, end, inside)
+                try:
+                    read_block(fd, buf, start, end - start, inside)
+                except EOFError as exc:  # the file shrank under us: a torn image
+                    raise _Torn(str(exc)) from None
                 inflight.append((start, end, buf, pool.submit(worker.segment, start, buf, end - start)))
             while inflight:
                 collect()

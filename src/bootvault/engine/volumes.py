@@ -16,6 +16,8 @@ import secrets
 from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO
 
+from bootvault.blobstore.local import fsync_dir
+
 Progress = Callable[[int, int], None]
 Segment = tuple[int, int]  # absolute [start, end) byte range holding data
 COPY_BLOCK = 1 << 20
@@ -60,7 +62,7 @@ def block_segments(extents: Iterator[Segment], block_size: int) -> Iterator[tupl
 
 
 def read_block(fd: int, buf: bytearray, block_off: int, length: int, segs: list[Segment]) -> None:
-    """Fill buf[:length] with the block at block_off: data segments read, gaps zeroed.
+    """Fill buf[:length] with the range at block_off (a block or a segment): data read, gaps zeroed.
 
     Raises EOFError if the file is shorter than expected (it shrank while being read).
     """
@@ -122,14 +124,6 @@ def start_writeback(fd: int) -> None:
         )
 
 
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 @contextlib.contextmanager
 def _atomic_file(dst: str | os.PathLike[str], size: int) -> Iterator[int]:
     """Yield an fd of a tmp file sized (sparse) to size; fsync and rename it onto dst on success."""
@@ -144,7 +138,7 @@ def _atomic_file(dst: str | os.PathLike[str], size: int) -> Iterator[int]:
         os.close(fd)
         fd = -1
         os.rename(tmp, dst)
-        _fsync_dir(directory)
+        fsync_dir(directory)
     except BaseException:
         if fd >= 0:
             os.close(fd)
