@@ -19,7 +19,7 @@ run: $(STAMP)
 	$(BIN)/bootvault serve --data-dir $(DATA_DIR) --demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests
 
 test: $(STAMP) lint

@@ -87,3 +87,33 @@ def test_verify_marks_damaged_backup_faulty(dep: Deployment, tmp_path: Path) -> 
     assert damaged.lifecycle_state == "FAULTY"
     assert "failed authentication" in damaged.system_tags["bootvault"]["lifecycleDetails"]
     assert client.get_boot_volume_backup(good).data.lifecycle_state == "AVAILABLE"
+
+
+def test_gc_during_a_backup_keeps_what_it_reuses(dep: Deployment, tmp_path: Path) -> None:
+    """A backup reuses blocks of a deleted backup while `bootvault gc` runs twice; it still restores."""
+    tenant = dep.new_tenant("gcrace")
+    client = tenant.client()
+    image = tmp_path / "race.img"
+    volume_id = _volume(dep, tenant, image, 256)
+    old = _backup(client, volume_id)
+    client.delete_boot_volume_backup(old)
+    wait_state(client, "get_boot_volume_backup", old, "TERMINATED")
+    with open(dep.volume_path(volume_id), "r+b") as fh:  # new data in the second half only
+        fh.seek(128 * MIB)
+        fh.write(os.urandom(128 * MIB))
+    expected = sha256_file(dep.volume_path(volume_id), 1 << 30)
+    details = CreateBootVolumeBackupDetails(boot_volume_id=volume_id, type="INCREMENTAL")
+    new = client.create_boot_volume_backup(details).data.id
+    while client.get_boot_volume_backup(new).data.lifecycle_state == "REQUEST_RECEIVED":
+        pass
+    reports = [json.loads(dep.cli("gc").stdout.strip().splitlines()[-1]) for _ in range(2)]
+    wait_state(client, "get_boot_volume_backup", new, "AVAILABLE")
+    reports += [json.loads(dep.cli("gc").stdout.strip().splitlines()[-1]) for _ in range(2)]
+    assert sum(r["condemned_packs"] for r in reports) >= 1  # the deleted backup's packs were condemned
+    details2 = CreateBootVolumeDetails(
+        compartment_id=tenant.tenancy_id,
+        availability_domain="bootvault:AD-1",
+        source_details=BootVolumeSourceFromBootVolumeBackupDetails(id=new),
+    )
+    restored = wait_state(client, "get_boot_volume", client.create_boot_volume(details2).data.id, "AVAILABLE")
+    assert sha256_file(dep.volume_path(restored.data.id), 1 << 30) == expected
