@@ -93,3 +93,17 @@ def test_concurrent_claims_never_share_a_job(db: Database) -> None:
     for t in threads:
         t.join()
     assert len(claimed) == 20 and len(set(claimed)) == 20
+
+
+def test_workers_claim_only_jobs_of_their_availability_domains(db: Database) -> None:
+    lease = timedelta(seconds=30)
+    with db.write() as conn:
+        ad2 = jobs.enqueue(conn, JobKind.BACKUP, "t", "r1", lane="v1", ad="site:AD-2")
+        anywhere = jobs.enqueue(conn, JobKind.GC, "", "gc", lane="maintenance:gc")
+    with db.write() as conn:
+        first = jobs.claim(conn, "ad1-worker", lease, ads=["site:AD-1"])
+        second = jobs.claim(conn, "ad1-worker", lease, ads=["site:AD-1"])
+    assert first is not None and first.id == anywhere and second is None  # AD-2's pool is not reachable
+    with db.write() as conn:
+        third = jobs.claim(conn, "ad2-worker", lease, ads=["site:AD-2"])
+    assert third is not None and third.id == ad2

@@ -8,8 +8,10 @@ from pathlib import Path
 import oci
 import pytest
 from oci.core.models import (
+    BootVolumeSourceFromBootVolumeBackupDetails,
     BootVolumeSourceFromBootVolumeDetails,
     ChangeBootVolumeCompartmentDetails,
+    CreateBootVolumeBackupDetails,
     CreateBootVolumeDetails,
     UpdateBootVolumeDetails,
 )
@@ -115,3 +117,32 @@ def test_volume_errors(tenant: Tenant, source: tuple[str, Path]) -> None:
         400,
         "MissingParameter",
     ) and "sourceDetails" in resp.json()["message"]
+
+
+def test_backups_are_regional_and_restore_into_another_ad(tmp_path: Path) -> None:
+    dep = Deployment(tmp_path / "two-ads")
+    dep.env["BOOTVAULT_AVAILABILITY_DOMAINS"] = '["bootvault:AD-1", "bootvault:AD-2"]'
+    dep.env["BOOTVAULT_VOLUME_POOLS"] = f'{{"bootvault:AD-2": "{tmp_path / "pool-ad2"}"}}'
+    dep.start()
+    try:
+        tenant = dep.new_tenant("regional")
+        client = tenant.client()
+        image = tmp_path / "ad1.img"
+        make_image(image, 3 * MIB, seed=21)
+        volume_id = dep.import_volume(tenant, image, "in-ad1")
+        created = client.create_boot_volume_backup(CreateBootVolumeBackupDetails(boot_volume_id=volume_id))
+        backup = wait_state(client, "get_boot_volume_backup", created.data.id, "AVAILABLE").data
+        details = CreateBootVolumeDetails(
+            compartment_id=tenant.tenancy_id,
+            availability_domain="bootvault:AD-2",
+            source_details=BootVolumeSourceFromBootVolumeBackupDetails(id=backup.id),
+        )
+        restored = wait_state(
+            client, "get_boot_volume", client.create_boot_volume(details).data.id, "AVAILABLE"
+        )
+        assert restored.data.availability_domain == "bootvault:AD-2"
+        path = dep.volume_path(restored.data.id)
+        assert path.parent == tmp_path / "pool-ad2"
+        assert sha256_file(path, GIB) == sha256_file(image, GIB)
+    finally:
+        dep.stop()
