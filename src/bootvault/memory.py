@@ -1,9 +1,9 @@
 """Keep a long-running worker's resident memory close to what it really holds.
 
-glibc raises its mmap threshold every time a large block is freed, after which multi-MiB
-buffers (segments, packs, blobs) come from the heap and are kept there after use, and every
-thread gets its own arena. Both make RSS grow with time instead of with live data. A fixed
-threshold maps large buffers and returns them on free; two arenas bound fragmentation."""
+glibc gives every thread its own arena and moves its mmap threshold as large blocks come and go,
+so RSS drifts with the history of allocations instead of following live data. Two arenas bound
+fragmentation, and a fixed threshold above the engine's largest buffers (17 MiB packs, reused)
+keeps those buffers in the heap, where they are recycled without fresh page faults."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import ctypes
 import ctypes.util
 import logging
 
-M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
 M_ARENA_MAX = -8
 
@@ -31,7 +30,7 @@ def tune_malloc() -> bool:
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     ok = all(
         mallopt(param, value) == 1
-        for param, value in ((M_MMAP_THRESHOLD, 1 << 20), (M_TRIM_THRESHOLD, 4 << 20), (M_ARENA_MAX, 2))
+        for param, value in ((M_MMAP_THRESHOLD, 32 << 20), (M_ARENA_MAX, 2))
     )
     if not ok:
         log.warning("mallopt refused a setting; memory use may grow with time")

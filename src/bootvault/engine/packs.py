@@ -108,12 +108,16 @@ class PackWriter:
         self._inflight: list[Future[None]] = []
         self._max_inflight = uploaders + 1
         self._lock = threading.Lock()
+        self._spare: list[bytearray] = []
         self._current = self._new_pack()
         self.packs_written = 0
         self.bytes_written = 0
 
     def _new_pack(self, room: int = 0) -> SealedPack:
-        pack = SealedPack(os.urandom(16).hex(), bytearray(max(self.target + MAX_BLOB, room)))
+        size = max(self.target + MAX_BLOB, room)
+        with self._lock:  # reuse an uploaded pack's buffer: no fresh pages to fault in
+            buf = self._spare.pop() if self._spare and len(self._spare[-1]) >= size else bytearray(size)
+        pack = SealedPack(os.urandom(16).hex(), buf)
         pack.buf[: len(PACK_MAGIC)] = PACK_MAGIC
         pack.size = len(PACK_MAGIC)
         return pack
@@ -147,6 +151,8 @@ class PackWriter:
         with self._lock:
             self.packs_written += 1
             self.bytes_written += pack.size
+            if len(pack.buf) == self.target + MAX_BLOB:
+                self._spare.append(pack.buf)
         if self.on_stored:
             self.on_stored(pack.pack_id, pack.entries)
 
