@@ -28,10 +28,7 @@ def tune_malloc() -> bool:
     except (OSError, AttributeError):
         return False  # not glibc (musl, macOS): nothing to tune
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    ok = all(
-        mallopt(param, value) == 1
-        for param, value in ((M_MMAP_THRESHOLD, 32 << 20), (M_ARENA_MAX, 2))
-    )
+    ok = all(mallopt(param, value) == 1 for param, value in ((M_MMAP_THRESHOLD, 32 << 20), (M_ARENA_MAX, 2)))
     if not ok:
         log.warning("mallopt refused a setting; memory use may grow with time")
     return ok

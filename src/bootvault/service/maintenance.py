@@ -133,6 +133,8 @@ def schedule_due(ctx: Context) -> None:
         if every <= 0:
             continue
         with ctx.db.write() as conn:
+            if conn.dialect.name == "postgresql":  # SQLite writers are serialised already
+                conn.exec_driver_sql("SELECT pg_advisory_xact_lock(74207312)")  # one scheduler at a time
             last = jobs.last_queued(conn, kind)
             if jobs.has_active(conn, kind) or (last is not None and last > now() - timedelta(seconds=every)):
                 continue
