@@ -384,3 +384,26 @@ def test_volume_truncated_during_first_attempt(tmp_path: Path, store: CountingSt
     out = tmp_path / "out.img"
     run_restore(store, keys, res.manifest, out)
     assert _sha(out) == _sha(vol)
+
+
+def test_an_unreachable_store_is_an_outage_not_damage(
+    tmp_path: Path, store: CountingStore, keys: DataKeys
+) -> None:
+    """Restore and verify raise the store's own error, so nobody marks a backup damaged for it."""
+    from bootvault.blobstore import BlobStoreError
+    from bootvault.blobstore.s3 import S3BlobStore
+    from bootvault.engine.restore import verify_manifest
+    from tests.s3server import free_ports
+
+    vol = tmp_path / "vol.img"
+    _make_image(vol)
+    res = _backup(vol, store, keys, "manifests/o")
+    closed = f"http://127.0.0.1:{free_ports(1)[0]}"  # nothing listens there
+    down = S3BlobStore(
+        "bucket", endpoint=closed, access_key="k", secret_key="s", connect_timeout=1, max_attempts=0
+    )
+    with pytest.raises(BlobStoreError) as info:
+        verify_manifest(down, keys, res.manifest)
+    assert not isinstance(info.value, RestoreError)
+    with pytest.raises(BlobStoreError):
+        run_restore(down, keys, res.manifest, tmp_path / "o.img")

@@ -12,11 +12,12 @@ from collections import defaultdict, deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from bootvault.blobstore import BlobStore, BlobStoreError, ObjectNotFound
+from bootvault.blobstore import BlobStore, ObjectNotFound
 from bootvault.engine import codec
 from bootvault.engine.index import ScopeIndex
 from bootvault.engine.keys import DataKeys
 from bootvault.engine.manifest import Manifest
+from bootvault.engine.packs import CorruptIndex
 from bootvault.engine.volumes import ProgressReporter, start_writeback
 
 IN_FLIGHT_PER_WORKER = 2
@@ -105,8 +106,6 @@ def _restore_run(store: BlobStore, keys: DataKeys, target: _Target, name: str, r
         data = store.get_range(name, start, length)
     except ObjectNotFound:
         raise RestoreError(f"{target.where(run[0][2])} is missing from the store: {name} is gone") from None
-    except BlobStoreError as exc:
-        raise RestoreError(f"{target.where(run[0][2])} could not be read from the store: {exc}") from exc
     done, view = 0, memoryview(data)
     batch, first = bytearray(), -1  # consecutive blocks go out in one write of up to WRITE_BATCH
     for offset, size, index, bid in run:
@@ -135,8 +134,6 @@ def _restore_object(store: BlobStore, keys: DataKeys, target: _Target, index: in
         raise RestoreError(
             f"{target.where(index)} is missing from the store: no pack or object holds block {bid.hex()[:16]}"
         ) from None
-    except BlobStoreError as exc:
-        raise RestoreError(f"{target.where(index)} could not be read from the store: {exc}") from exc
     block = _decode(keys, target, index, bid, blob, name)
     done = target.check(index, block, name)
     target.write(index, block)
@@ -199,6 +196,13 @@ def _restore_all(
             raise
 
 
+def _refresh(index: ScopeIndex, store: BlobStore, condemned: set[str] | None) -> None:
+    try:
+        index.refresh(store, demote=condemned)
+    except CorruptIndex as exc:
+        raise RestoreError(f"the store's index is damaged: {exc}") from exc
+
+
 def run_restore(
     store: BlobStore,
     keys: DataKeys,
@@ -213,12 +217,10 @@ def run_restore(
     """Create/truncate target_path to the manifest's logical size (sparse) and write its blocks.
 
     Raises RestoreError on any missing/corrupt block or I/O failure; the target is then incomplete.
+    A store that cannot be reached raises its BlobStoreError: that is an outage, not damaged data.
     """
     index = index if index is not None else ScopeIndex(keys)
-    try:
-        index.refresh(store, demote=condemned)
-    except BlobStoreError as exc:
-        raise RestoreError(f"the store's index could not be read: {exc}") from exc
+    _refresh(index, store, condemned)
     try:
         fd = os.open(target_path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
     except OSError as exc:
@@ -250,10 +252,7 @@ def verify_manifest(
     """Re-read, decrypt and re-hash every block a manifest references; raise RestoreError on the
     first one that is missing or corrupt. Writes nothing."""
     index = index if index is not None else ScopeIndex(keys)
-    try:
-        index.refresh(store, demote=condemned)
-    except BlobStoreError as exc:
-        raise RestoreError(f"the store's index could not be read: {exc}") from exc
+    _refresh(index, store, condemned)
     reporter = ProgressReporter(min(len(manifest) * manifest.block_size, manifest.logical_size), progress)
     _restore_all(store, keys, manifest, index, _Target(None, manifest), reporter, workers)
     reporter.finish()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from sqlalchemy import Connection
 
-from bootvault.blobstore import BlobStoreError
+from bootvault.blobstore import BlobStoreError, ObjectNotFound
 from bootvault.domain.models import (
     BACKUP_IN_PROGRESS,
     BackupState,
@@ -23,7 +23,7 @@ from bootvault.domain.models import (
 )
 from bootvault.engine.backup import VolumeChanged, run_backup
 from bootvault.engine.keys import KeyNotFound, KeyUnwrapError
-from bootvault.engine.manifest import load_manifest
+from bootvault.engine.manifest import CorruptManifest, load_manifest
 from bootvault.engine.restore import RestoreError, run_restore
 from bootvault.engine.volumes import copy_volume, grow
 from bootvault.service import maintenance
@@ -169,6 +169,9 @@ def _run_restore(ctx: Context, job: Job, lease: Lease) -> None:
         keys = ctx.keys.data_keys(backup.tenancy_id, backup.kms_key_id)
         try:
             manifest = load_manifest(ctx.store, keys, manifest_name(backup.id))
+        except (ObjectNotFound, CorruptManifest) as exc:
+            raise JobFailed(f"The manifest of backup {backup.id} cannot be read: {exc}") from exc
+        try:
             run_restore(
                 ctx.store,
                 keys,
@@ -181,10 +184,6 @@ def _run_restore(ctx: Context, job: Job, lease: Lease) -> None:
             )
         except RestoreError as exc:
             raise JobFailed(f"Restore of backup {backup.id} failed: {exc}") from exc
-        except LeaseLost:
-            raise
-        except Exception as exc:
-            raise JobFailed(f"The manifest of backup {backup.id} cannot be read: {exc}") from exc
 
     _fill_volume(ctx, job, lease, fill)
 

@@ -8,10 +8,11 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 
+from bootvault.blobstore import ObjectNotFound
 from bootvault.domain.models import BackupState, JobKind
 from bootvault.engine.gc import collect_garbage
 from bootvault.engine.keys import DataKeys
-from bootvault.engine.manifest import load_manifest
+from bootvault.engine.manifest import CorruptManifest, load_manifest
 from bootvault.engine.restore import RestoreError, verify_manifest
 from bootvault.service.backups import manifest_name
 from bootvault.service.context import Context
@@ -106,18 +107,22 @@ def run_verify(ctx: Context, backup_id: str | None = None) -> VerifyReport:
             )
         except RestoreError as exc:
             _mark_faulty(ctx, b.id, f"Verification found damaged data: {exc}", report)
-        except Exception as exc:  # an unreadable manifest is damage too
+        except (ObjectNotFound, CorruptManifest) as exc:  # a lost or damaged manifest is damage too
             _mark_faulty(ctx, b.id, f"Verification could not read the manifest: {exc}", report)
+        # Any other store error (an outage) fails the verify job; it never condemns a backup.
         report.checked += 1
     return report
 
 
 def _mark_faulty(ctx: Context, backup_id: str, reason: str, report: VerifyReport) -> None:
-    log.warning("backup %s is damaged: %s", backup_id, reason)
-    report.faulty[backup_id] = reason
     values = {"lifecycle_state": BackupState.FAULTY.value, "lifecycle_details": reason}
     with ctx.db.write() as conn:
+        current = backups.get_backup(conn, backup_id, lock=True)
+        if current is None or current.lifecycle_state != BackupState.AVAILABLE:
+            return  # deleted while being verified: its manifest is gone on purpose
         backups.update_backup(conn, backup_id, values)
+    log.warning("backup %s is damaged: %s", backup_id, reason)
+    report.faulty[backup_id] = reason
 
 
 def report_json(report: GcReport | VerifyReport) -> str:
