@@ -4,16 +4,32 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 DATA_DIR ?= .bootvault
+# Volumes are served by qemu-storage-daemon (qemu-system-common) and read over NBD with libnbd's
+# Python binding (python3-libnbd); qemu-img (qemu-utils) converts; wrk drives the API bench.
+DEBS := qemu-utils qemu-system-common python3-libnbd libnbd-bin wrk
+NBD_SO := /usr/lib/python3/dist-packages/libnbdmod.cpython-311-x86_64-linux-gnu.so
 
-.PHONY: install run test lint bench clean
+.PHONY: install system-packages run test lint bench clean
 
-$(STAMP): pyproject.toml
+system-packages:
+	@missing=$$(for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing $$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+# libnbd's Python binding is a Debian package built for the system python 3.11; the venv (same
+# ABI) gets links to just its two files rather than all of dist-packages.
+$(STAMP): pyproject.toml | system-packages
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test]'
+	site=$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'); \
+		ln -sf /usr/lib/python3/dist-packages/nbd.py $(NBD_SO) "$$site"/
+	$(BIN)/python -c 'import nbd, qemu.qmp'
 	rm -f $(VENV)/.installed-* && touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) system-packages
 
 run: $(STAMP)
 	$(BIN)/bootvault serve --data-dir $(DATA_DIR) --demo

@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TimeRemainingColumn
 
 from bootvault.config import Settings
 from bootvault.domain.errors import BootVaultError
@@ -79,8 +79,7 @@ def progress_bar(description: str) -> Iterator[Callable[[int, int], None]]:
     with Progress(
         "[progress.description]{task.description}",
         BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
+        TaskProgressColumn(),
         TimeRemainingColumn(),
         console=err,
         disable=not err.is_terminal,
@@ -176,14 +175,14 @@ def key_create(
 
 @volume_app.command("import")
 def volume_import(
-    image: Annotated[Path, typer.Argument(help="Raw disk image.")],
+    image: Annotated[Path, typer.Argument(help="Disk image, raw or qcow2 (without a backing file).")],
     compartment: Annotated[str, typer.Option(help="Compartment OCID.")],
     availability_domain: Annotated[str | None, typer.Option(help="Availability domain.")] = None,
     display_name: Annotated[str | None, typer.Option(help="Volume name.")] = None,
     data_dir: DataDir = None,
     database_url: DbUrl = None,
 ) -> None:
-    """Register a raw disk image as an AVAILABLE boot volume; prints its OCID."""
+    """Register a raw or qcow2 disk image as an AVAILABLE boot volume; prints its OCID."""
     with open_context(settings_from(data_dir, database_url)) as ctx, progress_bar("importing") as cb:
         vol = volume_admin.import_volume(
             ctx,
@@ -198,16 +197,42 @@ def volume_import(
 
 @volume_app.command("path")
 def volume_path(volume_id: str, data_dir: DataDir = None, database_url: DbUrl = None) -> None:
-    """Print the absolute path of a volume's raw file (attach it with format=raw)."""
+    """Print the absolute path of a volume's qcow2 file (to inspect it; attach it to use it)."""
     with open_context(settings_from(data_dir, database_url)) as ctx:
         typer.echo(str(volume_admin.volume_file(ctx, volume_id)))
 
 
+@volume_app.command("attach")
+def volume_attach(volume_id: str, data_dir: DataDir = None, database_url: DbUrl = None) -> None:
+    """Serve the volume read-write over NBD from this host; prints the NBD URI last
+    (qemu -drive file=URI, qemu-io, nbdcopy). Attaching again prints the same URI."""
+    with open_context(settings_from(data_dir, database_url)) as ctx:
+        typer.echo(volume_admin.attach(ctx, volume_id))
+
+
+@volume_app.command("detach")
+def volume_detach(volume_id: str, data_dir: DataDir = None, database_url: DbUrl = None) -> None:
+    """Stop serving the volume, after its daemon has flushed every write."""
+    with open_context(settings_from(data_dir, database_url)) as ctx:
+        volume_admin.detach(ctx, volume_id)
+        typer.echo(f"detached {volume_id}")
+
+
 @volume_app.command("export")
-def volume_export(volume_id: str, dest: Path, data_dir: DataDir = None, database_url: DbUrl = None) -> None:
-    """Write the volume's full logical size to DEST."""
+def volume_export(
+    volume_id: str,
+    dest: Path,
+    fmt: Annotated[str, typer.Option("--format", help="raw or qcow2.")] = "raw",
+    force: Annotated[
+        bool, typer.Option(help="Replace an existing file, or write over a block device.")
+    ] = False,
+    data_dir: DataDir = None,
+    database_url: DbUrl = None,
+) -> None:
+    """Write the volume to DEST (a file appears whole; a block device is written in place). A
+    volume in use is frozen at one instant for the copy."""
     with open_context(settings_from(data_dir, database_url)) as ctx, progress_bar("exporting") as cb:
-        volume_admin.export_volume(ctx, volume_id, dest, progress=cb)
+        volume_admin.export_volume(ctx, volume_id, dest, fmt=fmt, force=force, progress=cb)
 
 
 def _run_maintenance(ctx: Context, kind: JobKind, resource: str) -> str:

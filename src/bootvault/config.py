@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     # ADs whose pools its host reaches. JSON in the environment, e.g. {"bootvault:AD-1": "/mnt/ad1"}.
     volume_pools: dict[str, Path] = Field(default_factory=dict)
     worker_availability_domains: list[str] | None = None
+    # Sockets and pid files of the daemons that serve volumes on this host (default <data>/run).
+    # Unix socket paths are limited to 107 bytes: keep this short.
+    run_dir: Path | None = None
     host: str = "127.0.0.1"
     port: int = 8420
     # Job leases: a worker renews its lease every lease_seconds/3; a job whose lease ran out is
@@ -52,18 +55,9 @@ class Settings(BaseSettings):
                 "data_dir": data_dir,
                 "database_url": self.database_url or f"sqlite:///{data_dir / 'bootvault.db'}",
                 "store_url": self.store_url or f"file://{data_dir / 'store'}",
+                "run_dir": (self.run_dir or data_dir / "run").expanduser().resolve(),
             }
         )
-
-    @property
-    def volume_pool_dir(self) -> Path:
-        return self.data_dir / "volumes"
-
-    def pool_dir(self, availability_domain: str) -> Path:
-        """Where an availability domain's volume files live (possibly shared storage)."""
-        if availability_domain in self.volume_pools:
-            return self.volume_pools[availability_domain]
-        return self.volume_pool_dir / availability_domain.replace(":", "_").replace("/", "_")
 
     @property
     def served_availability_domains(self) -> list[str]:

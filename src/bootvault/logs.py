@@ -35,3 +35,4 @@ def setup_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    logging.getLogger("qemu.qmp").setLevel(logging.WARNING)  # it logs every QMP disconnect at INFO

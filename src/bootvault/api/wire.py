@@ -145,6 +145,17 @@ def backup_to_wire(b: BootVolumeBackup) -> dict[str, Any]:
     return {k: v for k, v in body.items() if v is not None}
 
 
+def _volume_system_tags(v: BootVolume) -> dict[str, Any]:
+    """bootvault's own facts: why a volume is FAULTY, and where it is served while attached."""
+    system: dict[str, Any] = {}
+    if v.lifecycle_details:
+        system["lifecycleDetails"] = v.lifecycle_details
+    if v.attachment_uri:
+        system["attachment"] = v.attachment_uri
+        system["timeAttached"] = rfc3339(v.time_attached) if v.time_attached else None
+    return {"bootvault": system} if system else {}
+
+
 def volume_to_wire(v: BootVolume) -> dict[str, Any]:
     body: dict[str, Any] = {
         "id": v.id,
@@ -157,7 +168,7 @@ def volume_to_wire(v: BootVolume) -> dict[str, Any]:
         "timeCreated": rfc3339(v.time_created),
         "freeformTags": v.tags.freeform,
         "definedTags": v.tags.defined,
-        "systemTags": {"bootvault": {"lifecycleDetails": v.lifecycle_details}} if v.lifecycle_details else {},
+        "systemTags": _volume_system_tags(v),
         "kmsKeyId": v.kms_key_id,
         "vpusPerGB": v.vpus_per_gb,
         "isHydrated": v.is_hydrated,

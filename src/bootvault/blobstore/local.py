@@ -24,19 +24,11 @@ from bootvault.blobstore.base import (
     check_prefix,
     check_range,
 )
+from bootvault.fsutil import fsync_dir
 
 # Two writers hide each other's fsync latency (durable writes went from ~1.2 to ~1.5 GB/s on the
 # reference machine, machine-limits.md section 5); a second reader of a local disk gained nothing.
 LOCAL_MAX_CONNECTIONS = 2
-
-
-def fsync_dir(path: str) -> None:
-    """Make a rename or a new file in `path` durable."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _write_all(fd: int, data: bytes | memoryview) -> None:

@@ -49,6 +49,7 @@ class JobKind(enum.StrEnum):
     CLONE = "CLONE"
     DELETE_BACKUP = "DELETE_BACKUP"
     DELETE_VOLUME = "DELETE_VOLUME"
+    RESIZE = "RESIZE"
     GC = "GC"
     VERIFY = "VERIFY"
 
@@ -107,6 +108,8 @@ class BootVolume:
     is_hydrated: bool = True
     image_id: str | None = None
     lifecycle_details: str | None = None
+    attachment_uri: str | None = None  # where the volume is served (NBD), while attached
+    time_attached: datetime | None = None
 
     @property
     def size_bytes(self) -> int:

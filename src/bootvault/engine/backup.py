@@ -1,45 +1,37 @@
-"""Backup: image a sparse volume file into content-addressed, encrypted blocks plus a manifest.
+"""Backup: image a volume source into content-addressed, encrypted blocks plus a manifest.
 
-The main thread maps data extents and reads 4 MiB block-aligned segments into a few reused
-buffers; a bounded pool (2 segments in flight per worker) skips zero blocks, hashes every block,
-and compresses and encrypts the ones the scope does not hold yet. The main thread appends those
-to packs in order; packs upload in the background. Consistency is checked with stat signatures
-around the whole read (see _stable_stat).
+The source is a volume frozen at one instant (pool/snapshot.py) and lists the block-aligned
+ranges worth reading: every allocated range, or only those a dirty bitmap marks changed since
+the parent backup. Pool threads read 4 MiB segments (each thread has its own connection), skip
+zero blocks, hash every block, and compress and encrypt the ones the scope does not hold yet;
+the main thread appends those to packs in volume order, and packs upload in the background.
+Blocks outside the listed ranges are zeros (a whole read) or the parent's (a dirty read), so
+every manifest names every non-zero block and restores on its own.
 """
 
 from __future__ import annotations
 
-import os
 import threading
-import time
 from array import array
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any
 
 from bootvault.blobstore import BlobStore
 from bootvault.engine import codec
 from bootvault.engine.index import ScopeIndex
 from bootvault.engine.keys import DataKeys
-from bootvault.engine.manifest import Manifest, save_manifest
+from bootvault.engine.manifest import ID_LEN, Manifest, save_manifest
 from bootvault.engine.packs import PackWriter
-from bootvault.engine.volumes import ProgressReporter, Segment, data_extents, read_block
+from bootvault.engine.progress import ProgressReporter
+from bootvault.engine.source import Extent, VolumeSource
 
-RACY_NS = 50_000_000  # a timestamp younger than this may hide a same-tick write
-MAX_SETTLE_S = 1.0  # give up waiting for a quiet volume after this long
 IN_FLIGHT_PER_WORKER = 2
 DEFAULT_BLOCK_SIZE = 64 << 10  # change-detection granularity; see docs/architecture.md
+SEGMENT = 4 << 20  # bytes read per task: large reads, few tasks, per-block work stays in C
 
-
-class VolumeChanged(Exception):
-    """The volume kept changing while being imaged; no consistent image was obtained."""
-
-
-class _Torn(Exception):
-    """Internal: this attempt saw the file change under it."""
+Decision = tuple[int, bytes, bytes | None, int]  # block index, id, encoded blob if new, length
 
 
 @dataclass
@@ -50,75 +42,28 @@ class BackupResult:
     blocks_new: int
     bytes_new: int
     bytes_referenced: int
-    image_time: datetime
+    bytes_read: int = 0
     packs_written: int = 0
 
 
 @dataclass
 class _Pass:
-    """Accumulates one attempt's manifest entries and counters."""
+    """Accumulates the manifest entries of the blocks read, and counters."""
 
     indices: array = field(default_factory=lambda: array("Q"))
     ids: bytearray = field(default_factory=bytearray)
     blocks_new: int = 0
     bytes_new: int = 0
     bytes_referenced: int = 0
+    bytes_read: int = 0
 
 
-def _signature(st: os.stat_result) -> tuple[int, ...]:
-    return (st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino, st.st_dev)
-
-
-def _stable_stat(path: str) -> tuple[os.stat_result, datetime]:
-    """stat path, waiting until its timestamps are older than RACY_NS (racy-git trick).
-
-    Kernel timestamps are coarse: a write in the same tick as our stat could leave mtime
-    unchanged. Once mtime/ctime are clearly in the past, any later write moves them.
-    Returns the stat and the UTC instant it was taken.
-    """
-    deadline = time.monotonic() + MAX_SETTLE_S
-    while True:
-        taken = datetime.now(UTC)
-        st = os.stat(path)
-        age = time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns)
-        if age >= RACY_NS or time.monotonic() >= deadline:
-            return st, taken
-        time.sleep(min(RACY_NS - age, RACY_NS) / 1e9)  # bounded even if mtime is in the future
-        again = os.stat(path)
-        if _signature(again) == _signature(st):
-            return again, taken  # unchanged since `taken`: the image instant stands
-
-
-SEGMENT = 4 << 20  # bytes read per task: large reads, few tasks, per-block work stays in C
-
-
-def _data_ranges(fd: int, size: int, block_size: int) -> Iterator[tuple[int, int, list[Segment]]]:
-    """Block-aligned ranges [start, end) covering the data extents, with the extents inside them.
-
-    Holes are never read; a block that is partly hole is read with its hole part zeroed."""
-    cur: list[Any] | None = None
-    for start, end in data_extents(fd, size):
-        a = start // block_size * block_size
-        b = min(-(-end // block_size) * block_size, size)
-        if cur is not None and a <= cur[1]:
-            cur[1] = max(cur[1], b)
-            cur[2].append((start, end))
-            continue
-        if cur is not None:
-            yield cur[0], cur[1], cur[2]
-        cur = [a, b, [(start, end)]]
-    if cur is not None:
-        yield cur[0], cur[1], cur[2]
-
-
-def _segments(fd: int, size: int, block_size: int) -> Iterator[tuple[int, int, list[Segment]]]:
-    """Split the data ranges into SEGMENT-sized, block-aligned reads."""
+def _segments(extents: list[Extent], block_size: int) -> Iterator[Extent]:
+    """Split the ranges into SEGMENT-sized, block-aligned reads."""
     step = max(block_size, SEGMENT // block_size * block_size)
-    for start, end, extents in _data_ranges(fd, size, block_size):
+    for start, end in extents:
         for seg in range(start, end, step):
-            seg_end = min(seg + step, end)
-            inside = [(max(s, seg), min(e, seg_end)) for s, e in extents if s < seg_end and e > seg]
-            yield seg, seg_end, inside
+            yield seg, min(seg + step, end)
 
 
 class _BlockWorker:
@@ -144,8 +89,12 @@ class _BlockWorker:
         home = self.index.lookup(bid)
         return home is not None and home[0] not in self.avoid
 
-    def segment(self, start: int, buf: bytearray, length: int) -> list[tuple[int, bytes, bytes | None, int]]:
-        """(block index, id, encoded blob if new else None, plaintext length) per non-zero block."""
+    def segment(self, source: VolumeSource, start: int, length: int) -> list[Decision]:
+        """Read one segment; (block index, id, encoded blob if new else None, plaintext length)
+        per non-zero block."""
+        buf = source.read(start, length)
+        if len(buf) != length:
+            raise EOFError(f"read {len(buf)} bytes at offset {start}, expected {length}")
         out = []
         view, bs, zero = memoryview(buf), self.block_size, self.zero
         for off in range(0, length, bs):
@@ -163,40 +112,39 @@ class _BlockWorker:
 
 
 def _one_pass(
-    fd: int, size: int, worker: _BlockWorker, packer: PackWriter, workers: int, reporter: ProgressReporter
+    source: VolumeSource,
+    extents: list[Extent],
+    worker: _BlockWorker,
+    packer: PackWriter,
+    workers: int,
+    reporter: ProgressReporter,
 ) -> _Pass:
-    """Read every data segment once; the pool hashes and encodes; results are packed in order."""
+    """Read every listed segment once; the pool reads, hashes and encodes; results are packed
+    in order."""
     out = _Pass()
     limit = max(1, workers) * IN_FLIGHT_PER_WORKER
-    seg_size = max(worker.block_size, SEGMENT // worker.block_size * worker.block_size)
-    free: list[bytearray] = []
-    inflight: deque[tuple[int, int, bytearray, Future[list[tuple[int, bytes, bytes | None, int]]]]] = deque()
+    inflight: deque[tuple[int, Future[list[Decision]]]] = deque()
 
     def collect() -> None:
-        _, end, buf, fut = inflight.popleft()
-        for index, bid, blob, length in fut.result():
+        length, fut = inflight.popleft()
+        for index, bid, blob, size in fut.result():
             out.indices.append(index)
             out.ids.extend(bid)
-            out.bytes_referenced += length
+            out.bytes_referenced += size
             if blob is not None:
                 packer.add(bid, blob)
                 out.blocks_new += 1
                 out.bytes_new += len(blob)
-        free.append(buf)
-        reporter.update(end)
+        out.bytes_read += length
+        reporter.update(out.bytes_read)
 
     reporter.update(0)
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="bv-backup") as pool:
         try:
-            for start, end, inside in _segments(fd, size, worker.block_size):
+            for start, end in _segments(extents, worker.block_size):
                 while len(inflight) >= limit:
                     collect()
-                buf = free.pop() if free else bytearray(seg_size)
-                try:
-                    read_block(fd, buf, start, end - start, inside)
-                except EOFError as exc:  # the file shrank under us: a torn image
-                    raise _Torn(str(exc)) from None
-                inflight.append((start, end, buf, pool.submit(worker.segment, start, buf, end - start)))
+                inflight.append((end - start, pool.submit(worker.segment, source, start, end - start)))
             while inflight:
                 collect()
         except BaseException:
@@ -205,34 +153,40 @@ def _one_pass(
     return out
 
 
-def _attempt(
-    path: str,
-    worker: _BlockWorker,
-    packer: PackWriter,
-    workers: int,
-    progress: Callable[[int, int], None] | None,
-) -> tuple[_Pass, int, datetime] | None:
-    """One imaging attempt; None if the volume changed while it was read."""
-    before, image_time = _stable_stat(path)
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        if _signature(os.fstat(fd)) != _signature(before):
-            return None
-        reporter = ProgressReporter(before.st_size, progress)
-        try:
-            result = _one_pass(fd, before.st_size, worker, packer, workers, reporter)
-        except _Torn:
-            return None
-    finally:
-        os.close(fd)
-    if _signature(os.stat(path)) != _signature(before):
-        return None
-    reporter.finish()
-    return result, before.st_size, image_time
+def _with_unread_from_parent(
+    out: _Pass, extents: list[Extent], parent: Manifest, size: int, bs: int
+) -> _Pass:
+    """Merge the blocks read with the parent's blocks outside the ranges read (unchanged)."""
+    merged = _Pass(blocks_new=out.blocks_new, bytes_new=out.bytes_new, bytes_read=out.bytes_read)
+    covered = [(a // bs, -(-b // bs)) for a, b in extents]
+    last_block = -(-size // bs)
+    read_n, cov = 0, 0
+    for index, bid in parent.entries():
+        if index >= last_block:
+            break
+        while cov < len(covered) and covered[cov][1] <= index:
+            cov += 1
+        if cov < len(covered) and covered[cov][0] <= index:
+            continue  # read anew: the read entry (if non-zero) wins
+        while read_n < len(out.indices) and out.indices[read_n] < index:
+            _take(merged, out.indices[read_n], out.ids[read_n * ID_LEN : (read_n + 1) * ID_LEN], 0)
+            read_n += 1
+        _take(merged, index, bid, min(bs, size - index * bs))
+    while read_n < len(out.indices):
+        _take(merged, out.indices[read_n], out.ids[read_n * ID_LEN : (read_n + 1) * ID_LEN], 0)
+        read_n += 1
+    merged.bytes_referenced += out.bytes_referenced
+    return merged
+
+
+def _take(out: _Pass, index: int, bid: bytes | bytearray, length: int) -> None:
+    out.indices.append(index)
+    out.ids.extend(bid)
+    out.bytes_referenced += length
 
 
 def run_backup(
-    volume_path: str | os.PathLike[str],
+    source: VolumeSource,
     store: BlobStore,
     keys: DataKeys,
     manifest_name: str,
@@ -243,18 +197,21 @@ def run_backup(
     exclude_packs: set[str] | None = None,
     block_size: int = DEFAULT_BLOCK_SIZE,
     progress: Callable[[int, int], None] | None = None,
-    max_attempts: int = 3,
     workers: int = 2,
 ) -> BackupResult:
-    """Image volume_path consistently, store new blocks in packs, then save the manifest last.
+    """Store the source's new blocks in packs, then save the manifest last.
 
     Every block already in the scope's index (or, for an incremental, equal to the parent's block
-    at the same place) is referenced, not stored again. A FULL ignores the parent and first drops
-    index entries whose pack object has gone missing, so such blocks are stored anew.
+    at the same place) is referenced, not stored again. A FULL ignores the parent for that and
+    first drops index entries whose pack object has gone missing, so such blocks are stored anew.
+    A source that lists only changed ranges (whole=False) needs the parent: the rest is its.
     `exclude_packs` are packs the collector has condemned: they are never deduplicated against.
     """
     if block_size <= 0:
         raise ValueError("block_size must be positive")
+    if not source.whole and (parent is None or parent.block_size != block_size):
+        raise ValueError("a source of changed ranges needs the parent manifest, at the same block size")
+    unread_from = None if source.whole else parent
     if parent is not None and (full or parent.block_size != block_size):
         parent = None  # a FULL never trusts the parent; a different block size can't be compared
     index = index if index is not None else ScopeIndex(keys)
@@ -264,31 +221,25 @@ def run_backup(
         index.verify_packs(store)
     worker = _BlockWorker(keys, block_size, index, parent, avoid)
     packer = PackWriter(store, keys, uploaders=max(1, workers), on_stored=index.add_pack)
-    path = os.fspath(volume_path)
+    extents = list(source.extents())
+    reporter = ProgressReporter(sum(b - a for a, b in extents), progress)
     try:
-        for _ in range(max(1, max_attempts)):
-            got = _attempt(path, worker, packer, workers, progress)
-            if got is None:
-                continue
-            out, size, image_time = got
-            packer.flush()  # every new block is in a whole pack before the manifest names it
-            manifest = Manifest(size, block_size, out.indices, bytes(out.ids))
-            save_manifest(store, keys, manifest_name, manifest)
-            return BackupResult(
-                manifest,
-                size,
-                len(out.indices),
-                out.blocks_new,
-                out.bytes_new,
-                out.bytes_referenced,
-                image_time,
-                packs_written=packer.packs_written,
-            )
-        packer.flush()
+        out = _one_pass(source, extents, worker, packer, workers, reporter)
+        if unread_from is not None:
+            out = _with_unread_from_parent(out, extents, unread_from, source.size, block_size)
+        packer.flush()  # every new block is in a whole pack before the manifest names it
+        manifest = Manifest(source.size, block_size, out.indices, bytes(out.ids))
+        save_manifest(store, keys, manifest_name, manifest)
     finally:
         packer.close()
-    n = max(1, max_attempts)
-    raise VolumeChanged(
-        f"the volume changed {n} time{'s' if n != 1 else ''} while it was being imaged; "
-        "stop writing to it (e.g. stop the instance) and retry the backup"
+    reporter.finish()
+    return BackupResult(
+        manifest,
+        source.size,
+        len(out.indices),
+        out.blocks_new,
+        out.bytes_new,
+        out.bytes_referenced,
+        bytes_read=out.bytes_read,
+        packs_written=packer.packs_written,
     )

@@ -14,6 +14,7 @@ import zstandard
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from bootvault.engine.errors import EngineError
 from bootvault.engine.keys import DataKeys
 
 MAGIC = b"BVBK"
@@ -30,7 +31,7 @@ ZSTD_LEVEL = 1
 _tls = threading.local()
 
 
-class CorruptBlock(Exception):
+class CorruptBlock(EngineError):
     """A stored block failed validation; str() is a reason a user can read."""
 
     def __init__(self, reason: str) -> None:

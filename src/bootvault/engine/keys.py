@@ -23,16 +23,18 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.hashes import SHA256
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from bootvault.engine.errors import EngineError
+
 KEY_BYTES = 32
 _SALT = b"bootvault-data-keys-v1"
 _WRAP_MAGIC = b"BVWK\x01"
 
 
-class KeyNotFound(Exception):
+class KeyNotFound(EngineError):
     """The requested key does not exist (or the master key is not configured)."""
 
 
-class KeyUnwrapError(Exception):
+class KeyUnwrapError(EngineError):
     """Wrapped key material is corrupt or was wrapped under another master key."""
 
 

@@ -24,6 +24,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from bootvault.blobstore import BlobStore
+from bootvault.engine.errors import EngineError
 from bootvault.engine.keys import DataKeys
 
 FORMAT_VERSION = 1
@@ -34,7 +35,7 @@ _ENV_VERSION = 1
 _NONCE = 12
 
 
-class CorruptManifest(Exception):
+class CorruptManifest(EngineError):
     """The manifest cannot be decrypted, parsed or validated."""
 
 

@@ -23,6 +23,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from bootvault.blobstore import BlobStore
+from bootvault.engine.errors import EngineError
 from bootvault.engine.keys import DataKeys
 
 PACK_MAGIC = b"BVPK\x01"
@@ -44,7 +45,7 @@ def pack_id_of(name: str) -> str:
     return name.rsplit("/", 1)[-1]
 
 
-class CorruptIndex(Exception):
+class CorruptIndex(EngineError):
     """An index object failed authentication or does not parse."""
 
 

@@ -7,41 +7,40 @@ not in any pack are looked up as single objects (the engine-v1 layout)."""
 from __future__ import annotations
 
 import os
-import threading
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
 
 from bootvault.blobstore import BlobStore, ObjectNotFound
 from bootvault.engine import codec
+from bootvault.engine.errors import EngineError
 from bootvault.engine.index import ScopeIndex
 from bootvault.engine.keys import DataKeys
 from bootvault.engine.manifest import Manifest
 from bootvault.engine.packs import CorruptIndex
-from bootvault.engine.volumes import ProgressReporter, start_writeback
+from bootvault.engine.progress import ProgressReporter
+from bootvault.engine.source import FileSink, VolumeSink
 
 IN_FLIGHT_PER_WORKER = 2
 MAX_GAP = 256 << 10  # read across gaps this small rather than issue another request
 MAX_RUN = 16 << 20
 PAGE = 4096
-WRITEBACK_EVERY = 64 << 20  # start disk writeback as we go; the final fsync then waits less
 WRITE_BATCH = 1 << 20  # fewer, larger writes: syscalls are expensive on small VMs
 ZERO_PAGE = bytes(PAGE)
 
 Entry = tuple[int, int, int, bytes]  # offset in pack, length, block index, block id
 
 
-class RestoreError(Exception):
+class RestoreError(EngineError):
     """The restore failed; str() names the block, its offset and what is wrong."""
 
 
 class _Target:
-    """Where verified blocks go: a file descriptor, or nowhere (fd None) when only verifying."""
+    """Where verified blocks go: a sink, or nowhere (None) when only verifying."""
 
-    def __init__(self, fd: int | None, manifest: Manifest) -> None:
-        self.fd, self.bs, self.size = fd, manifest.block_size, manifest.logical_size
-        self._unflushed = 0
-        self._lock = threading.Lock()
+    def __init__(self, sink: VolumeSink | None, manifest: Manifest) -> None:
+        self.sink, self.bs, self.size = sink, manifest.block_size, manifest.logical_size
 
     def where(self, index: int) -> str:
         return f"block {index} (offset {index * self.bs})"
@@ -54,41 +53,33 @@ class _Target:
 
     def write(self, first: int, data: bytes | bytearray) -> None:
         """Write consecutive blocks starting at block `first`."""
-        if self.fd is None:
+        if self.sink is None:
             return
         try:
-            _write_sparse(self.fd, data, first * self.bs)
+            if self.sink.sparse:
+                _write_sparse(self.sink, data, first * self.bs)
+            else:
+                self.sink.write(first * self.bs, data)
         except OSError as exc:
             raise RestoreError(f"{self.where(first)} could not be written to the target: {exc}") from exc
-        with self._lock:
-            self._unflushed += len(data)
-            flush, self._unflushed = self._unflushed >= WRITEBACK_EVERY, self._unflushed % WRITEBACK_EVERY
-        if flush:
-            start_writeback(self.fd)
 
 
-def _pwrite(fd: int, view: memoryview, pos: int) -> None:
-    while view:
-        n = os.pwrite(fd, view, pos)
-        view, pos = view[n:], pos + n
-
-
-def _write_sparse(fd: int, data: bytes | bytearray, pos: int) -> None:
-    """Write data at pos, leaving its all-zero 4 KiB pages as holes (as the source had them)."""
+def _write_sparse(sink: VolumeSink, data: bytes | bytearray, pos: int) -> None:
+    """Write data at pos, leaving its all-zero 4 KiB pages unwritten (holes, as the source had)."""
     if data.find(ZERO_PAGE) < 0:  # the common case, decided by one fast scan
-        _pwrite(fd, memoryview(data), pos)
+        sink.write(pos, data)
         return
     view, run = memoryview(data), -1
     for page in range(0, len(data), PAGE):
         end = min(page + PAGE, len(data))
         if data.startswith(ZERO_PAGE if end - page == PAGE else bytes(end - page), page, end):
             if run >= 0:
-                _pwrite(fd, view[run:page], pos + run)
+                sink.write(pos + run, view[run:page])
                 run = -1
         elif run < 0:
             run = page
     if run >= 0:
-        _pwrite(fd, view[run:], pos + run)
+        sink.write(pos + run, view[run:])
 
 
 def _decode(keys: DataKeys, target: _Target, index: int, bid: bytes, blob: bytes, name: str) -> bytes:
@@ -207,36 +198,43 @@ def run_restore(
     store: BlobStore,
     keys: DataKeys,
     manifest: Manifest,
-    target_path: str | os.PathLike[str],
+    sink: VolumeSink,
     *,
     index: ScopeIndex | None = None,
     condemned: set[str] | None = None,
     progress: Callable[[int, int], None] | None = None,
     workers: int = 2,
 ) -> None:
-    """Create/truncate target_path to the manifest's logical size (sparse) and write its blocks.
+    """Write every block of the manifest into sink (at least its logical size, reading as zeros
+    where nothing is written), then flush it.
 
     Raises RestoreError on any missing/corrupt block or I/O failure; the target is then incomplete.
     A store that cannot be reached raises its BlobStoreError: that is an outage, not damaged data.
     """
     index = index if index is not None else ScopeIndex(keys)
     _refresh(index, store, condemned)
+    reporter = ProgressReporter(min(len(manifest) * manifest.block_size, manifest.logical_size), progress)
+    reporter.update(0)
+    _restore_all(store, keys, manifest, index, _Target(sink, manifest), reporter, workers)
     try:
-        fd = os.open(target_path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        sink.flush()
     except OSError as exc:
-        raise RestoreError(f"cannot open restore target {os.fspath(target_path)}: {exc}") from exc
-    try:
-        os.ftruncate(fd, 0)  # drop old contents so untouched ranges are holes
-        os.ftruncate(fd, manifest.logical_size)
-        reporter = ProgressReporter(min(len(manifest) * manifest.block_size, manifest.logical_size), progress)
-        reporter.update(0)
-        _restore_all(store, keys, manifest, index, _Target(fd, manifest), reporter, workers)
-        os.fsync(fd)
-    except OSError as exc:
-        raise RestoreError(f"cannot write restore target {os.fspath(target_path)}: {exc}") from exc
-    finally:
-        os.close(fd)
+        raise RestoreError(f"cannot flush the restore target: {exc}") from exc
     reporter.finish()
+
+
+def restore_to_file(
+    store: BlobStore, keys: DataKeys, manifest: Manifest, path: str | os.PathLike[str], **kw: Any
+) -> None:
+    """Restore into a raw sparse file (tests and tools; the pool restores through NBD)."""
+    try:
+        sink = FileSink(path, manifest.logical_size)
+    except OSError as exc:
+        raise RestoreError(f"cannot open restore target {os.fspath(path)}: {exc}") from exc
+    try:
+        run_restore(store, keys, manifest, sink, **kw)
+    finally:
+        sink.close()
 
 
 def verify_manifest(

@@ -61,10 +61,6 @@ class ListBackups:
     page: str | None = None
 
 
-def manifest_name(backup_id: str) -> str:
-    return f"manifests/{backup_id}"
-
-
 def _default_name(volume_name: str, at: datetime) -> str:
     return f"{volume_name} (Backup) {at:%Y-%m-%dT%H:%M:%SZ}"[:255]
 

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
+from functools import cached_property
 
 from bootvault.blobstore import BlobStore, open_blobstore
 from bootvault.config import Settings
 from bootvault.engine.index import IndexCache
 from bootvault.engine.keys import KeyRing, master_from_file, parse_master
-from bootvault.store import identity
+from bootvault.engine.repository import Repository
+from bootvault.fsutil import make_private_dir
+from bootvault.pool import VolumePool
+from bootvault.store import gc, identity
 from bootvault.store.db import Database
 
 
@@ -49,7 +52,7 @@ class Context:
     @classmethod
     def open(cls, settings: Settings, *, migrate: bool = True) -> Context:
         settings = settings.resolved()
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        make_private_dir(settings.data_dir)
         db = Database(str(settings.database_url))
         if migrate:
             db.migrate()
@@ -60,9 +63,25 @@ class Context:
             keys=KeyRing(_master_key(settings), _wrapped_loader(db)),
         )
 
-    def volume_path(self, availability_domain: str, volume_id: str) -> Path:
-        """Each availability domain has its own pool directory, as volumes are AD-local in OCI."""
-        return self.settings.pool_dir(availability_domain) / f"{volume_id}.img"
+    @cached_property
+    def pool(self) -> VolumePool:
+        s = self.settings
+        assert s.run_dir is not None
+        return VolumePool(dict(s.volume_pools), s.data_dir / "volumes", s.run_dir, s.block_size)
+
+    def repository(self, tenancy_id: str, kms_key_id: str | None) -> Repository:
+        """The engine's view of one scope: keys, cached index, and the packs GC has condemned."""
+        keys = self.keys.data_keys(tenancy_id, kms_key_id)
+        with self.db.read() as conn:
+            condemned = set(gc.condemned(conn, keys.scope))
+        return Repository(
+            self.store,
+            keys,
+            self.indexes.get(keys),
+            condemned,
+            self.settings.block_size,
+            self.settings.engine_threads,
+        )
 
     def close(self) -> None:
         self.db.dispose()

@@ -4,10 +4,8 @@ whose worker died is simply run again by the next worker once the lease has expi
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 from sqlalchemy import Connection
 
@@ -16,18 +14,21 @@ from bootvault.domain.models import (
     BACKUP_IN_PROGRESS,
     BackupState,
     BackupType,
+    BootVolume,
+    BootVolumeBackup,
     Job,
     JobKind,
     JobState,
     VolumeState,
 )
-from bootvault.engine.backup import VolumeChanged, run_backup
+from bootvault.engine.errors import EngineError
 from bootvault.engine.keys import KeyNotFound, KeyUnwrapError
-from bootvault.engine.manifest import CorruptManifest, load_manifest
-from bootvault.engine.restore import RestoreError, run_restore
-from bootvault.engine.volumes import copy_volume, grow
+from bootvault.engine.manifest import CorruptManifest, Manifest
+from bootvault.engine.repository import Repository, manifest_name
+from bootvault.engine.restore import RestoreError
+from bootvault.pool import PoolError
+from bootvault.pool.nbd import NbdSink
 from bootvault.service import maintenance
-from bootvault.service.backups import manifest_name
 from bootvault.service.context import Context
 from bootvault.store import backups, jobs, volumes
 
@@ -85,124 +86,145 @@ def _throttled_progress(ctx: Context, backup_id: str, lease: Lease) -> Callable[
     return report
 
 
-def _run_backup(ctx: Context, job: Job, lease: Lease) -> None:
+def _start_backup(
+    ctx: Context, job: Job
+) -> tuple[BootVolumeBackup, BootVolumeBackup | None, BootVolume] | None:
+    """Move the backup to CREATING; None if there is nothing (left) to do."""
     with ctx.db.write() as conn:
         backup = backups.get_backup(conn, job.resource_id)
         if backup is None or backup.lifecycle_state not in BACKUP_IN_PROGRESS:
-            parent = None
-        else:
-            incremental = backup.type == BackupType.INCREMENTAL
-            parent = (
-                backups.latest_available(conn, backup.boot_volume_id, backup.kms_key_id)
-                if incremental
-                else None
-            )
-            volume = volumes.get_volume(conn, backup.boot_volume_id)
-            backups.update_backup(
-                conn, backup.id, {"lifecycle_state": BackupState.CREATING.value, "percent_complete": 0}
-            )
-    if backup is None or backup.lifecycle_state not in BACKUP_IN_PROGRESS or volume is None:
+            return None
+        volume = volumes.get_volume(conn, backup.boot_volume_id)
+        if volume is None:
+            return None
+        parent = None
+        if backup.type == BackupType.INCREMENTAL:
+            parent = backups.latest_available(conn, backup.boot_volume_id, backup.kms_key_id)
+        backups.update_backup(
+            conn, backup.id, {"lifecycle_state": BackupState.CREATING.value, "percent_complete": 0}
+        )
+    return backup, parent, volume
+
+
+def _parent_manifest(repo: Repository, parent: BootVolumeBackup | None) -> Manifest | None:
+    if parent is None:
+        return None
+    try:
+        return repo.manifest(parent.id)
+    except (EngineError, BlobStoreError) as exc:  # costs speed only: read and check every block
+        log.warning("parent manifest of %s unreadable (%s); reading the whole volume", parent.id, exc)
+        return None
+
+
+def _run_backup(ctx: Context, job: Job, lease: Lease) -> None:
+    started = _start_backup(ctx, job)
+    if started is None:
         _finish(ctx, job, lease, JobState.SUCCEEDED, lambda conn: None)
         return
-    keys = ctx.keys.data_keys(backup.tenancy_id, backup.kms_key_id)
-    parent_manifest = None
-    if parent is not None:
-        try:
-            parent_manifest = load_manifest(ctx.store, keys, manifest_name(parent.id))
-        except Exception:  # a damaged parent only costs speed: fall back to checking every block
-            log.warning("parent manifest of %s unreadable; checking every block", backup.id)
-    path = ctx.volume_path(volume.availability_domain, volume.id)
-    if not path.exists():
-        raise JobFailed(f"The boot volume's data file is missing from the volume pool ({path}).")
-    try:
-        result = run_backup(
-            str(path),
-            ctx.store,
-            keys,
-            manifest_name(backup.id),
+    backup, parent, volume = started
+    repo = ctx.repository(backup.tenancy_id, backup.kms_key_id)
+    parent_manifest = _parent_manifest(repo, parent)
+    pool_volume = ctx.pool.volume(volume.availability_domain, volume.id)
+    with pool_volume.backup_view(
+        backup.id,
+        job.attempts,
+        parent.id if parent is not None and parent_manifest is not None else None,
+        incremental=backup.type == BackupType.INCREMENTAL,
+        attached=volume.attachment_uri is not None,
+    ) as view:
+        if backup.type == BackupType.INCREMENTAL and not view.plan.incremental:
+            log.warning("backup %s reads the whole volume: %s", backup.id, view.plan.reason)
+        result = repo.backup(
+            view.source,
+            backup.id,
             parent=parent_manifest,
             full=backup.type == BackupType.FULL,
-            index=ctx.indexes.get(keys),
-            exclude_packs=maintenance.condemned_packs(ctx, keys),
-            block_size=ctx.settings.block_size,
             progress=_throttled_progress(ctx, backup.id, lease),
-            workers=ctx.settings.engine_threads,
         )
-    except VolumeChanged as exc:
-        raise JobFailed(str(exc)) from exc
-    values = {
-        "lifecycle_state": BackupState.AVAILABLE.value,
-        "percent_complete": 100,
-        "time_created": result.image_time,
-        "logical_size_bytes": result.logical_size,
-        "unique_size_bytes": result.bytes_new,
-        "lifecycle_details": None,
-    }
-    _finish(ctx, job, lease, JobState.SUCCEEDED, lambda conn: backups.update_backup(conn, backup.id, values))
+        log.info(
+            "backup %s read %d bytes (%s)",
+            backup.id,
+            result.bytes_read,
+            "changed since parent" if view.plan.incremental else "allocated",
+            extra={"bytes_read": result.bytes_read, "bytes_new": result.bytes_new},
+        )
+        values = {
+            "lifecycle_state": BackupState.AVAILABLE.value,
+            "percent_complete": 100,
+            "time_created": view.instant,
+            "logical_size_bytes": result.logical_size,
+            "unique_size_bytes": result.bytes_new,
+            "lifecycle_details": None,
+        }
+        _finish(
+            ctx, job, lease, JobState.SUCCEEDED, lambda conn: backups.update_backup(conn, backup.id, values)
+        )
+        view.committed = True  # only now may the older bitmaps go
 
 
-def _fill_volume(ctx: Context, job: Job, lease: Lease, fill: Callable[[Path], None]) -> None:
+def _volume_to_fill(ctx: Context, job: Job) -> BootVolume | None:
     with ctx.db.read() as conn:
         vol = volumes.get_volume(conn, job.resource_id)
     if vol is None or vol.lifecycle_state not in (VolumeState.RESTORING, VolumeState.PROVISIONING):
-        _finish(ctx, job, lease, JobState.SUCCEEDED, lambda conn: None)
-        return
-    target = ctx.volume_path(vol.availability_domain, vol.id)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.name + ".filling")
-    fill(tmp)
-    lease.check()
-    grow(str(tmp), vol.size_bytes)
-    os.replace(tmp, target)  # the volume file appears whole or not at all
+        return None
+    return vol
+
+
+def _available(ctx: Context, job: Job, lease: Lease, vol: BootVolume) -> None:
     values = {"lifecycle_state": VolumeState.AVAILABLE.value, "is_hydrated": True, "lifecycle_details": None}
     _finish(ctx, job, lease, JobState.SUCCEEDED, lambda conn: volumes.update_volume(conn, vol.id, values))
 
 
 def _run_restore(ctx: Context, job: Job, lease: Lease) -> None:
-    def fill(tmp: Path) -> None:
-        with ctx.db.read() as conn:
-            vol = volumes.get_volume(conn, job.resource_id)
-            assert vol is not None and vol.source_id is not None
-            backup = backups.get_backup(conn, vol.source_id)
-        if backup is None or backup.lifecycle_state != BackupState.AVAILABLE:
-            raise JobFailed(f"The source backup {vol.source_id} is no longer AVAILABLE.")
-        keys = ctx.keys.data_keys(backup.tenancy_id, backup.kms_key_id)
+    vol = _volume_to_fill(ctx, job)
+    if vol is None or vol.source_id is None:
+        _finish(ctx, job, lease, JobState.SUCCEEDED, lambda conn: None)
+        return
+    with ctx.db.read() as conn:
+        backup = backups.get_backup(conn, vol.source_id)
+    if backup is None or backup.lifecycle_state != BackupState.AVAILABLE:
+        raise JobFailed(f"The source backup {vol.source_id} is no longer AVAILABLE.")
+    repo = ctx.repository(backup.tenancy_id, backup.kms_key_id)
+    try:
+        manifest = repo.manifest(backup.id)
+    except (ObjectNotFound, CorruptManifest) as exc:
+        raise JobFailed(f"The manifest of backup {backup.id} cannot be read: {exc}") from exc
+
+    def write(sink: NbdSink) -> None:
         try:
-            manifest = load_manifest(ctx.store, keys, manifest_name(backup.id))
-        except (ObjectNotFound, CorruptManifest) as exc:
-            raise JobFailed(f"The manifest of backup {backup.id} cannot be read: {exc}") from exc
-        try:
-            run_restore(
-                ctx.store,
-                keys,
-                manifest,
-                str(tmp),
-                index=ctx.indexes.get(keys),
-                condemned=maintenance.condemned_packs(ctx, keys),
-                progress=lambda d, t: lease.check(),
-                workers=ctx.settings.engine_threads,
-            )
+            repo.restore(manifest, sink, progress=lambda d, t: lease.check())
         except RestoreError as exc:
             raise JobFailed(f"Restore of backup {backup.id} failed: {exc}") from exc
 
-    _fill_volume(ctx, job, lease, fill)
+    ctx.pool.volume(vol.availability_domain, vol.id).fill(vol.size_bytes, write)
+    lease.check()
+    _available(ctx, job, lease, vol)
 
 
 def _run_clone(ctx: Context, job: Job, lease: Lease) -> None:
-    def fill(tmp: Path) -> None:
-        with ctx.db.read() as conn:
-            vol = volumes.get_volume(conn, job.resource_id)
-            assert vol is not None and vol.source_id is not None
-            src = volumes.get_volume(conn, vol.source_id)
-        if src is None or src.lifecycle_state != VolumeState.AVAILABLE:
-            raise JobFailed(f"The source boot volume {vol.source_id} is no longer AVAILABLE.")
-        copy_volume(
-            str(ctx.volume_path(src.availability_domain, src.id)),
-            str(tmp),
-            progress=lambda d, t: lease.check(),
-        )
+    vol = _volume_to_fill(ctx, job)
+    if vol is None or vol.source_id is None:
+        _finish(ctx, job, lease, JobState.SUCCEEDED, lambda conn: None)
+        return
+    with ctx.db.read() as conn:
+        src = volumes.get_volume(conn, vol.source_id)
+    if src is None or src.lifecycle_state != VolumeState.AVAILABLE:
+        raise JobFailed(f"The source boot volume {vol.source_id} is no longer AVAILABLE.")
+    source = ctx.pool.volume(src.availability_domain, src.id)
+    ctx.pool.volume(vol.availability_domain, vol.id).clone_from(source, vol.size_bytes)
+    lease.check()
+    _available(ctx, job, lease, vol)
 
-    _fill_volume(ctx, job, lease, fill)
+
+def _run_resize(ctx: Context, job: Job, lease: Lease) -> None:
+    with ctx.db.read() as conn:
+        vol = volumes.get_volume(conn, job.resource_id)
+    if vol is not None and vol.lifecycle_state == VolumeState.PROVISIONING:
+        ctx.pool.volume(vol.availability_domain, vol.id).grow(vol.size_bytes)
+    values = {"lifecycle_state": VolumeState.AVAILABLE.value, "lifecycle_details": None}
+    _finish(
+        ctx, job, lease, JobState.SUCCEEDED, lambda conn: volumes.update_volume(conn, job.resource_id, values)
+    )
 
 
 def _run_delete_backup(ctx: Context, job: Job, lease: Lease) -> None:
@@ -218,7 +240,7 @@ def _run_delete_volume(ctx: Context, job: Job, lease: Lease) -> None:
     with ctx.db.read() as conn:
         vol = volumes.get_volume(conn, job.resource_id)
     if vol is not None:
-        ctx.volume_path(vol.availability_domain, vol.id).unlink(missing_ok=True)
+        ctx.pool.volume(vol.availability_domain, vol.id).delete()
     values = {"lifecycle_state": VolumeState.TERMINATED.value}
     _finish(
         ctx, job, lease, JobState.SUCCEEDED, lambda conn: volumes.update_volume(conn, job.resource_id, values)
@@ -242,6 +264,7 @@ HANDLERS: dict[JobKind, Callable[[Context, Job, Lease], None]] = {
     JobKind.CLONE: _run_clone,
     JobKind.DELETE_BACKUP: _run_delete_backup,
     JobKind.DELETE_VOLUME: _run_delete_volume,
+    JobKind.RESIZE: _run_resize,
     JobKind.GC: _run_gc,
     JobKind.VERIFY: _run_verify,
 }
@@ -286,6 +309,8 @@ def _explain(job: Job, exc: Exception) -> str:
         return f"The object store failed: {exc}"
     if isinstance(exc, (KeyNotFound, KeyUnwrapError)):
         return f"The encryption key is unavailable: {exc}"
+    if isinstance(exc, PoolError):
+        return f"The volume pool failed: {exc}"
     if isinstance(exc, OSError):
         return f"A volume pool file could not be accessed: {exc}"
     log.exception("job %s (%s) failed", job.id, job.kind)

@@ -11,10 +11,9 @@ from datetime import timedelta
 from bootvault.blobstore import ObjectNotFound
 from bootvault.domain.models import BackupState, JobKind
 from bootvault.engine.gc import collect_garbage
-from bootvault.engine.keys import DataKeys
-from bootvault.engine.manifest import CorruptManifest, load_manifest
-from bootvault.engine.restore import RestoreError, verify_manifest
-from bootvault.service.backups import manifest_name
+from bootvault.engine.manifest import CorruptManifest
+from bootvault.engine.repository import manifest_name
+from bootvault.engine.restore import RestoreError
 from bootvault.service.context import Context
 from bootvault.store import backups, gc, jobs
 from bootvault.store.common import now
@@ -40,11 +39,6 @@ class GcReport:
 class VerifyReport:
     checked: int = 0
     faulty: dict[str, str] = field(default_factory=dict)
-
-
-def condemned_packs(ctx: Context, keys: DataKeys) -> set[str]:
-    with ctx.db.read() as conn:
-        return set(gc.condemned(conn, keys.scope))
 
 
 def _scopes(ctx: Context) -> dict[tuple[str, str | None], list[str]]:
@@ -94,17 +88,9 @@ def run_verify(ctx: Context, backup_id: str | None = None) -> VerifyReport:
     if backup_id is not None:
         targets = [b for b in targets if b.id == backup_id]
     for b in targets:
-        keys = ctx.keys.data_keys(b.tenancy_id, b.kms_key_id)
+        repo = ctx.repository(b.tenancy_id, b.kms_key_id)
         try:
-            manifest = load_manifest(ctx.store, keys, manifest_name(b.id))
-            verify_manifest(
-                ctx.store,
-                keys,
-                manifest,
-                index=ctx.indexes.get(keys),
-                condemned=condemned_packs(ctx, keys),
-                workers=ctx.settings.engine_threads,
-            )
+            repo.verify(repo.manifest(b.id))
         except RestoreError as exc:
             _mark_faulty(ctx, b.id, f"Verification found damaged data: {exc}", report)
         except (ObjectNotFound, CorruptManifest) as exc:  # a lost or damaged manifest is damage too

@@ -1,23 +1,40 @@
-"""Operator-side volume commands: import a raw image, locate a volume's file, export it."""
+"""Operator-side volume commands: import an image, serve a volume (attach/detach), export it."""
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from bootvault.domain import ocid
-from bootvault.domain.errors import IncorrectState, InvalidArgument, NotFound
+from bootvault.domain.errors import Conflict, IncorrectState, InvalidArgument, NotFound
 from bootvault.domain.models import BootVolume, VolumeState
 from bootvault.domain.validation import check_display_name
-from bootvault.engine import volumes as pool
+from bootvault.pool import ImageRejected, PoolError, VolumeBusy
+from bootvault.pool.qemuimg import probe_import
 from bootvault.service.context import Context
-from bootvault.service.volumes import check_availability_domain, size_gbs_for
+from bootvault.service.volumes import MAX_GBS, check_availability_domain, size_gbs_for
 from bootvault.store import identity
 from bootvault.store import volumes as repo
 from bootvault.store.common import new_etag, now
 
 Progress = Callable[[int, int], None]
+log = logging.getLogger("bootvault.volumes")
+
+
+@contextmanager
+def _pool_errors() -> Iterator[None]:
+    """The pool's refusals become the domain's errors (and so clear CLI messages)."""
+    try:
+        yield
+    except ImageRejected as exc:
+        raise InvalidArgument(str(exc)) from exc
+    except VolumeBusy as exc:
+        raise IncorrectState(str(exc)) from exc
+    except PoolError as exc:
+        raise Conflict(str(exc)) from exc
 
 
 def import_volume(
@@ -29,7 +46,7 @@ def import_volume(
     display_name: str | None = None,
     progress: Progress | None = None,
 ) -> BootVolume:
-    """Register a raw disk image as an AVAILABLE boot volume (size rounded up to whole GiB)."""
+    """Register a raw or qcow2 image as an AVAILABLE boot volume (size rounded up to whole GiB)."""
     check_display_name(display_name)
     if not image.is_file():
         raise InvalidArgument(f"{image} is not a readable file.")
@@ -39,12 +56,13 @@ def import_volume(
         comp = identity.get_compartment(conn, compartment_id)
     if comp is None:
         raise NotFound(f"Compartment {compartment_id} not found.")
-    volume_id = ocid.mint("bootvolume", ctx.settings.region)
-    size_gbs = size_gbs_for(os.stat(image).st_size)
-    target = ctx.volume_path(ad, volume_id)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # The file is complete (tmp + rename) before the row exists, so a crash leaves no half volume.
-    pool.import_image(str(image), str(target), size_gbs * (1 << 30), progress=progress)
+    with _pool_errors():
+        size_gbs = size_gbs_for(probe_import(image).virtual_size)
+        if size_gbs > MAX_GBS:
+            raise InvalidArgument(f"{image} needs {size_gbs} GB; a boot volume holds at most {MAX_GBS} GB.")
+        volume_id = ocid.mint("bootvolume", ctx.settings.region)
+        # The file is complete (tmp + rename) before the row exists, so a crash leaves no half volume.
+        ctx.pool.volume(ad, volume_id).import_image(image, size_gbs << 30, progress)
     vol = BootVolume(
         id=volume_id,
         tenancy_id=comp.tenancy_id,
@@ -70,13 +88,70 @@ def _volume(ctx: Context, volume_id: str) -> BootVolume:
 
 
 def volume_file(ctx: Context, volume_id: str) -> Path:
-    """The raw file behind a volume: the attach point for a hypervisor."""
+    """The qcow2 file behind a volume (for inspection: attach it to serve it)."""
     vol = _volume(ctx, volume_id)
-    return ctx.volume_path(vol.availability_domain, vol.id)
+    return ctx.pool.volume(vol.availability_domain, vol.id).path
 
 
-def export_volume(ctx: Context, volume_id: str, dest: Path, progress: Progress | None = None) -> None:
+def attach(ctx: Context, volume_id: str) -> str:
+    """Serve the volume read-write over NBD on this host; returns the URI (the same one when it
+    is attached already). The record is written first, so a crash in between leaves a volume
+    the worker's reconcile serves, never one served behind the record's back."""
+    with ctx.db.write() as conn:
+        vol = repo.get_volume(conn, volume_id, lock=True)
+        if vol is None:
+            raise NotFound(f"Boot volume {volume_id} not found.")
+        if vol.lifecycle_state != VolumeState.AVAILABLE:
+            raise IncorrectState(
+                f"Boot volume {volume_id} is {vol.lifecycle_state}; attach it when AVAILABLE."
+            )
+        pool_volume = ctx.pool.volume(vol.availability_domain, vol.id)
+        uri = pool_volume.runtime.uri()
+        if vol.attachment_uri != uri:
+            repo.update_volume(conn, vol.id, {"attachment_uri": uri, "time_attached": now()})
+    with _pool_errors():
+        return pool_volume.attach()
+
+
+def detach(ctx: Context, volume_id: str) -> None:
+    """Stop serving the volume after a flush. Detaching a volume that is not attached is refused."""
+    vol = _volume(ctx, volume_id)
+    if vol.attachment_uri is None:
+        raise InvalidArgument(f"Boot volume {volume_id} is not attached.")
+    with _pool_errors():
+        ctx.pool.volume(vol.availability_domain, vol.id).detach()
+    with ctx.db.write() as conn:
+        repo.update_volume(conn, vol.id, {"attachment_uri": None, "time_attached": None})
+
+
+def export_volume(
+    ctx: Context,
+    volume_id: str,
+    dest: Path,
+    *,
+    fmt: str = "raw",
+    force: bool = False,
+    progress: Progress | None = None,
+) -> None:
+    """Write the volume (as it is now: a served volume is frozen for the copy) to dest."""
     vol = _volume(ctx, volume_id)
     if vol.lifecycle_state != VolumeState.AVAILABLE:
         raise IncorrectState(f"Boot volume {volume_id} is {vol.lifecycle_state}, not AVAILABLE.")
-    pool.export_volume(str(ctx.volume_path(vol.availability_domain, vol.id)), str(dest), progress=progress)
+    with _pool_errors():
+        ctx.pool.volume(vol.availability_domain, vol.id).export(
+            Path(os.path.abspath(dest)), fmt, force=force, progress=progress
+        )
+
+
+def reconcile_daemons(ctx: Context) -> None:
+    """On a worker: serve every attached volume of the ADs it serves whose daemon has gone (a
+    crash or a reboot), and stop daemons whose job died. Volumes in use by an operation are
+    left to it."""
+    with ctx.db.read() as conn:
+        attached = repo.attached_volumes(conn, ctx.settings.served_availability_domains)
+    for vol in attached:
+        done = ctx.pool.volume(vol.availability_domain, vol.id).reconcile(attached=True)
+        if done:
+            log.warning("volume %s: %s", vol.id, done, extra={"volume": vol.id})
+    for volume_id in ctx.pool.reap_stale({v.id for v in attached}):
+        log.warning("volume %s: stopped a daemon whose job had died", volume_id, extra={"volume": volume_id})

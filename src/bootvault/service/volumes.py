@@ -25,7 +25,6 @@ from bootvault.domain.models import (
     VolumeState,
 )
 from bootvault.domain.validation import check_display_name, check_tags
-from bootvault.engine.volumes import grow
 from bootvault.service.context import Caller, Context
 from bootvault.service.identity import require_compartment, require_kms_key
 from bootvault.service.retry import idempotent_create
@@ -204,10 +203,12 @@ def update_volume(
         if req.size_in_gbs is not None and req.size_in_gbs != vol.size_in_gbs:
             _check_resize(vol, req.size_in_gbs)
             values["size_in_gbs"] = req.size_in_gbs
+            values["lifecycle_state"] = VolumeState.PROVISIONING.value  # as OCI: a grow provisions
         updated = _cas(conn, vol, values, if_match)
-        if "size_in_gbs" in values:
-            # Growing a sparse file is instant; the row commits only after the file has grown.
-            grow(ctx.volume_path(vol.availability_domain, vol.id), updated.size_bytes)
+        if "size_in_gbs" in values:  # the pool's host grows the file, in the volume's lane
+            jobs.enqueue(
+                conn, JobKind.RESIZE, caller.tenancy_id, vol.id, lane=vol.id, ad=vol.availability_domain
+            )
         return updated
 
 
@@ -216,6 +217,11 @@ def _check_resize(vol: BootVolume, size: int) -> None:
         raise InvalidArgument(f"sizeInGBs can only grow: the volume has {vol.size_in_gbs} GB.")
     if vol.lifecycle_state != VolumeState.AVAILABLE:
         raise IncorrectState(f"Boot volume {vol.id} is {vol.lifecycle_state}; resize it when AVAILABLE.")
+    if vol.attachment_uri is not None:
+        raise IncorrectState(
+            f"Boot volume {vol.id} is attached (served at {vol.attachment_uri}); a served disk cannot "
+            "grow under the machine: detach it, resize it, and attach it again."
+        )
 
 
 def delete_volume(ctx: Context, caller: Caller, volume_id: str, if_match: str | None) -> None:
@@ -227,6 +233,10 @@ def delete_volume(ctx: Context, caller: Caller, volume_id: str, if_match: str | 
             return
         if vol.lifecycle_state in (VolumeState.PROVISIONING, VolumeState.RESTORING):
             raise IncorrectState(f"Boot volume {volume_id} is {vol.lifecycle_state}; delete it later.")
+        if vol.attachment_uri is not None:
+            raise IncorrectState(
+                f"Boot volume {volume_id} is attached (served at {vol.attachment_uri}); detach it first."
+            )
         if backups.count_in_progress(conn, volume_id):
             raise IncorrectState(f"Boot volume {volume_id} has a backup in progress; delete it later.")
         if repo.count_restoring_from(conn, volume_id):

@@ -111,6 +111,8 @@ boot_volumes = Table(
     Column("is_hydrated", Boolean, nullable=False),
     Column("image_id", OCID, nullable=True),
     Column("lifecycle_details", Text, nullable=True),
+    Column("attachment_uri", Text, nullable=True),
+    Column("time_attached", UtcDateTime, nullable=True),
     Index("ix_boot_volumes_compartment", "tenancy_id", "compartment_id"),
 )
 

@@ -31,6 +31,8 @@ def _from_row(row: Any) -> BootVolume:
         is_hydrated=row.is_hydrated,
         image_id=row.image_id,
         lifecycle_details=row.lifecycle_details,
+        attachment_uri=row.attachment_uri,
+        time_attached=row.time_attached,
     )
 
 
@@ -92,3 +94,9 @@ def count_restoring_from(conn: Connection, source_id: str) -> int:
     busy = [s.value for s in VOLUME_BUSY if s != VolumeState.TERMINATING]
     stmt = select(func.count()).where(t.c.source_id == source_id, t.c.lifecycle_state.in_(busy))
     return int(conn.execute(stmt).scalar() or 0)
+
+
+def attached_volumes(conn: Connection, availability_domains: list[str]) -> list[BootVolume]:
+    """Volumes served to a machine in these availability domains (what daemons must exist)."""
+    stmt = select(t).where(t.c.attachment_uri.is_not(None), t.c.availability_domain.in_(availability_domains))
+    return [_from_row(r) for r in conn.execute(stmt)]

@@ -12,12 +12,13 @@ from datetime import timedelta
 
 from bootvault.domain.models import Job
 from bootvault.service import jobs as runner
-from bootvault.service import maintenance
+from bootvault.service import maintenance, volume_admin
 from bootvault.service.context import Context
 from bootvault.store import jobs
 
 log = logging.getLogger("bootvault.worker")
 SCHEDULE_EVERY = 60.0  # seconds between checks for due periodic jobs (GC, verify)
+RECONCILE_EVERY = 5.0  # seconds between checks that attached volumes are served
 
 
 class Worker:
@@ -28,9 +29,12 @@ class Worker:
 
     def run(self, stop: threading.Event) -> None:
         log.info("worker %s started", self.owner)
-        next_schedule = 0.0
+        next_schedule = next_reconcile = 0.0
         while not stop.is_set():
             try:
+                if time.monotonic() >= next_reconcile:
+                    next_reconcile = time.monotonic() + RECONCILE_EVERY
+                    volume_admin.reconcile_daemons(self.ctx)
                 if time.monotonic() >= next_schedule:
                     maintenance.schedule_due(self.ctx)
                     next_schedule = time.monotonic() + SCHEDULE_EVERY

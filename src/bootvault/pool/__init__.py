@@ -1,0 +1,73 @@
+"""The volume pool: where boot volumes live and how they are served. One directory per
+availability domain holds the volume files (pool/volume.py); a run directory on this host holds
+the sockets of the daemons that serve them (pool/daemon.py). The service gets every volume
+through `VolumePool.volume`, so paths are spelled here and nowhere else."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+from bootvault.pool.daemon import Runtime
+from bootvault.pool.errors import DaemonFailed, ImageRejected, PoolError, VolumeBusy
+from bootvault.pool.volume import BackupView, PoolVolume
+
+__all__ = [
+    "BackupView",
+    "DaemonFailed",
+    "ImageRejected",
+    "PoolError",
+    "PoolVolume",
+    "VolumeBusy",
+    "VolumePool",
+]
+
+SOCKET_PATH_MAX = 107  # sun_path
+
+
+class VolumePool:
+    def __init__(
+        self, pool_dirs: dict[str, Path], default_root: Path, run_root: Path, block_size: int
+    ) -> None:
+        self.pool_dirs, self.default_root = pool_dirs, default_root
+        self.run_root, self.block_size = run_root, block_size
+        longest = len(str(Runtime(run_root, "x").nbd_sock))
+        if longest > SOCKET_PATH_MAX:
+            raise PoolError(f"run directory {run_root} is too long for unix sockets; set BOOTVAULT_RUN_DIR")
+
+    def directory(self, availability_domain: str) -> Path:
+        """Each availability domain has its own pool directory, as volumes are AD-local in OCI."""
+        if availability_domain in self.pool_dirs:
+            return self.pool_dirs[availability_domain]
+        return self.default_root / availability_domain.replace(":", "_").replace("/", "_")
+
+    def volume(self, availability_domain: str, volume_id: str) -> PoolVolume:
+        return PoolVolume(self.directory(availability_domain), self.run_root, volume_id, self.block_size)
+
+    def runtimes(self) -> Iterator[tuple[str, Runtime]]:
+        """(volume id, runtime) of every volume with runtime files on this host."""
+        if not self.run_root.is_dir():
+            return
+        for entry in sorted(self.run_root.iterdir()):
+            try:
+                volume_id = (entry / "volume").read_text().strip()
+            except OSError:
+                continue
+            yield volume_id, Runtime(self.run_root, volume_id)
+
+    def reap_stale(self, attached_ids: set[str]) -> list[str]:
+        """Stop daemons no record asks for (their job died) unless an operation holds them, and
+        clear the files of daemons that are gone. Returns the volume ids it stopped."""
+        stopped = []
+        for volume_id, runtime in self.runtimes():
+            if volume_id in attached_ids:
+                continue
+            try:
+                with runtime.lock(0):
+                    if runtime.pid() is not None:
+                        runtime.stop()
+                        stopped.append(volume_id)
+                    runtime.clear_stale()
+            except PoolError:
+                continue  # in use: its owner is alive and will clean up
+        return stopped

@@ -1,0 +1,294 @@
+"""One volume of a pool: its file, its daemon, and every operation on them.
+
+Layout in the availability domain's pool directory:
+
+    <ocid>.qcow2                      the volume: qcow2, 64 KiB clusters, persistent dirty bitmaps
+    <ocid>.img                        a raw volume of an older release; converted on first use
+    .tmp-<random>-<ocid>.qcow2        a volume being created (import, restore, clone); renamed
+                                      into place when whole, removed by the next run otherwise
+    .fleece-<hash>-<tag>.qcow2        copy-before-write overlay of a point-in-time view
+
+Runtime files (sockets, pid) are in pool/daemon.py's run directory. Every operation holds the
+volume's lock, so a backup, an attach, a resize and an export never interleave on this host.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import stat
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from bootvault.fsutil import TMP_PREFIX, atomic_path, is_block_device
+from bootvault.pool import qemuimg, snapshot
+from bootvault.pool.daemon import Runtime
+from bootvault.pool.errors import ImageRejected, PoolError, VolumeBusy
+from bootvault.pool.nbd import NbdSink, NbdSource
+
+log = logging.getLogger("bootvault.pool")
+ORIGIN_BITMAP = "bv.origin"  # records from creation on; no backup starts there, so never read
+JOB_LOCK_WAIT = 3600.0  # a job waits out an export or attach in progress (its lease is renewed)
+CLI_LOCK_WAIT = 600.0
+
+
+@dataclass
+class BackupView:
+    """What a backup reads: the volume at `instant`, and which part of it changed."""
+
+    source: NbdSource
+    instant: datetime
+    plan: snapshot.BitmapPlan
+    committed: bool = False
+
+
+class PoolVolume:
+    def __init__(self, directory: Path, run_root: Path, volume_id: str, block_size: int) -> None:
+        self.dir, self.volume_id, self.block_size = directory, volume_id, block_size
+        self.path = directory / f"{volume_id}.qcow2"
+        self.legacy_path = directory / f"{volume_id}.img"
+        self.runtime = Runtime(run_root, volume_id)
+        self._fill_runtime = Runtime(run_root, f"fill:{volume_id}")
+
+    def exists(self) -> bool:
+        return self.path.exists() or self.legacy_path.exists()
+
+    def attached(self) -> bool:
+        return self.runtime.mode() == "attached"
+
+    # -- format ----------------------------------------------------------------------------
+
+    def _ensure_qcow2(self) -> None:
+        """Convert a raw volume of an older release (crash-safe: the raw file goes only after
+        the qcow2 is whole and in place)."""
+        if self.path.exists():
+            self.legacy_path.unlink(missing_ok=True)
+            return
+        if not self.legacy_path.exists():
+            raise PoolError(
+                f"the data file of boot volume {self.volume_id} is missing from the pool ({self.path})"
+            )
+        log.info("converting raw volume %s to qcow2", self.volume_id)
+        size = os.stat(self.legacy_path).st_size
+        self._create(lambda tmp: qemuimg.convert(str(self.legacy_path), "raw", tmp, "qcow2"), size)
+        self.legacy_path.unlink()
+
+    def _create(self, fill: Callable[[Path], None], size: int) -> None:
+        """Make the volume file: fill a temporary qcow2, grow it to size, start its bitmap,
+        then rename it into place."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._clear_tmp()
+        with atomic_path(self.path) as tmp:
+            fill(tmp)
+            if qemuimg.info(tmp, "qcow2").virtual_size < size:
+                qemuimg.resize(tmp, size)
+            qemuimg.add_bitmap(tmp, ORIGIN_BITMAP, self.block_size)
+
+    def _clear_tmp(self) -> None:
+        """A job that died while creating this volume left a temporary file (and maybe a daemon)."""
+        with self._fill_runtime.lock(JOB_LOCK_WAIT):
+            self._fill_runtime.stop()
+        for leftover in self.dir.glob(f"{TMP_PREFIX}*-{self.volume_id}.qcow2"):
+            leftover.unlink(missing_ok=True)
+
+    # -- creation --------------------------------------------------------------------------
+
+    def create_empty(self, size: int) -> None:
+        self._create(lambda tmp: qemuimg.create(tmp, size), size)
+
+    def import_image(self, image: Path, size: int, progress: qemuimg.Progress | None = None) -> None:
+        found = qemuimg.probe_import(image)
+        if found.virtual_size > size:
+            raise ImageRejected(f"{image} holds {found.virtual_size} bytes, more than {size}")
+        self._create(
+            lambda tmp: qemuimg.convert(str(image), found.format, tmp, "qcow2", progress=progress), size
+        )
+
+    def clone_from(self, source: PoolVolume, size: int) -> None:
+        with source.read_view() as (uri, fmt):
+            self._create(lambda tmp: qemuimg.convert(uri, fmt, tmp, "qcow2"), size)
+
+    def fill(self, size: int, write: Callable[[NbdSink], None]) -> None:
+        """Create the volume with `write` filling it through a daemon of its own (restores)."""
+
+        def through_daemon(tmp: Path) -> None:
+            qemuimg.create(tmp, size)
+            with self._fill_runtime.lock(JOB_LOCK_WAIT):
+                self._fill_runtime.spawn(tmp, writable_export=True, mode="transient")
+                try:
+                    sink = NbdSink(self._fill_runtime.uri())
+                    try:
+                        write(sink)
+                        sink.flush()
+                    finally:
+                        sink.close()
+                finally:
+                    self._fill_runtime.stop()
+
+        self._create(through_daemon, size)
+
+    # -- reading ---------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def read_view(self, wait: float = JOB_LOCK_WAIT) -> Iterator[tuple[str, str]]:
+        """(filename or NBD URI, format) of the volume's current content, frozen while open."""
+        with self.runtime.lock(wait):
+            self._ensure_qcow2()
+            if self.runtime.mode() != "attached":
+                self.runtime.stop()  # a transient daemon here belongs to a job that died
+                yield str(self.path), "qcow2"
+                return
+            fleece = snapshot.Fleece(self.runtime, self.dir)
+            with self.runtime.qmp() as q:
+                fleece.start(q, [])
+                fleece.export(q, [])
+            try:
+                yield fleece.uri, "raw"
+            finally:
+                with self.runtime.qmp() as q:
+                    fleece.close(q)
+
+    def export(self, dest: Path, fmt: str, *, force: bool, progress: qemuimg.Progress | None = None) -> None:
+        """Write the volume to dest as raw or qcow2. A block device is written in place; a file
+        appears whole (tmp + rename); an existing path is replaced only with force."""
+        if fmt not in ("raw", "qcow2"):
+            raise ImageRejected(f"format must be raw or qcow2, not {fmt!r}")
+        dest = Path(os.path.abspath(dest))
+        device = is_block_device(dest)
+        _check_destination(dest, force=force, device=device)
+        with self.read_view(CLI_LOCK_WAIT) as (src, src_fmt):
+            if device:
+                qemuimg.convert(src, src_fmt, dest, fmt, existing=True, progress=progress)
+                return
+            with atomic_path(dest, replace=force) as tmp:
+                qemuimg.convert(src, src_fmt, tmp, fmt, progress=progress)
+
+    @contextlib.contextmanager
+    def backup_view(
+        self, backup_id: str, attempt: int, parent_id: str | None, *, incremental: bool, attached: bool
+    ) -> Iterator[BackupView]:
+        """A point-in-time view for a backup, with the bitmaps rotated at its instant."""
+        with self.runtime.lock(JOB_LOCK_WAIT):
+            self._ensure_qcow2()
+            transient = self._daemon_for_job(attached)
+            try:
+                yield from self._backup_in_daemon(backup_id, attempt, parent_id, incremental)
+            finally:
+                if transient:
+                    self.runtime.stop()
+
+    def _backup_in_daemon(
+        self, backup_id: str, attempt: int, parent_id: str | None, incremental: bool
+    ) -> Iterator[BackupView]:
+        new = snapshot.bitmap_name(backup_id, attempt)
+        fleece = snapshot.Fleece(self.runtime, self.dir)
+        with self.runtime.qmp() as q:
+            snapshot.clear_leftovers(q, self.runtime, self.dir)
+            plan = snapshot.plan_bitmaps(q.bitmaps(), parent_id, incremental)
+            fleece.start(q, snapshot.rotate_actions(q, plan, new, self.block_size))
+            if plan.incremental:
+                snapshot.union_for_reading(q, plan.sources, self.block_size)
+            fleece.export(q, [snapshot.READ_BITMAP] if plan.incremental else [])
+        log.info("backup %s of %s: %s", backup_id, self.volume_id, plan.reason)
+        assert fleece.instant is not None
+        view: BackupView | None = None
+        try:
+            bitmap = snapshot.READ_BITMAP if plan.incremental else None
+            view = BackupView(
+                NbdSource(fleece.uri, block_size=self.block_size, bitmap=bitmap), fleece.instant, plan
+            )
+            yield view
+        finally:
+            if view is not None:
+                view.source.close()
+            with self.runtime.qmp() as q:
+                fleece.close(q)
+                if view is not None and view.committed:
+                    snapshot.commit_bitmaps(q, new)
+                else:
+                    snapshot.merge_back(q, plan, new)
+
+    def _daemon_for_job(self, attached: bool) -> bool:
+        """Make sure a daemon serves the volume; True if it is ours to stop afterwards."""
+        mode = self.runtime.mode()
+        if mode == "attached":
+            return False
+        self.runtime.stop()  # a transient daemon here belongs to a job that died
+        if attached:  # the machine's daemon died: serve it again
+            log.warning("the daemon of attached volume %s was gone; restarting it", self.volume_id)
+            self.runtime.spawn(self.path, writable_export=True, mode="attached")
+            return False
+        self.runtime.spawn(self.path, writable_export=False, mode="transient")
+        return True
+
+    # -- serving ---------------------------------------------------------------------------
+
+    def attach(self) -> str:
+        """Serve the volume read-write over NBD; the same URI if it is served already."""
+        with self.runtime.lock(CLI_LOCK_WAIT):
+            self._ensure_qcow2()
+            if self.runtime.mode() != "attached":
+                self.runtime.stop()
+                self.runtime.spawn(self.path, writable_export=True, mode="attached")
+            return self.runtime.uri()
+
+    def detach(self) -> None:
+        """Stop serving: the daemon flushes, writes its bitmaps and exits."""
+        with self.runtime.lock(CLI_LOCK_WAIT):
+            self.runtime.stop()
+
+    def reconcile(self, attached: bool) -> str | None:
+        """Bring the daemon in line with the record, unless an operation holds the volume:
+        an attached volume whose daemon died is served again; a transient daemon whose job
+        died is stopped. Returns what was done, if anything."""
+        try:
+            with self.runtime.lock(0):
+                mode = self.runtime.mode()
+                if attached and mode != "attached" and self.exists():
+                    self.runtime.stop()
+                    self._ensure_qcow2()
+                    self.runtime.spawn(self.path, writable_export=True, mode="attached")
+                    return "restarted the daemon of an attached volume"
+                if not attached and mode is not None:
+                    self.runtime.stop()
+                    return f"stopped a stale {mode} daemon"
+                self.runtime.clear_stale()
+        except PoolError as exc:
+            return f"could not reconcile: {exc}"
+        return None
+
+    # -- changes ---------------------------------------------------------------------------
+
+    def grow(self, size: int) -> None:
+        """Grow a volume that is not served. QEMU's NBD export holds its node at a fixed size
+        (it unshares 'resize'), so a served disk cannot grow under the machine: detach first."""
+        with self.runtime.lock(JOB_LOCK_WAIT):
+            self._ensure_qcow2()
+            if self.runtime.mode() == "attached":
+                raise VolumeBusy(f"boot volume {self.volume_id} is attached; detach it to resize it")
+            self.runtime.stop()
+            if qemuimg.info(self.path, "qcow2").virtual_size < size:
+                qemuimg.resize(self.path, size)
+
+    def delete(self) -> None:
+        with self.runtime.lock(JOB_LOCK_WAIT):
+            self.runtime.stop()
+            self._clear_tmp()
+            for path in (self.path, self.legacy_path, *self.dir.glob(f".fleece-{self.runtime.dir.name}-*")):
+                path.unlink(missing_ok=True)
+
+
+def _check_destination(dest: Path, *, force: bool, device: bool) -> None:
+    if not dest.parent.is_dir():
+        raise ImageRejected(f"{dest.parent} is not a directory")
+    if dest.is_dir():
+        raise ImageRejected(f"{dest} is a directory; name a file or a block device")
+    exists = os.path.lexists(dest)
+    if exists and not force:
+        kind = "block device" if device else "file"
+        raise ImageRejected(f"{dest} exists ({kind}); pass --force to overwrite it")
+    if exists and not device and not stat.S_ISREG(os.lstat(dest).st_mode) and not os.path.islink(dest):
+        raise ImageRejected(f"{dest} is neither a regular file nor a block device")
