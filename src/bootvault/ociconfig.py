@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
+from bootvault.fsutil import write_private
 from bootvault.service.identity import NewTenancy
 
 
@@ -14,7 +14,7 @@ def write_oci_config(path: Path, new: NewTenancy, region: str, profile: str = "D
     path.parent.mkdir(parents=True, exist_ok=True)
     key_path = path.with_name(path.name + ".key.pem")
     # The trailing label line is what the OCI console puts in downloaded keys; the CLI checks for it.
-    _write_private(key_path, new.private_key_pem + b"OCI_API_KEY\n")
+    write_private(key_path, new.private_key_pem + b"OCI_API_KEY\n", exclusive=False)
     text = (
         f"[{profile}]\n"
         f"user={new.user_id}\n"
@@ -23,12 +23,6 @@ def write_oci_config(path: Path, new: NewTenancy, region: str, profile: str = "D
         f"region={region}\n"
         f"key_file={key_path}\n"
     )
-    _write_private(path, text.encode())
+    write_private(path, text.encode(), exclusive=False)
     return key_path
 
-
-def _write_private(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    os.chmod(path, 0o600)
