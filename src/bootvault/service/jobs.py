@@ -33,6 +33,7 @@ from bootvault.service.context import Context
 from bootvault.store import backups, jobs, volumes
 
 log = logging.getLogger("bootvault.jobs")
+VOLUME_FILLING = (VolumeState.RESTORING, VolumeState.PROVISIONING)
 
 
 class LeaseLost(Exception):
@@ -162,58 +163,52 @@ def _run_backup(ctx: Context, job: Job, lease: Lease) -> None:
         view.committed = True  # only now may the older bitmaps go
 
 
-def _volume_to_fill(ctx: Context, job: Job) -> BootVolume | None:
+def _fill_job(ctx: Context, job: Job, lease: Lease, fill: Callable[[BootVolume, str], None]) -> None:
+    """Create the volume of a RESTORE or CLONE job with fill(volume, source id), then AVAILABLE."""
     with ctx.db.read() as conn:
         vol = volumes.get_volume(conn, job.resource_id)
-    if vol is None or vol.lifecycle_state not in (VolumeState.RESTORING, VolumeState.PROVISIONING):
-        return None
-    return vol
-
-
-def _available(ctx: Context, job: Job, lease: Lease, vol: BootVolume) -> None:
+    if vol is None or vol.source_id is None or vol.lifecycle_state not in VOLUME_FILLING:
+        _finish(ctx, job, lease, JobState.SUCCEEDED, lambda conn: None)
+        return
+    fill(vol, vol.source_id)
+    lease.check()
     values = {"lifecycle_state": VolumeState.AVAILABLE.value, "is_hydrated": True, "lifecycle_details": None}
     _finish(ctx, job, lease, JobState.SUCCEEDED, lambda conn: volumes.update_volume(conn, vol.id, values))
 
 
 def _run_restore(ctx: Context, job: Job, lease: Lease) -> None:
-    vol = _volume_to_fill(ctx, job)
-    if vol is None or vol.source_id is None:
-        _finish(ctx, job, lease, JobState.SUCCEEDED, lambda conn: None)
-        return
-    with ctx.db.read() as conn:
-        backup = backups.get_backup(conn, vol.source_id)
-    if backup is None or backup.lifecycle_state != BackupState.AVAILABLE:
-        raise JobFailed(f"The source backup {vol.source_id} is no longer AVAILABLE.")
-    repo = ctx.repository(backup.tenancy_id, backup.kms_key_id)
-    try:
-        manifest = repo.manifest(backup.id)
-    except (ObjectNotFound, CorruptManifest) as exc:
-        raise JobFailed(f"The manifest of backup {backup.id} cannot be read: {exc}") from exc
-
-    def write(sink: NbdSink) -> None:
+    def restore(vol: BootVolume, backup_id: str) -> None:
+        with ctx.db.read() as conn:
+            backup = backups.get_backup(conn, backup_id)
+        if backup is None or backup.lifecycle_state != BackupState.AVAILABLE:
+            raise JobFailed(f"The source backup {backup_id} is no longer AVAILABLE.")
+        repo = ctx.repository(backup.tenancy_id, backup.kms_key_id)
         try:
-            repo.restore(manifest, sink, progress=lambda d, t: lease.check())
-        except RestoreError as exc:
-            raise JobFailed(f"Restore of backup {backup.id} failed: {exc}") from exc
+            manifest = repo.manifest(backup.id)
+        except (ObjectNotFound, CorruptManifest) as exc:
+            raise JobFailed(f"The manifest of backup {backup.id} cannot be read: {exc}") from exc
 
-    ctx.pool.volume(vol.availability_domain, vol.id).fill(vol.size_bytes, write)
-    lease.check()
-    _available(ctx, job, lease, vol)
+        def write(sink: NbdSink) -> None:
+            try:
+                repo.restore(manifest, sink, progress=lambda d, t: lease.check())
+            except RestoreError as exc:
+                raise JobFailed(f"Restore of backup {backup.id} failed: {exc}") from exc
+
+        ctx.pool.volume(vol.availability_domain, vol.id).fill(vol.size_bytes, write)
+
+    _fill_job(ctx, job, lease, restore)
 
 
 def _run_clone(ctx: Context, job: Job, lease: Lease) -> None:
-    vol = _volume_to_fill(ctx, job)
-    if vol is None or vol.source_id is None:
-        _finish(ctx, job, lease, JobState.SUCCEEDED, lambda conn: None)
-        return
-    with ctx.db.read() as conn:
-        src = volumes.get_volume(conn, vol.source_id)
-    if src is None or src.lifecycle_state != VolumeState.AVAILABLE:
-        raise JobFailed(f"The source boot volume {vol.source_id} is no longer AVAILABLE.")
-    source = ctx.pool.volume(src.availability_domain, src.id)
-    ctx.pool.volume(vol.availability_domain, vol.id).clone_from(source, vol.size_bytes)
-    lease.check()
-    _available(ctx, job, lease, vol)
+    def clone(vol: BootVolume, source_id: str) -> None:
+        with ctx.db.read() as conn:
+            src = volumes.get_volume(conn, source_id)
+        if src is None or src.lifecycle_state != VolumeState.AVAILABLE:
+            raise JobFailed(f"The source boot volume {source_id} is no longer AVAILABLE.")
+        source = ctx.pool.volume(src.availability_domain, src.id)
+        ctx.pool.volume(vol.availability_domain, vol.id).clone_from(source, vol.size_bytes)
+
+    _fill_job(ctx, job, lease, clone)
 
 
 def _run_resize(ctx: Context, job: Job, lease: Lease) -> None:
