@@ -3,7 +3,6 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -12,12 +11,13 @@ from bootvault.blobstore import BlobStore, LocalBlobStore
 from bootvault.engine import backup as backup_mod
 from bootvault.engine import codec
 from bootvault.engine import packs as packs_mod
-from bootvault.engine.backup import BackupResult, VolumeChanged, run_backup
+from bootvault.engine.backup import BackupResult, run_backup
 from bootvault.engine.index import ScopeIndex
 from bootvault.engine.keys import DataKeys, KeyRing
 from bootvault.engine.manifest import CorruptManifest, Manifest, load_manifest
 from bootvault.engine.packs import PACK_MAGIC
-from bootvault.engine.restore import RestoreError, run_restore
+from bootvault.engine.restore import RestoreError, restore_to_file
+from bootvault.engine.source import Extent, FileSource, VolumeSource
 
 BS = 64 * 1024
 NBLOCKS = 48
@@ -121,15 +121,24 @@ def store(tmp_path: Path) -> CountingStore:
     return CountingStore(LocalBlobStore(tmp_path / "store"))
 
 
-def _backup(vol: Path, store: BlobStore, keys: DataKeys, name: str, **kw: object) -> BackupResult:
+def _backup(
+    vol: Path | VolumeSource, store: BlobStore, keys: DataKeys, name: str, **kw: object
+) -> BackupResult:
+    """Back up a raw image file (read whole), or a given source."""
     kw.setdefault("parent", None)
     kw.setdefault("full", True)
-    return run_backup(vol, store, keys, name, block_size=BS, **kw)  # type: ignore[arg-type]
+    if not isinstance(vol, Path):
+        return run_backup(vol, store, keys, name, block_size=BS, **kw)  # type: ignore[arg-type]
+    source = FileSource(vol, BS)
+    try:
+        return run_backup(source, store, keys, name, block_size=BS, **kw)  # type: ignore[arg-type]
+    finally:
+        source.close()
 
 
 @pytest.fixture(autouse=True)
 def small_segments(monkeypatch: pytest.MonkeyPatch) -> None:
-    """4-block reads, so progress (and the tear tests' writer) runs several times per backup."""
+    """4-block reads, so progress runs several times per backup and ranges span segments."""
     monkeypatch.setattr(backup_mod, "SEGMENT", 4 * BS)
 
 
@@ -142,9 +151,7 @@ def test_roundtrip_holes_zeros_partial_block(tmp_path: Path, store: CountingStor
     blocks = _make_image(vol)
     want = _sha(vol)
     calls: list[tuple[int, int]] = []
-    t0 = datetime.now(UTC)
     res = _backup(vol, store, keys, "manifests/b1", progress=lambda d, t: calls.append((d, t)))
-    assert t0 <= res.image_time <= datetime.now(UTC)
     assert res.logical_size == SIZE
     assert res.blocks_total == len(blocks) == 9
     assert res.blocks_new == 8  # block 20 duplicates block 0
@@ -157,14 +164,18 @@ def test_roundtrip_holes_zeros_partial_block(tmp_path: Path, store: CountingStor
     assert [i for i, _ in res.manifest.entries()] == sorted(blocks)
     assert res.manifest.block_id(12) is None and res.manifest.block_id(5) is None
     assert res.manifest.block_id(0) == res.manifest.block_id(20) == codec.block_id(keys, blocks[0])
-    assert calls[-1] == (SIZE, SIZE) and [d for d, _ in calls] == sorted(d for d, _ in calls)
+    # holes are never read: only the blocks holding data (0-3, 10-13, 20 and the partial 48)
+    assert res.bytes_read == 9 * BS + (SIZE - NBLOCKS * BS)
+    # progress counts the bytes to read, to the end, in order
+    assert calls[-1] == (res.bytes_read, res.bytes_read) and {t for _, t in calls} == {res.bytes_read}
+    assert len(calls) > 2 and [d for d, _ in calls] == sorted(d for d, _ in calls)
 
     loaded = load_manifest(store, keys, "manifests/b1")
     assert loaded == res.manifest
     out = tmp_path / "restored.img"
     out.write_bytes(b"stale data that must vanish" * 100000)
     rcalls: list[tuple[int, int]] = []
-    run_restore(store, keys, loaded, out, progress=lambda d, t: rcalls.append((d, t)))
+    restore_to_file(store, keys, loaded, out, progress=lambda d, t: rcalls.append((d, t)))
     assert out.stat().st_size == SIZE
     assert _sha(out) == want
     assert out.stat().st_blocks * 512 < SIZE // 2  # sparse: only ~9 blocks allocated
@@ -189,8 +200,75 @@ def test_full_then_incremental(tmp_path: Path, store: CountingStore, keys: DataK
 
     for name, sha in (("manifests/full", sha_full), ("manifests/incr", sha_incr)):
         out = tmp_path / f"{name.split('/')[1]}.img"
-        run_restore(store, keys, load_manifest(store, keys, name), out)
+        restore_to_file(store, keys, load_manifest(store, keys, name), out)
         assert _sha(out) == sha
+
+
+class _ChangedRanges:
+    """A source that lists only the given block-aligned ranges, as a dirty bitmap does: what it
+    does not list is unchanged since the parent backup."""
+
+    whole = False
+
+    def __init__(self, path: Path, changed: list[Extent]) -> None:
+        self.file = FileSource(path, BS)
+        self.size = self.file.size
+        self.changed = changed
+
+    def extents(self) -> Iterator[Extent]:
+        return iter(self.changed)
+
+    def read(self, offset: int, length: int) -> bytearray:
+        return self.file.read(offset, length)
+
+    def close(self) -> None:
+        self.file.close()
+
+
+@pytest.mark.parametrize("full", [False, True])
+def test_dirty_only_read_merges_the_parent(
+    tmp_path: Path, store: CountingStore, keys: DataKeys, full: bool
+) -> None:
+    vol = tmp_path / "vol.img"
+    _make_image(vol)
+    parent = _backup(vol, store, keys, "manifests/parent")
+    _write(vol, 2 * BS + 100, b"changed!")  # modify a data block
+    _write(vol, 30 * BS, os.urandom(BS))  # fill a hole (inside a listed range of 3 blocks)
+    _write(vol, 11 * BS, bytes(BS))  # zero a data block
+    _write(vol, NBLOCKS * BS + 10, os.urandom(100))  # change the partial final block
+    changed = [(2 * BS, 3 * BS), (11 * BS, 12 * BS), (29 * BS, 32 * BS), (NBLOCKS * BS, SIZE)]
+    source = _ChangedRanges(vol, changed)
+    try:
+        dirty = _backup(source, store, keys, "manifests/dirty", parent=parent.manifest, full=full)
+    finally:
+        source.close()
+    assert dirty.bytes_read == sum(b - a for a, b in changed) < parent.bytes_read  # only listed ranges
+    assert dirty.blocks_new == 3  # blocks 2, 30 and 48; block 11 is zeros now
+    whole = _backup(vol, store, keys, "manifests/whole", parent=None, full=True)
+    assert whole.blocks_new == 0  # the dirty backup stored every new block
+    assert dirty.manifest == whole.manifest
+    assert load_manifest(store, keys, "manifests/dirty") == whole.manifest
+    assert dirty.blocks_total == whole.blocks_total and dirty.logical_size == SIZE
+    assert dirty.bytes_referenced == whole.bytes_referenced
+    assert dirty.manifest.block_id(11) is None and dirty.manifest.block_id(30) is not None
+    out = tmp_path / "dirty.img"
+    restore_to_file(store, keys, load_manifest(store, keys, "manifests/dirty"), out)
+    assert _sha(out) == _sha(vol)
+
+
+def test_dirty_only_read_needs_a_parent(tmp_path: Path, store: CountingStore, keys: DataKeys) -> None:
+    vol = tmp_path / "vol.img"
+    _make_image(vol)
+    source = _ChangedRanges(vol, [(0, BS)])
+    try:
+        with pytest.raises(ValueError, match="needs the parent manifest"):
+            _backup(source, store, keys, "manifests/orphan", parent=None, full=False)
+        other_bs = Manifest.from_entries(SIZE, 2 * BS, [])
+        with pytest.raises(ValueError, match="same block size"):
+            _backup(source, store, keys, "manifests/orphan", parent=other_bs, full=False)
+    finally:
+        source.close()
+    assert store.puts == [] and not store.exists("manifests/orphan")
 
 
 def test_index_dedups_without_parent_and_across_processes(
@@ -213,11 +291,11 @@ def test_full_self_heals_missing_pack(tmp_path: Path, store: CountingStore, keys
     incr = _backup(vol, store, keys, "manifests/b", parent=first.manifest, full=False)
     assert incr.blocks_new == 0  # an incremental trusts the parent and the index
     with pytest.raises(RestoreError, match="is missing from the store"):
-        run_restore(store, keys, incr.manifest, tmp_path / "broken.img")
+        restore_to_file(store, keys, incr.manifest, tmp_path / "broken.img")
     healed = _backup(vol, store, keys, "manifests/c", parent=first.manifest, full=True)
     assert healed.blocks_new == 8 and len(_packs(store, keys)) == 1
     out = tmp_path / "out.img"
-    run_restore(store, keys, incr.manifest, out)  # the older backup is whole again
+    restore_to_file(store, keys, incr.manifest, out)  # the older backup is whole again
     assert _sha(out) == _sha(vol)
 
 
@@ -265,15 +343,15 @@ def test_restore_detects_corrupt_and_missing_blocks(
     _, offset, length = index.lookup(res.manifest.block_id(11))  # type: ignore[misc]
     good = _flip(store, pack, offset + length // 2)
     with pytest.raises(RestoreError, match=rf"block 11 \(offset {11 * BS}\) failed authentication") as info:
-        run_restore(store, keys, res.manifest, tmp_path / "o1.img")
+        restore_to_file(store, keys, res.manifest, tmp_path / "o1.img")
     assert pack in str(info.value)
 
     store.delete(pack)
     with pytest.raises(RestoreError, match=rf"is missing from the store: {pack} is gone"):
-        run_restore(store, keys, res.manifest, tmp_path / "o2.img")
+        restore_to_file(store, keys, res.manifest, tmp_path / "o2.img")
 
     store.put(pack, good)
-    run_restore(store, keys, res.manifest, tmp_path / "o3.img")
+    restore_to_file(store, keys, res.manifest, tmp_path / "o3.img")
     assert _sha(tmp_path / "o3.img") == _sha(vol)
 
 
@@ -284,7 +362,7 @@ def test_block_missing_from_every_pack(tmp_path: Path, store: CountingStore, key
     for name in list(store.list(f"index/{keys.scope}/")):
         store.delete(name)
     with pytest.raises(RestoreError, match="no pack or object holds block"):
-        run_restore(store, keys, res.manifest, tmp_path / "o.img")
+        restore_to_file(store, keys, res.manifest, tmp_path / "o.img")
 
 
 def test_many_packs_and_coalesced_reads(
@@ -296,7 +374,7 @@ def test_many_packs_and_coalesced_reads(
     res = _backup(vol, store, keys, "manifests/many")
     assert res.packs_written == len(_packs(store, keys)) >= 10
     out = tmp_path / "o.img"
-    run_restore(store, keys, res.manifest, out)
+    restore_to_file(store, keys, res.manifest, out)
     assert _sha(out) == _sha(vol)
 
 
@@ -325,67 +403,6 @@ def test_manifest_rejects_invalid_content() -> None:
     assert m.block_count == 11 and m.block_id(10) == b"a" * 32 and len(m) == 1
 
 
-class _Writer:
-    """Progress callback that writes into the volume mid-read during the first `dirty` attempts."""
-
-    def __init__(self, vol: Path, dirty: int) -> None:
-        self.vol, self.dirty = vol, dirty
-        self.attempt = 0
-        self.wrote_in: set[int] = set()
-        self.last_write = b""
-
-    def __call__(self, done: int, total: int) -> None:
-        if done == 0:
-            self.attempt += 1
-        if self.attempt <= self.dirty and done > total // 3 and self.attempt not in self.wrote_in:
-            self.wrote_in.add(self.attempt)
-            self.last_write = os.urandom(100)
-            _write(self.vol, 0, self.last_write)  # block 0 was already read: the image is torn
-
-
-def test_volume_changing_every_attempt_fails(tmp_path: Path, store: CountingStore, keys: DataKeys) -> None:
-    vol = tmp_path / "vol.img"
-    _make_image(vol)
-    writer = _Writer(vol, dirty=3)
-    with pytest.raises(VolumeChanged, match="changed 3 times while it was being imaged"):
-        _backup(vol, store, keys, "manifests/torn", progress=writer, max_attempts=3)
-    assert writer.wrote_in == {1, 2, 3}
-    assert not store.exists("manifests/torn")
-
-
-def test_volume_changed_once_then_consistent(tmp_path: Path, store: CountingStore, keys: DataKeys) -> None:
-    vol = tmp_path / "vol.img"
-    _make_image(vol)
-    writer = _Writer(vol, dirty=1)
-    res = _backup(vol, store, keys, "manifests/ok", progress=writer, max_attempts=3)
-    assert writer.attempt == 2 and writer.wrote_in == {1}
-    expected = vol.read_bytes()
-    assert expected[:100] == writer.last_write
-    out = tmp_path / "out.img"
-    run_restore(store, keys, load_manifest(store, keys, "manifests/ok"), out)
-    assert out.read_bytes() == expected
-    assert res.image_time.tzinfo is not None
-
-
-def test_volume_truncated_during_first_attempt(tmp_path: Path, store: CountingStore, keys: DataKeys) -> None:
-    vol = tmp_path / "vol.img"
-    _make_image(vol)
-    seen = {"attempts": 0}
-
-    def shrink(done: int, total: int) -> None:
-        if done == 0:
-            seen["attempts"] += 1
-        if seen["attempts"] == 1 and vol.stat().st_size == SIZE and done > BS:
-            os.truncate(vol, 15 * BS)  # blocks 20 and 48 vanish under the reader
-
-    res = _backup(vol, store, keys, "manifests/s", progress=shrink)
-    assert seen["attempts"] == 2
-    assert res.logical_size == 15 * BS and max(i for i, _ in res.manifest.entries()) == 13
-    out = tmp_path / "out.img"
-    run_restore(store, keys, res.manifest, out)
-    assert _sha(out) == _sha(vol)
-
-
 def test_an_unreachable_store_is_an_outage_not_damage(
     tmp_path: Path, store: CountingStore, keys: DataKeys
 ) -> None:
@@ -406,4 +423,4 @@ def test_an_unreachable_store_is_an_outage_not_damage(
         verify_manifest(down, keys, res.manifest)
     assert not isinstance(info.value, RestoreError)
     with pytest.raises(BlobStoreError):
-        run_restore(down, keys, res.manifest, tmp_path / "o.img")
+        restore_to_file(down, keys, res.manifest, tmp_path / "o.img")

@@ -12,10 +12,11 @@ import pytest
 from bootvault.blobstore import LocalBlobStore
 from bootvault.engine import backup as backup_mod
 from bootvault.engine import packs as packs_mod
-from bootvault.engine.backup import run_backup
+from bootvault.engine.backup import BackupResult, run_backup
 from bootvault.engine.gc import GcResult, collect_garbage
 from bootvault.engine.keys import DataKeys, KeyRing
-from bootvault.engine.restore import RestoreError, run_restore
+from bootvault.engine.restore import RestoreError, restore_to_file
+from bootvault.engine.source import FileSource
 
 BS = 64 << 10
 
@@ -29,6 +30,15 @@ def small_units(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def keys(tmp_path: Path) -> DataKeys:
     return KeyRing(os.urandom(32), {}.get).data_keys("ocid1.tenancy.oc1..gc", None)
+
+
+def _backup(path: Path, store: LocalBlobStore, keys: DataKeys, name: str, **kw: object) -> BackupResult:
+    """A whole backup of a raw image file."""
+    source = FileSource(path, BS)
+    try:
+        return run_backup(source, store, keys, name, parent=None, block_size=BS, **kw)  # type: ignore[arg-type]
+    finally:
+        source.close()
 
 
 def _sha(path: Path) -> str:
@@ -57,8 +67,8 @@ def test_deleted_backup_space_is_freed_after_grace(tmp_path: Path, keys: DataKey
     vol, keep = tmp_path / "a.img", tmp_path / "b.img"
     vol.write_bytes(os.urandom(40 * BS))
     keep.write_bytes(os.urandom(20 * BS))
-    run_backup(vol, store, keys, "manifests/gone", parent=None, full=True, block_size=BS)
-    kept = run_backup(keep, store, keys, "manifests/kept", parent=None, full=True, block_size=BS)
+    _backup(vol, store, keys, "manifests/gone", full=True)
+    kept = _backup(keep, store, keys, "manifests/kept", full=True)
     store.delete("manifests/gone")  # the backup was deleted
     book = Condemned()
     first = collect_garbage(store, keys, ["manifests/kept"], book.at, cutoff=datetime.now(UTC))
@@ -77,7 +87,7 @@ def test_deleted_backup_space_is_freed_after_grace(tmp_path: Path, keys: DataKey
     assert len(_packs(store, keys)) == before - len(second.deleted)
     assert not list(store.list(f"index/{keys.scope}/{next(iter(second.deleted))}"))
     out = tmp_path / "out.img"
-    run_restore(store, keys, kept.manifest, out)
+    restore_to_file(store, keys, kept.manifest, out)
     assert _sha(out) == _sha(keep)
 
 
@@ -85,10 +95,10 @@ def test_sparse_packs_are_repacked(tmp_path: Path, keys: DataKeys) -> None:
     store = LocalBlobStore(tmp_path / "store")
     vol = tmp_path / "v.img"
     vol.write_bytes(os.urandom(16 * BS))
-    run_backup(vol, store, keys, "manifests/old", parent=None, full=True, block_size=BS)
+    _backup(vol, store, keys, "manifests/old", full=True)
     with open(vol, "r+b") as fh:  # rewrite 12 of 16 blocks: old packs become mostly dead
         fh.write(os.urandom(12 * BS))
-    new = run_backup(vol, store, keys, "manifests/new", parent=None, full=True, block_size=BS)
+    new = _backup(vol, store, keys, "manifests/new", full=True)
     store.delete("manifests/old")
     book = Condemned()
     result = collect_garbage(store, keys, ["manifests/new"], book.at, cutoff=datetime.now(UTC))
@@ -99,7 +109,7 @@ def test_sparse_packs_are_repacked(tmp_path: Path, keys: DataKeys) -> None:
     )
     assert sweep.deleted and not sweep.rescued
     out = tmp_path / "out.img"
-    run_restore(store, keys, new.manifest, out)
+    restore_to_file(store, keys, new.manifest, out)
     assert _sha(out) == _sha(vol)
 
 
@@ -108,7 +118,7 @@ def _gc_during_backup(tmp_path: Path, keys: DataKeys, protect: bool) -> tuple[Lo
     store = LocalBlobStore(tmp_path / "store")
     vol = tmp_path / "v.img"
     vol.write_bytes(os.urandom(32 * BS))
-    run_backup(vol, store, keys, "manifests/A", parent=None, full=True, block_size=BS)
+    _backup(vol, store, keys, "manifests/A", full=True)
     store.delete("manifests/A")
     with open(vol, "r+b") as fh:
         fh.seek(30 * BS)
@@ -126,9 +136,7 @@ def _gc_during_backup(tmp_path: Path, keys: DataKeys, protect: bool) -> tuple[Lo
             cutoff = started - timedelta(minutes=5) if protect else datetime.now(UTC) + timedelta(seconds=1)
             book.apply(collect_garbage(store, keys, [], book.at, cutoff=cutoff), datetime.now(UTC))
 
-    result = run_backup(
-        vol, store, keys, "manifests/B", parent=None, full=False, block_size=BS, progress=gc_mid_backup
-    )
+    result = _backup(vol, store, keys, "manifests/B", full=False, progress=gc_mid_backup)
     assert fired
     after = collect_garbage(
         store, keys, ["manifests/B"], book.at, cutoff=datetime.now(UTC) + timedelta(seconds=1)
@@ -143,7 +151,7 @@ def _gc_during_backup(tmp_path: Path, keys: DataKeys, protect: bool) -> tuple[Lo
 def test_gc_concurrent_with_backup_keeps_its_blocks(tmp_path: Path, keys: DataKeys) -> None:
     store, vol, result = _gc_during_backup(tmp_path, keys, protect=True)
     out = tmp_path / "out.img"
-    run_restore(store, keys, result.manifest, out)  # type: ignore[attr-defined]
+    restore_to_file(store, keys, result.manifest, out)  # type: ignore[attr-defined]
     assert _sha(out) == _sha(vol)
 
 
@@ -151,4 +159,4 @@ def test_without_the_running_job_cutoff_data_would_be_lost(tmp_path: Path, keys:
     """Control: sweeping during the backup (ignoring it) destroys blocks it references."""
     store, _, result = _gc_during_backup(tmp_path, keys, protect=False)
     with pytest.raises(RestoreError, match="missing"):
-        run_restore(store, keys, result.manifest, tmp_path / "out.img")  # type: ignore[attr-defined]
+        restore_to_file(store, keys, result.manifest, tmp_path / "out.img")  # type: ignore[attr-defined]
