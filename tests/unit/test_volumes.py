@@ -1,161 +1,241 @@
+"""Raw-file volume sources and sinks (engine/source.py) and the atomic/private file helpers
+(fsutil.py). The pool's qcow2 volumes are tested with real QEMU elsewhere."""
+
 from __future__ import annotations
 
-import hashlib
-import io
+import errno
 import os
 from pathlib import Path
 
 import pytest
 
-from bootvault.engine.volumes import (
-    block_segments,
-    copy_volume,
-    create_empty,
-    data_extents,
-    export_volume,
-    grow,
-    import_image,
-)
+from bootvault.engine.source import FileSink, FileSource, aligned, data_extents
+from bootvault.fsutil import TMP_PREFIX, atomic_path, write_private
 
 MIB = 1 << 20
-
-
-def _sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+KIB = 1 << 10
 
 
 def _allocated(path: Path) -> int:
     return path.stat().st_blocks * 512
 
 
-def _make_image(path: Path) -> bytes:
-    """5.5 MiB: random MiB, hole, zeros written as data, text, hole, random tail (partial)."""
-    size = 5 * MIB + MIB // 2 + 123
+def _sparse(path: Path, size: int, pieces: dict[int, bytes]) -> None:
     with open(path, "wb") as f:
         f.truncate(size)
-        f.write(os.urandom(MIB))
-        f.seek(2 * MIB)
-        f.write(bytes(MIB))  # allocated zeros
-        f.write(b"bootvault text block\n" * (MIB // 21))
-        f.seek(size - 5000)
-        f.write(os.urandom(5000))
-    return path.read_bytes()
+        for off, data in pieces.items():
+            f.seek(off)
+            f.write(data)
 
 
-def _progress() -> tuple[list[tuple[int, int]], object]:
-    calls: list[tuple[int, int]] = []
-    return calls, lambda done, total: calls.append((done, total))
+def _extents(path: Path, size: int) -> list[tuple[int, int]]:
+    with open(path, "rb") as f:
+        return list(data_extents(f.fileno(), size))
 
 
-def _check_progress(calls: list[tuple[int, int]], total: int) -> None:
-    assert calls and calls[-1] == (total, total)
-    dones = [d for d, _ in calls]
-    assert dones == sorted(dones) and all(t == total for _, t in calls)
+# -- data_extents and aligned ----------------------------------------------------------------
 
 
-def test_create_empty_is_sparse(tmp_path: Path) -> None:
-    p = tmp_path / "v.img"
-    create_empty(p, 64 * MIB)
-    assert p.stat().st_size == 64 * MIB
-    assert _allocated(p) == 0
-    with open(p, "rb") as f:
-        assert list(data_extents(f.fileno(), 64 * MIB)) == []
-    assert [x.name for x in tmp_path.iterdir()] == ["v.img"]
-
-
-def test_data_extents_and_block_segments(tmp_path: Path) -> None:
+def test_data_extents_skip_holes(tmp_path: Path) -> None:
     p = tmp_path / "s.img"
-    with open(p, "wb") as f:
-        f.truncate(4 * MIB)
-        f.seek(MIB)
-        f.write(b"x" * 8192)
-        f.seek(3 * MIB - 4096)
-        f.write(b"y" * 8192)  # straddles the 3 MiB boundary
-    with open(p, "rb") as f:
-        ext = list(data_extents(f.fileno(), 4 * MIB))
-    assert ext == [(MIB, MIB + 8192), (3 * MIB - 4096, 3 * MIB + 4096)]
-    segs = list(block_segments(iter(ext), MIB))
-    assert segs == [
-        (1, [(MIB, MIB + 8192)]),
-        (2, [(3 * MIB - 4096, 3 * MIB)]),
-        (3, [(3 * MIB, 3 * MIB + 4096)]),
-    ]
+    _sparse(p, 4 * MIB, {MIB: b"x" * 8192, 3 * MIB - 4096: b"y" * 8192})  # the second straddles 3 MiB
+    assert _extents(p, 4 * MIB) == [(MIB, MIB + 8192), (3 * MIB - 4096, 3 * MIB + 4096)]
+    assert _extents(p, MIB + 4096) == [(MIB, MIB + 4096)]  # clipped to the size asked for
+    assert _extents(p, MIB) == []
 
 
-def test_import_image_pads_and_stays_sparse(tmp_path: Path) -> None:
-    src = tmp_path / "src.img"
-    data = _make_image(src)
-    dst = tmp_path / "pool" / "vol.img"
-    dst.parent.mkdir()
-    calls, cb = _progress()
-    import_image(src, dst, 8 * MIB, progress=cb)
-    out = dst.read_bytes()
-    assert len(out) == 8 * MIB
-    assert out[: len(data)] == data and out[len(data) :] == bytes(8 * MIB - len(data))
-    # random MiB + text MiB + the 1 MiB block holding the tail; written zeros were skipped
-    assert _allocated(dst) <= 3 * MIB + 64 * 1024
-    _check_progress(calls, 8 * MIB)
-    assert sorted(x.name for x in dst.parent.iterdir()) == ["vol.img"]
+def test_data_extents_of_an_empty_sparse_file(tmp_path: Path) -> None:
+    p = tmp_path / "e.img"
+    _sparse(p, 64 * MIB, {})
+    assert _extents(p, 64 * MIB) == []
+    assert _allocated(p) == 0
 
 
-def test_import_rejects_larger_image_and_leaves_nothing(tmp_path: Path) -> None:
-    src = tmp_path / "src.img"
-    _make_image(src)
-    with pytest.raises(ValueError, match="larger than the volume"):
-        import_image(src, tmp_path / "dst.img", MIB)
-    assert not (tmp_path / "dst.img").exists()
-    assert sorted(x.name for x in tmp_path.iterdir()) == ["src.img"]
+def test_data_extents_data_up_to_the_end(tmp_path: Path) -> None:
+    p = tmp_path / "t.img"
+    _sparse(p, 2 * MIB + 100, {2 * MIB: b"z" * 100})
+    assert _extents(p, 2 * MIB + 100) == [(2 * MIB, 2 * MIB + 100)]
 
 
-def test_copy_volume_roundtrip(tmp_path: Path) -> None:
-    src = tmp_path / "a.img"
-    _make_image(src)
-    dst = tmp_path / "b.img"
-    dst.write_bytes(b"old content to be replaced")
-    calls, cb = _progress()
-    copy_volume(src, dst, progress=cb)
-    assert _sha(dst) == _sha(src)
-    assert dst.stat().st_size == src.stat().st_size
-    assert _allocated(dst) == _allocated(
-        src
-    )  # extents copied in the kernel: holes stay holes, data stays data
-    _check_progress(calls, src.stat().st_size)
+def test_aligned_rounds_out_merges_and_clamps() -> None:
+    bs = 64 * KIB
+    size = 10 * bs + 500
+    got = list(
+        aligned(
+            iter(
+                [
+                    (100, 200),  # inside block 0
+                    (bs - 1, bs + 1),  # straddles blocks 0 and 1: merges with the above
+                    (3 * bs, 4 * bs),  # exactly block 3
+                    (4 * bs, 4 * bs + 1),  # touches block 3: merges
+                    (7 * bs + 5, 7 * bs + 6),  # block 7 alone
+                    (10 * bs + 1, 10 * bs + 2),  # the partial last block: clamped to size
+                ]
+            ),
+            bs,
+            size,
+        )
+    )
+    assert got == [(0, 2 * bs), (3 * bs, 5 * bs), (7 * bs, 8 * bs), (10 * bs, size)]
+    assert list(aligned(iter([]), bs, size)) == []
 
 
-def test_export_to_path_and_stream(tmp_path: Path) -> None:
-    src = tmp_path / "a.img"
-    data = _make_image(src)
-    out_path = tmp_path / "export.img"
-    export_volume(src, out_path)
-    assert out_path.read_bytes() == data
-    stream = io.BytesIO()
-    stream.write(b"PREFIX")
-    calls, cb = _progress()
-    export_volume(src, stream, progress=cb)
-    assert stream.getvalue() == b"PREFIX" + data
-    _check_progress(calls, len(data))
-    with open(tmp_path / "via_fileobj.img", "wb") as f:
-        export_volume(src, f)
-    assert (tmp_path / "via_fileobj.img").read_bytes() == data
+# -- FileSource and FileSink -----------------------------------------------------------------
 
 
-def test_export_empty_volume(tmp_path: Path) -> None:
-    src = tmp_path / "e.img"
-    create_empty(src, 3 * MIB + 7)
-    stream = io.BytesIO()
-    export_volume(src, stream)
-    assert stream.getvalue() == bytes(3 * MIB + 7)
+def test_file_source_lists_aligned_data_and_reads_holes_as_zeros(tmp_path: Path) -> None:
+    bs = 64 * KIB
+    p = tmp_path / "src.img"
+    size = 8 * bs + 123
+    data_a, data_b = os.urandom(100), os.urandom(50)
+    _sparse(p, size, {bs + 10: data_a, 8 * bs: data_b})
+    src = FileSource(p, bs)
+    try:
+        assert src.whole is True and src.size == size
+        assert list(src.extents()) == [(bs, 2 * bs), (8 * bs, size)]
+        block = src.read(bs, bs)
+        assert bytes(block) == bytes(10) + data_a + bytes(bs - 110)
+        assert bytes(src.read(3 * bs, bs)) == bytes(bs)  # a hole reads as zeros
+        assert bytes(src.read(8 * bs, 123)) == data_b + bytes(73)
+        with pytest.raises(EOFError):
+            src.read(8 * bs, bs)  # past the end of the file
+    finally:
+        src.close()
 
 
-def test_grow(tmp_path: Path) -> None:
-    p = tmp_path / "g.img"
-    _make_image(p)
-    before = p.read_bytes()
-    grow(p, 16 * MIB)
-    after = p.read_bytes()
-    assert len(after) == 16 * MIB and after[: len(before)] == before
-    assert after[len(before) :] == bytes(16 * MIB - len(before))
-    grow(p, 16 * MIB)  # same size: no-op
-    with pytest.raises(ValueError, match="shrink"):
-        grow(p, MIB)
-    assert p.stat().st_size == 16 * MIB
+def test_file_sink_truncates_and_leaves_holes(tmp_path: Path) -> None:
+    p = tmp_path / "out.img"
+    p.write_bytes(os.urandom(3 * MIB))  # stale content that must vanish
+    size = 16 * MIB + 7
+    sink = FileSink(p, size)
+    try:
+        assert sink.sparse is True
+        payload = os.urandom(64 * KIB)
+        sink.write(5 * MIB, payload)
+        sink.write(size - 7, b"tail!!!")
+        sink.flush()
+    finally:
+        sink.close()
+    assert p.stat().st_size == size
+    assert _allocated(p) <= 64 * KIB + 64 * KIB  # only what was written (plus the tail's page)
+    head, tail = _extents(p, size)  # two data extents; everything else is a hole
+    assert head == (5 * MIB, 5 * MIB + 64 * KIB)
+    assert tail[1] == size and size - 64 * KIB <= tail[0] <= size - 7
+    out = p.read_bytes()
+    assert out[: 5 * MIB] == bytes(5 * MIB)  # the stale bytes are gone
+    assert out[5 * MIB : 5 * MIB + 64 * KIB] == payload
+    assert out[5 * MIB + 64 * KIB : size - 7] == bytes(size - 7 - 5 * MIB - 64 * KIB)
+    assert out[-7:] == b"tail!!!"
+
+
+def test_file_sink_creates_a_private_file(tmp_path: Path) -> None:
+    p = tmp_path / "new.img"
+    old = os.umask(0)
+    try:
+        FileSink(p, MIB).close()
+    finally:
+        os.umask(old)
+    assert p.stat().st_size == MIB and _allocated(p) == 0
+    assert p.stat().st_mode & 0o777 == 0o600
+
+
+# -- fsutil.atomic_path ----------------------------------------------------------------------
+
+
+def _leftovers(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir() if p.name.startswith(TMP_PREFIX))
+
+
+def test_atomic_path_creates_and_replaces(tmp_path: Path) -> None:
+    dst = tmp_path / "vol.qcow2"
+    with atomic_path(dst) as tmp:
+        assert tmp.parent == tmp_path and tmp.name.startswith(TMP_PREFIX) and not dst.exists()
+        tmp.write_bytes(b"first")
+    assert dst.read_bytes() == b"first"
+    with atomic_path(dst, replace=True) as tmp:
+        tmp.write_bytes(b"second")
+        assert dst.read_bytes() == b"first"  # nothing changes under the final name until the end
+    assert dst.read_bytes() == b"second"
+    assert _leftovers(tmp_path) == []
+    with atomic_path(tmp_path / "new", replace=False) as tmp:
+        tmp.write_bytes(b"new")
+    assert (tmp_path / "new").read_bytes() == b"new" and _leftovers(tmp_path) == []
+
+
+def test_atomic_path_without_replace_refuses_an_existing_file(tmp_path: Path) -> None:
+    dst = tmp_path / "keep.raw"
+    dst.write_bytes(b"precious")
+    with pytest.raises(FileExistsError), atomic_path(dst, replace=False) as tmp:
+        tmp.write_bytes(b"intruder")
+    assert dst.read_bytes() == b"precious"
+    assert _leftovers(tmp_path) == []
+
+
+def test_atomic_path_without_replace_refuses_a_symlink(tmp_path: Path) -> None:
+    target = tmp_path / "target"
+    target.write_bytes(b"target data")
+    link = tmp_path / "link.raw"
+    link.symlink_to(target)
+    dangling = tmp_path / "dangling.raw"
+    dangling.symlink_to(tmp_path / "nowhere")
+    for dst in (link, dangling):
+        with pytest.raises(FileExistsError), atomic_path(dst, replace=False) as tmp:
+            tmp.write_bytes(b"intruder")
+        assert dst.is_symlink()
+    assert os.readlink(link) == str(target) and target.read_bytes() == b"target data"
+    assert os.readlink(dangling) == str(tmp_path / "nowhere") and not (tmp_path / "nowhere").exists()
+    assert _leftovers(tmp_path) == []
+
+
+def test_atomic_path_failure_leaves_no_temp_file(tmp_path: Path) -> None:
+    dst = tmp_path / "vol.qcow2"
+    with pytest.raises(RuntimeError, match="fill failed"), atomic_path(dst) as tmp:
+        tmp.write_bytes(b"half")
+        raise RuntimeError("fill failed")
+    assert not dst.exists()
+    dst.write_bytes(b"old")
+    with pytest.raises(RuntimeError), atomic_path(dst) as tmp:
+        tmp.write_bytes(b"half")
+        raise RuntimeError("fill failed")
+    assert dst.read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["vol.qcow2"]
+
+
+# -- fsutil.write_private --------------------------------------------------------------------
+
+
+def test_write_private_creates_owner_only(tmp_path: Path) -> None:
+    p = tmp_path / "key"
+    old = os.umask(0)
+    try:
+        write_private(p, b"secret")
+    finally:
+        os.umask(old)
+    assert p.read_bytes() == b"secret"
+    assert p.stat().st_mode & 0o777 == 0o600
+
+
+def test_write_private_refuses_an_existing_file(tmp_path: Path) -> None:
+    p = tmp_path / "key"
+    p.write_bytes(b"original")
+    with pytest.raises(FileExistsError):
+        write_private(p, b"replacement")
+    assert p.read_bytes() == b"original"
+
+
+def test_write_private_never_follows_a_symlink(tmp_path: Path) -> None:
+    target = tmp_path / "elsewhere"
+    target.write_bytes(b"not yours")
+    link = tmp_path / "key"
+    link.symlink_to(target)
+    with pytest.raises(OSError) as info:
+        write_private(link, b"secret", exclusive=False)  # O_NOFOLLOW: even when replacing is allowed
+    assert info.value.errno == errno.ELOOP
+    with pytest.raises(FileExistsError):
+        write_private(link, b"secret")
+    dangling = tmp_path / "key2"
+    dangling.symlink_to(tmp_path / "created-through-link")
+    with pytest.raises(OSError):
+        write_private(dangling, b"secret", exclusive=False)
+    assert target.read_bytes() == b"not yours" and link.is_symlink()
+    assert not (tmp_path / "created-through-link").exists()
