@@ -88,6 +88,13 @@ def progress_bar(description: str) -> Iterator[Callable[[int, int], None]]:
         yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
+def _serve_metrics(ctx: Context) -> None:
+    if ctx.settings.metrics_port is not None:
+        from bootvault.metrics import serve_metrics
+
+        serve_metrics(ctx.db, ctx.settings.metrics_host, ctx.settings.metrics_port)
+
+
 @app.command()
 def serve(
     data_dir: DataDir = None,
@@ -107,6 +114,7 @@ def serve(
             from bootvault.demo import ensure_demo, print_demo
 
             print_demo(ctx, ensure_demo(ctx))
+        _serve_metrics(ctx)
         run_server(ctx, workers)
 
 
@@ -121,6 +129,7 @@ def worker(data_dir: DataDir = None, database_url: DbUrl = None, store_url: Stor
         stop = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
+        _serve_metrics(ctx)
         Worker(ctx).run(stop)
 
 

@@ -32,6 +32,14 @@ class Settings(BaseSettings):
     run_dir: Path | None = None
     host: str = "127.0.0.1"
     port: int = 8420
+    # Request limits: OCI bodies are small JSON documents. Headers are capped by the HTTP layer.
+    max_body_bytes: int = 1 << 20
+    body_timeout_seconds: float = 10.0  # a body must arrive within this (slow senders are cut off)
+    header_timeout_seconds: float = 10.0  # a request's headers must arrive within this
+    max_header_bytes: int = 32 << 10
+    # Prometheus metrics on a listener of their own (off by default; never on the API port).
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int | None = None
     # Job leases: a worker renews its lease every lease_seconds/3; a job whose lease ran out is
     # taken over by another worker (the restart rule for every transient state).
     lease_seconds: float = 30.0
@@ -46,6 +54,10 @@ class Settings(BaseSettings):
     gc_interval_seconds: float = 86400.0  # 0 disables the periodic GC job
     verify_interval_seconds: float = 7 * 86400.0  # 0 disables the periodic verify job
     max_clock_skew_seconds: float = 300.0
+    # Per-tenancy quotas (400 LimitExceeded beyond them).
+    quota_volumes: int = 1000
+    quota_volume_gbs: int = 100 * 1024  # provisioned size of all volumes (they are thin)
+    quota_backups: int = 10000
 
     def resolved(self) -> Settings:
         """A copy with absolute paths and the embedded defaults filled in."""

@@ -5,9 +5,11 @@ from __future__ import annotations
 import uuid
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from bootvault.api import routes_backups, routes_volumes
 from bootvault.api.errors import error_response
@@ -24,9 +26,37 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return error_response(status, "InternalServerError", "Internal error.", rid)
 
 
+async def healthz(request: Request) -> Response:
+    """Liveness: the process answers."""
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    """Readiness: the database and the object store answer."""
+    ctx: Context = request.app.state.ctx
+    try:
+        await run_in_threadpool(_check_ready, ctx)
+    except Exception as exc:
+        return JSONResponse(
+            {"status": "unavailable", "reason": f"{type(exc).__name__}: {exc}"}, status_code=503
+        )
+    return JSONResponse({"status": "ready"})
+
+
+def _check_ready(ctx: Context) -> None:
+    with ctx.db.read() as conn:
+        conn.exec_driver_sql("SELECT 1")
+    ctx.store.exists("readyz-probe")
+
+
 def create_app(ctx: Context) -> Starlette:
     app = Starlette(
-        routes=[*routes_backups.ROUTES, *routes_volumes.ROUTES],
+        routes=[
+            *routes_backups.ROUTES,
+            *routes_volumes.ROUTES,
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
+        ],
         exception_handlers={HTTPException: _http_error, Exception: _http_error},
     )
     app.state.ctx = ctx

@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 __all__ = [
     "AuthError",
     "KeyId",
+    "check_body",
     "VerifiedRequest",
     "fingerprint_of",
     "generate_api_key",
@@ -167,19 +168,29 @@ def _signing_string(method: str, target: str, signed: list[str], headers: Mappin
         raise AuthError("signed headers contain non-ASCII characters") from exc
 
 
+def check_body(headers: Mapping[str, str], body: bytes) -> None:
+    """The body read after a headers-only verification must be the one the signature covers."""
+    _check_content({str(k).lower(): str(v).strip() for k, v in headers.items()}, bytes(body))
+
+
 def verify_request(
     method: str,
     target: str,
     headers: Mapping[str, str],
-    body: bytes,
+    body: bytes | None,
     lookup_public_key: Callable[[KeyId], RSAPublicKey | None],
     now: datetime | None = None,
     max_skew: timedelta = timedelta(minutes=5),
+    repeated: frozenset[str] = frozenset(),
 ) -> VerifiedRequest:
     """Verify an OCI API-key signed request; raise AuthError on any problem.
 
     `target` is the raw path plus `?query` exactly as received. Exceptions raised by
-    `lookup_public_key` itself (e.g. database errors) propagate unchanged.
+    `lookup_public_key` itself (e.g. database errors) propagate unchanged. body=None verifies the
+    headers only (x-content-sha256 is signed): the caller reads the body afterwards and checks it
+    with check_body, so an unauthenticated client never makes the server read a body.
+    `repeated` names the headers that appeared more than once: signing one of those is refused,
+    since a verifier and a handler could read different values of it.
     """
     if not isinstance(method, str) or not method or not isinstance(target, str) or not target:
         raise AuthError("missing method or request target")
@@ -189,18 +200,21 @@ def verify_request(
         raise AuthError("unreadable headers") from exc
     if not isinstance(body, bytes | bytearray | memoryview | None):
         raise AuthError("body must be bytes")
-    body = bytes(body or b"")
     method = method.lower()
     key_id, signed, algorithm, signature_b64 = parse_authorization(lower.get("authorization", ""))
     if algorithm != SUPPORTED_ALGORITHM:
         raise AuthError(f"unsupported algorithm {algorithm!r}")
     _check_policy(method, signed, lower)
+    twice = {name.lower() for name in repeated} & set(signed)
+    if twice:
+        raise AuthError(f"signed header {sorted(twice)[0]} appears more than once")
     if now is None:
         now = datetime.now(UTC)
     elif now.tzinfo is None:
         now = now.replace(tzinfo=UTC)
     _check_dates(signed, lower, now, max_skew)
-    _check_content(lower, body)
+    if body is not None:
+        _check_content(lower, bytes(body))
     try:
         signature = base64.b64decode(signature_b64, validate=True)
     except (binascii.Error, ValueError) as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -17,14 +18,16 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from bootvault import logs
-from bootvault.api.auth import AuthError, KeyId, verify_request
+from bootvault import logs, metrics
+from bootvault.api.auth import AuthError, KeyId, check_body, verify_request
 from bootvault.api.errors import WireError, classify, error_response
+from bootvault.api.wire import M, clean_text, parse_body
 from bootvault.domain.errors import BootVaultError, InvalidArgument
 from bootvault.service import identity
 from bootvault.service.context import Caller, Context
 
 log = logging.getLogger("bootvault.api")
+PARSE_INLINE_BYTES = 64 << 10  # larger bodies are parsed in the thread pool, off the event loop
 
 
 @dataclass
@@ -37,13 +40,20 @@ class Call:
     ctx: Context
 
     def path(self, name: str) -> str:
-        return str(self.request.path_params[name])
+        return clean_text(str(self.request.path_params[name]), name)
 
     def header(self, name: str) -> str | None:
         return self.request.headers.get(name)
 
     def query(self, name: str) -> str | None:
-        return self.request.query_params.get(name)
+        value = self.request.query_params.get(name)
+        return None if value is None else clean_text(value, name)
+
+    async def parse(self, model: type[M]) -> M:
+        """The body as `model`; a large one is parsed off the event loop."""
+        if len(self.body) > PARSE_INLINE_BYTES:
+            return await run_in_threadpool(parse_body, model, self.body)
+        return parse_body(model, self.body)
 
     async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run a (blocking) service call off the event loop."""
@@ -56,7 +66,7 @@ def _public_key(pem: str) -> RSAPublicKey | None:
     return key if isinstance(key, RSAPublicKey) else None
 
 
-def authenticate(ctx: Context, request: Request, body: bytes) -> Caller:
+def authenticate(ctx: Context, request: Request, body: bytes | None = None) -> Caller:
     def lookup(key_id: KeyId) -> RSAPublicKey | None:
         found = identity.find_api_key(ctx, key_id.tenancy_id, key_id.user_id, key_id.fingerprint)
         return _public_key(found.public_key_pem) if found else None
@@ -65,15 +75,20 @@ def authenticate(ctx: Context, request: Request, body: bytes) -> Caller:
     query = request.scope.get("query_string") or b""
     target = raw_path.decode("latin-1") + (("?" + query.decode("latin-1")) if query else "")
     skew = timedelta(seconds=ctx.settings.max_clock_skew_seconds)
-    verified = verify_request(request.method, target, request.headers, body, lookup, max_skew=skew)
+    names = [k.lower() for k, _ in request.headers.raw]
+    repeated = frozenset(n.decode("latin-1") for n in names if names.count(n) > 1)
+    verified = verify_request(
+        request.method, target, request.headers, body, lookup, max_skew=skew, repeated=repeated
+    )
     return Caller(tenancy_id=verified.key.tenancy_id, user_id=verified.key.user_id)
 
 
 Handler = Callable[[Call], Awaitable[Response]]
 
 
-def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
-    """Wrap an OCI operation: request id, signature check, domain-error mapping, access log."""
+def endpoint(operation: str, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    """Wrap an OCI operation: request id, signature check, domain-error mapping, access log,
+    metrics."""
 
     async def wrapper(request: Request) -> Response:
         rid = request.headers.get("opc-request-id") or uuid.uuid4().hex.upper()
@@ -84,6 +99,9 @@ def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         finally:
             logs.request_id.reset(token)
         response.headers["opc-request-id"] = rid
+        took = time.perf_counter() - started
+        metrics.REQUESTS.labels(operation, str(response.status_code)).inc()
+        metrics.LATENCY.labels(operation).observe(took)
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         log.info(
             "%s %s -> %s",
@@ -93,7 +111,8 @@ def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
             extra={
                 "status": response.status_code,
                 "opcRequestId": rid,
-                "ms": round((time.perf_counter() - started) * 1000, 1),
+                "operation": operation,
+                "ms": round(took * 1000, 1),
             },
         )
         return response
@@ -101,21 +120,65 @@ def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
     return wrapper
 
 
+def _not_authenticated(rid: str) -> Response:
+    return error_response(
+        401,
+        "NotAuthenticated",
+        "The required information to complete authentication was not provided or was incorrect.",
+        rid,
+    )
+
+
+def _declared_length(request: Request, limit: int) -> int | None:
+    raw = request.headers.get("content-length")
+    if raw is None:
+        return None
+    if not raw.isdigit() or len(raw) > 20:
+        raise WireError(400, "InvalidParameter", "content-length must be a non-negative integer.")
+    if int(raw) > limit:
+        raise WireError(413, "LimitExceeded", f"The request body is larger than {limit} bytes.")
+    return int(raw)
+
+
+async def _read_body(request: Request, limit: int, timeout: float) -> bytes:
+    """The body, at most `limit` bytes, within `timeout` seconds (slow senders are cut off)."""
+    chunks, size = [], 0
+
+    async def read() -> None:
+        nonlocal size
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise WireError(413, "LimitExceeded", f"The request body is larger than {limit} bytes.")
+            chunks.append(chunk)
+
+    try:
+        await asyncio.wait_for(read(), timeout)
+    except TimeoutError:
+        raise WireError(
+            408, "RequestTimeout", f"The request body did not arrive within {timeout:g} s."
+        ) from None
+    return b"".join(chunks)
+
+
 async def _dispatch(request: Request, handler: Handler) -> Response:
+    """Authenticate from the headers first: an unsigned or forged request is answered without
+    its body ever being read; a signed one has its body read (bounded) and checked against the
+    signed x-content-sha256."""
     rid = logs.request_id.get() or ""
     ctx: Context = request.app.state.ctx
+    limit = ctx.settings.max_body_bytes
     try:
-        body = await request.body()
+        if not request.headers.get("authorization"):
+            return _not_authenticated(rid)
+        _declared_length(request, limit)
         try:
-            caller = await run_in_threadpool(authenticate, ctx, request, body)
+            caller = await run_in_threadpool(authenticate, ctx, request)
+            body = await _read_body(request, limit, ctx.settings.body_timeout_seconds)
+            check_body(request.headers, body)
         except AuthError as exc:
             log.info("authentication failed: %s", exc)
-            return error_response(
-                401,
-                "NotAuthenticated",
-                "The required information to complete authentication was not provided or was incorrect.",
-                rid,
-            )
+            return _not_authenticated(rid)
         return await handler(Call(request, body, caller, ctx))
     except BootVaultError as exc:
         status, code = classify(exc)

@@ -11,7 +11,6 @@ from bootvault.api.wire import (
     CreateBootVolumeBackupDetails,
     UpdateBootVolumeBackupDetails,
     backup_to_wire,
-    parse_body,
 )
 from bootvault.domain.errors import MissingArgument
 from bootvault.domain.models import BackupState, BackupType
@@ -21,7 +20,7 @@ STATES = [s.value for s in BackupState]
 
 
 async def create(call: Call) -> Response:
-    d = parse_body(CreateBootVolumeBackupDetails, call.body)
+    d = await call.parse(CreateBootVolumeBackupDetails)
     req = svc.CreateBackup(
         d.boot_volume_id, d.display_name, BackupType(d.type), d.kms_key_id, d.freeform_tags, d.defined_tags
     )
@@ -58,7 +57,7 @@ async def list_(call: Call) -> Response:
 
 
 async def update(call: Call) -> Response:
-    d = parse_body(UpdateBootVolumeBackupDetails, call.body)
+    d = await call.parse(UpdateBootVolumeBackupDetails)
     req = svc.UpdateBackup(d.display_name, d.freeform_tags, d.defined_tags, d.kms_key_id)
     backup = await call.run(svc.update_backup, call.path("backup_id"), req, call.header("if-match"))
     return json_response(backup_to_wire(backup), etag=backup.etag)
@@ -70,20 +69,26 @@ async def delete(call: Call) -> Response:
 
 
 async def change_compartment(call: Call) -> Response:
-    d = parse_body(ChangeCompartmentDetails, call.body)
+    d = await call.parse(ChangeCompartmentDetails)
     await call.run(svc.change_compartment, call.path("backup_id"), d.compartment_id, call.header("if-match"))
     return Response(status_code=204)
 
 
 ROUTES = [
-    Route("/20160918/bootVolumeBackups", endpoint(create), methods=["POST"]),
-    Route("/20160918/bootVolumeBackups", endpoint(list_), methods=["GET"]),
-    Route("/20160918/bootVolumeBackups/{backup_id}", endpoint(get), methods=["GET"]),
-    Route("/20160918/bootVolumeBackups/{backup_id}", endpoint(update), methods=["PUT"]),
-    Route("/20160918/bootVolumeBackups/{backup_id}", endpoint(delete), methods=["DELETE"]),
+    Route("/20160918/bootVolumeBackups", endpoint("CreateBootVolumeBackup", create), methods=["POST"]),
+    Route("/20160918/bootVolumeBackups", endpoint("ListBootVolumeBackups", list_), methods=["GET"]),
+    Route("/20160918/bootVolumeBackups/{backup_id}", endpoint("GetBootVolumeBackup", get), methods=["GET"]),
+    Route(
+        "/20160918/bootVolumeBackups/{backup_id}", endpoint("UpdateBootVolumeBackup", update), methods=["PUT"]
+    ),
+    Route(
+        "/20160918/bootVolumeBackups/{backup_id}",
+        endpoint("DeleteBootVolumeBackup", delete),
+        methods=["DELETE"],
+    ),
     Route(
         "/20160918/bootVolumeBackups/{backup_id}/actions/changeCompartment",
-        endpoint(change_compartment),
+        endpoint("ChangeBootVolumeBackupCompartment", change_compartment),
         methods=["POST"],
     ),
 ]

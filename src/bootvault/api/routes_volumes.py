@@ -10,7 +10,6 @@ from bootvault.api.wire import (
     ChangeCompartmentDetails,
     CreateBootVolumeDetails,
     UpdateBootVolumeDetails,
-    parse_body,
     volume_to_wire,
 )
 from bootvault.domain.models import VolumeSource
@@ -18,7 +17,7 @@ from bootvault.service import volumes as svc
 
 
 async def create(call: Call) -> Response:
-    d = parse_body(CreateBootVolumeDetails, call.body)
+    d = await call.parse(CreateBootVolumeDetails)
     req = svc.CreateVolume(
         compartment_id=d.compartment_id,
         source_type=VolumeSource(d.source_details.type),
@@ -53,7 +52,7 @@ async def list_(call: Call) -> Response:
 
 
 async def update(call: Call) -> Response:
-    d = parse_body(UpdateBootVolumeDetails, call.body)
+    d = await call.parse(UpdateBootVolumeDetails)
     req = svc.UpdateVolume(d.display_name, d.size_in_gbs, d.vpus_per_gb, d.freeform_tags, d.defined_tags)
     vol = await call.run(svc.update_volume, call.path("volume_id"), req, call.header("if-match"))
     return json_response(volume_to_wire(vol), etag=vol.etag)
@@ -65,20 +64,20 @@ async def delete(call: Call) -> Response:
 
 
 async def change_compartment(call: Call) -> Response:
-    d = parse_body(ChangeCompartmentDetails, call.body)
+    d = await call.parse(ChangeCompartmentDetails)
     await call.run(svc.change_compartment, call.path("volume_id"), d.compartment_id, call.header("if-match"))
     return Response(status_code=204)
 
 
 ROUTES = [
-    Route("/20160918/bootVolumes", endpoint(create), methods=["POST"]),
-    Route("/20160918/bootVolumes", endpoint(list_), methods=["GET"]),
-    Route("/20160918/bootVolumes/{volume_id}", endpoint(get), methods=["GET"]),
-    Route("/20160918/bootVolumes/{volume_id}", endpoint(update), methods=["PUT"]),
-    Route("/20160918/bootVolumes/{volume_id}", endpoint(delete), methods=["DELETE"]),
+    Route("/20160918/bootVolumes", endpoint("CreateBootVolume", create), methods=["POST"]),
+    Route("/20160918/bootVolumes", endpoint("ListBootVolumes", list_), methods=["GET"]),
+    Route("/20160918/bootVolumes/{volume_id}", endpoint("GetBootVolume", get), methods=["GET"]),
+    Route("/20160918/bootVolumes/{volume_id}", endpoint("UpdateBootVolume", update), methods=["PUT"]),
+    Route("/20160918/bootVolumes/{volume_id}", endpoint("DeleteBootVolume", delete), methods=["DELETE"]),
     Route(
         "/20160918/bootVolumes/{volume_id}/actions/changeCompartment",
-        endpoint(change_compartment),
+        endpoint("ChangeBootVolumeCompartment", change_compartment),
         methods=["POST"],
     ),
 ]

@@ -88,14 +88,45 @@ def _field_path(model: type[BaseModel], loc: tuple[Any, ...]) -> str:
     return ".".join(names)
 
 
+MAX_DEPTH = 32  # deeper JSON is no request of ours (tags nest two levels)
+
+
+def clean_text(value: str, field: str) -> str:
+    """Text we can store and send back: valid Unicode (no lone surrogates) and no NUL."""
+    if "\x00" in value:
+        raise InvalidArgument(f"Invalid value for {field}: NUL characters are not allowed.")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidArgument(f"Invalid value for {field}: not valid Unicode text.") from None
+    return value
+
+
+def _check_strings(data: Any, path: str, depth: int = 0) -> None:
+    if depth > MAX_DEPTH:
+        raise WireError(400, "CannotParseRequest", f"The request body nests deeper than {MAX_DEPTH} levels.")
+    if isinstance(data, str):
+        clean_text(data, path or "body")
+    elif isinstance(data, dict):
+        for key, value in data.items():
+            clean_text(key, f"{path}.{key}" if path else "a key")
+            _check_strings(value, f"{path}.{key}" if path else key, depth + 1)
+    elif isinstance(data, list):
+        for n, value in enumerate(data):
+            _check_strings(value, f"{path}[{n}]", depth + 1)
+
+
 def parse_body(model: type[M], raw: bytes) -> M:
     """Decode and validate a JSON body; errors name the wire field."""
     try:
         data = json.loads(raw or b"{}")
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise WireError(400, "CannotParseRequest", f"The request body is not valid JSON: {exc}") from exc
+    except (ValueError, RecursionError) as exc:  # integers past 4300 digits, absurd nesting
+        raise WireError(400, "CannotParseRequest", f"The request body cannot be parsed: {exc}") from exc
     if not isinstance(data, dict):
         raise WireError(400, "CannotParseRequest", "The request body must be a JSON object.")
+    _check_strings(data, "")
     try:
         return model.model_validate(data)
     except ValidationError as exc:

@@ -43,6 +43,7 @@ class BackupResult:
     bytes_new: int
     bytes_referenced: int
     bytes_read: int = 0
+    bytes_deduplicated: int = 0  # plaintext of blocks read that the scope already held
     packs_written: int = 0
 
 
@@ -56,6 +57,7 @@ class _Pass:
     bytes_new: int = 0
     bytes_referenced: int = 0
     bytes_read: int = 0
+    bytes_known: int = 0
 
 
 def _segments(extents: list[Extent], block_size: int) -> Iterator[Extent]:
@@ -135,6 +137,8 @@ def _one_pass(
                 packer.add(bid, blob)
                 out.blocks_new += 1
                 out.bytes_new += len(blob)
+            else:
+                out.bytes_known += size
         out.bytes_read += length
         reporter.update(out.bytes_read)
 
@@ -157,7 +161,12 @@ def _with_unread_from_parent(
     out: _Pass, extents: list[Extent], parent: Manifest, size: int, bs: int
 ) -> _Pass:
     """Merge the blocks read with the parent's blocks outside the ranges read (unchanged)."""
-    merged = _Pass(blocks_new=out.blocks_new, bytes_new=out.bytes_new, bytes_read=out.bytes_read)
+    merged = _Pass(
+        blocks_new=out.blocks_new,
+        bytes_new=out.bytes_new,
+        bytes_read=out.bytes_read,
+        bytes_known=out.bytes_known,
+    )
     covered = [(a // bs, -(-b // bs)) for a, b in extents]
     last_block = -(-size // bs)
     read_n, cov = 0, 0
@@ -241,5 +250,6 @@ def run_backup(
         out.bytes_new,
         out.bytes_referenced,
         bytes_read=out.bytes_read,
+        bytes_deduplicated=out.bytes_known,
         packs_written=packer.packs_written,
     )

@@ -20,6 +20,7 @@ from bootvault.domain.models import (
     VolumeState,
 )
 from bootvault.domain.validation import check_display_name, check_tags
+from bootvault.service import quotas
 from bootvault.service.context import Caller, Context
 from bootvault.service.identity import require_compartment, require_kms_key
 from bootvault.service.retry import idempotent_create
@@ -89,6 +90,7 @@ def create_backup(
         if volume.lifecycle_state != VolumeState.AVAILABLE:
             raise Conflict(f"Boot volume {volume.id} is {volume.lifecycle_state} and cannot be backed up.")
         require_kms_key(conn, caller, req.kms_key_id)
+        quotas.check_backups(ctx, conn, caller.tenancy_id)
         received = now()
         backup = BootVolumeBackup(
             id=ocid.mint("bootvolumebackup", ctx.settings.region),

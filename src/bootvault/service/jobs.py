@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from sqlalchemy import Connection
 
+from bootvault import metrics
 from bootvault.blobstore import BlobStoreError, ObjectNotFound
 from bootvault.domain.models import (
     BACKUP_IN_PROGRESS,
@@ -142,6 +143,9 @@ def _run_backup(ctx: Context, job: Job, lease: Lease) -> None:
             full=backup.type == BackupType.FULL,
             progress=_throttled_progress(ctx, backup.id, lease),
         )
+        metrics.BACKUP_BYTES.labels("read").inc(result.bytes_read)
+        metrics.BACKUP_BYTES.labels("stored").inc(result.bytes_new)
+        metrics.BACKUP_BYTES.labels("deduplicated").inc(result.bytes_deduplicated)
         log.info(
             "backup %s read %d bytes (%s)",
             backup.id,
@@ -286,9 +290,13 @@ def execute(ctx: Context, job: Job, lease: Lease) -> None:
         )
         _finish(ctx, job, lease, JobState.FAILED, lambda conn: mark_faulty(conn, job, reason), reason)
         return
+    started = time.monotonic()
+    outcome = "failed"
     try:
         HANDLERS[job.kind](ctx, job, lease)
+        outcome = "succeeded"
     except LeaseLost:
+        outcome = "lease_lost"
         raise
     except JobFailed as exc:
         reason = str(exc)
@@ -296,6 +304,9 @@ def execute(ctx: Context, job: Job, lease: Lease) -> None:
     except Exception as exc:
         reason = _explain(job, exc)
         _finish(ctx, job, lease, JobState.FAILED, lambda conn: mark_faulty(conn, job, reason), reason)
+    finally:
+        metrics.JOBS.labels(job.kind.value, outcome).inc()
+        metrics.JOB_SECONDS.labels(job.kind.value).observe(time.monotonic() - started)
 
 
 def _explain(job: Job, exc: Exception) -> str:

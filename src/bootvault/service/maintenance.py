@@ -8,6 +8,7 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 
+from bootvault import metrics
 from bootvault.blobstore import ObjectNotFound
 from bootvault.domain.models import BackupState, JobKind
 from bootvault.engine.gc import collect_garbage
@@ -76,6 +77,8 @@ def run_gc(ctx: Context) -> GcReport:
         report.freed_bytes += result.deleted_bytes
         report.repacked_packs += result.repacked_packs
         report.repacked_bytes += result.repacked_bytes
+    for name, value in asdict(report).items():
+        metrics.GC.labels(name).inc(value)
     log.info("garbage collection finished", extra={"gc": asdict(report)})
     return report
 
@@ -97,6 +100,7 @@ def run_verify(ctx: Context, backup_id: str | None = None) -> VerifyReport:
             _mark_faulty(ctx, b.id, f"Verification could not read the manifest: {exc}", report)
         # Any other store error (an outage) fails the verify job; it never condemns a backup.
         report.checked += 1
+        metrics.VERIFY.labels("faulty" if b.id in report.faulty else "ok").inc()
     return report
 
 

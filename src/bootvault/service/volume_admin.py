@@ -14,6 +14,7 @@ from bootvault.domain.models import BootVolume, VolumeState
 from bootvault.domain.validation import check_display_name
 from bootvault.pool import ImageRejected, PoolError, VolumeBusy
 from bootvault.pool.qemuimg import probe_import
+from bootvault.service import quotas
 from bootvault.service.context import Context
 from bootvault.service.volumes import MAX_GBS, check_availability_domain, size_gbs_for
 from bootvault.store import identity
@@ -75,6 +76,7 @@ def import_volume(
         etag=new_etag(),
     )
     with ctx.db.write() as conn:
+        quotas.check_volumes(ctx, conn, comp.tenancy_id, new=1, added_gbs=size_gbs)
         repo.insert_volume(conn, vol)
     return vol
 

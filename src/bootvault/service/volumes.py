@@ -25,6 +25,7 @@ from bootvault.domain.models import (
     VolumeState,
 )
 from bootvault.domain.validation import check_display_name, check_tags
+from bootvault.service import quotas
 from bootvault.service.context import Caller, Context
 from bootvault.service.identity import require_compartment, require_kms_key
 from bootvault.service.retry import idempotent_create
@@ -115,6 +116,7 @@ def create_volume(ctx: Context, caller: Caller, req: CreateVolume, retry_token: 
         check_availability_domain(ctx, ad)
         if req.size_in_gbs is not None and req.size_in_gbs < src_size:
             raise InvalidArgument(f"sizeInGBs must be at least the source's size ({src_size} GB).")
+        quotas.check_volumes(ctx, conn, caller.tenancy_id, new=1, added_gbs=req.size_in_gbs or src_size)
         vol = BootVolume(
             id=ocid.mint("bootvolume", ctx.settings.region),
             tenancy_id=caller.tenancy_id,
@@ -202,6 +204,9 @@ def update_volume(
             values.update(freeform_tags=merged.freeform, defined_tags=merged.defined)
         if req.size_in_gbs is not None and req.size_in_gbs != vol.size_in_gbs:
             _check_resize(vol, req.size_in_gbs)
+            quotas.check_volumes(
+                ctx, conn, caller.tenancy_id, new=0, added_gbs=req.size_in_gbs - vol.size_in_gbs
+            )
             values["size_in_gbs"] = req.size_in_gbs
             values["lifecycle_state"] = VolumeState.PROVISIONING.value  # as OCI: a grow provisions
         updated = _cas(conn, vol, values, if_match)

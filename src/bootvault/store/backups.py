@@ -120,3 +120,11 @@ def list_backups(
 
 def all_backups(conn: Connection) -> list[BootVolumeBackup]:
     return [_from_row(r) for r in conn.execute(select(t))]
+
+
+def count_live(conn: Connection, tenancy_id: str) -> int:
+    """Backups of a tenancy that hold (or will hold) data: everything but TERMINATED."""
+    stmt = select(func.count()).where(
+        t.c.tenancy_id == tenancy_id, t.c.lifecycle_state != BackupState.TERMINATED.value
+    )
+    return int(conn.execute(stmt).scalar() or 0)

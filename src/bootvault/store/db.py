@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -10,8 +10,9 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event, exc
 
+JOBS_CHANGED = "bootvault_jobs_changed"  # set in conn.info by store.jobs.announce
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
-HEAD_REVISION = "0003"  # the newest file in migrations/versions (a test keeps the two in step)
+HEAD_REVISION = "0004"  # the newest file in migrations/versions (a test keeps the two in step)
 _WRITE = "bootvault_write"
 
 
@@ -43,6 +44,7 @@ class Database:
     def __init__(self, url: str) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
+        self._subscribers: list[Callable[[], None]] = []
         if self.is_sqlite:
             self.engine = _sqlite_engine(url)
         else:
@@ -54,6 +56,17 @@ class Database:
             conn.execution_options(**{_WRITE: True})
             with conn.begin():
                 yield conn
+            if conn.info.pop(JOBS_CHANGED, False):
+                for wake in self._subscribers:
+                    wake()
+
+    def subscribe(self, wake: Callable[[], None]) -> None:
+        """Call wake() after every committed transaction that queued or finished a job."""
+        self._subscribers.append(wake)
+
+    def psycopg_url(self) -> str:
+        """The libpq URL of a PostgreSQL database (for LISTEN on a connection of its own)."""
+        return self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
 
     @contextmanager
     def read(self) -> Iterator[Connection]:

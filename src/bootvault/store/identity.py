@@ -86,3 +86,9 @@ def wrapped_kms_key(conn: Connection, key_id: str) -> bytes | None:
 
 def kms_key_tenancy(conn: Connection, key_id: str) -> str | None:
     return conn.execute(select(kms_keys.c.tenancy_id).where(kms_keys.c.id == key_id)).scalar()
+
+
+def lock_tenancy(conn: Connection, tenancy_id: str) -> None:
+    """Serialise quota checks of one tenancy (PostgreSQL; SQLite writers are serial already)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(select(tenancies.c.id).where(tenancies.c.id == tenancy_id).with_for_update())

@@ -14,9 +14,11 @@ from sqlalchemy.orm import aliased
 
 from bootvault.domain.models import Job, JobKind, JobState
 from bootvault.store.common import now
+from bootvault.store.db import JOBS_CHANGED
 from bootvault.store.tables import jobs as t
 
 _ACTIVE = (JobState.QUEUED.value, JobState.RUNNING.value)
+CHANNEL = "bootvault_jobs"
 
 
 def _from_row(row: Any) -> Job:
@@ -53,7 +55,16 @@ def enqueue(
             time_created=now(),
         )
     )
+    announce(conn)
     return job_id
+
+
+def announce(conn: Connection) -> None:
+    """Wake idle workers once this transaction commits: NOTIFY on PostgreSQL (every process),
+    and the Database's in-process subscribers (see Database.write)."""
+    conn.info[JOBS_CHANGED] = True
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f"NOTIFY {CHANNEL}")
 
 
 def _claimable(ts: Any) -> Any:
@@ -127,6 +138,8 @@ def finish(
         .where(t.c.id == job_id, t.c.lease_owner == owner, t.c.state == JobState.RUNNING.value)
         .values(state=state.value, last_error=error, result=result, lease_expires_at=None)
     )
+    if outcome.rowcount == 1:
+        announce(conn)  # the next job of its lane may run now
     return outcome.rowcount == 1
 
 

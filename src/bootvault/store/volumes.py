@@ -100,3 +100,12 @@ def attached_volumes(conn: Connection, availability_domains: list[str]) -> list[
     """Volumes served to a machine in these availability domains (what daemons must exist)."""
     stmt = select(t).where(t.c.attachment_uri.is_not(None), t.c.availability_domain.in_(availability_domains))
     return [_from_row(r) for r in conn.execute(stmt)]
+
+
+def usage(conn: Connection, tenancy_id: str) -> tuple[int, int]:
+    """(count, total sizeInGBs) of a tenancy's volumes that are not TERMINATED."""
+    stmt = select(func.count(), func.coalesce(func.sum(t.c.size_in_gbs), 0)).where(
+        t.c.tenancy_id == tenancy_id, t.c.lifecycle_state != VolumeState.TERMINATED.value
+    )
+    count, gbs = conn.execute(stmt).one()
+    return int(count), int(gbs)

@@ -15,6 +15,7 @@ from bootvault.service import jobs as runner
 from bootvault.service import maintenance, volume_admin
 from bootvault.service.context import Context
 from bootvault.store import jobs
+from bootvault.worker.wakeup import Wakeup
 
 log = logging.getLogger("bootvault.worker")
 SCHEDULE_EVERY = 60.0  # seconds between checks for due periodic jobs (GC, verify)
@@ -29,6 +30,7 @@ class Worker:
 
     def run(self, stop: threading.Event) -> None:
         log.info("worker %s started", self.owner)
+        wakeup = Wakeup(self.ctx.db, stop)
         next_schedule = next_reconcile = 0.0
         while not stop.is_set():
             try:
@@ -42,8 +44,8 @@ class Worker:
             except Exception:
                 log.exception("worker %s: unexpected error; backing off", self.owner)
                 worked = False
-            if not worked:
-                stop.wait(self.ctx.settings.poll_seconds)
+            if not worked and not stop.is_set():
+                wakeup.wait(self.ctx.settings.poll_seconds)
         log.info("worker %s stopped", self.owner)
 
     def run_once(self, job_id: str | None = None) -> bool:

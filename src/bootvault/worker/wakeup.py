@@ -1,0 +1,40 @@
+"""Job pickup without polling delay: a worker sleeps on an event that is set when a job is queued
+or finished, in this process (Database.subscribe) or, on PostgreSQL, in any process (LISTEN).
+Polling stays as the fallback, so a lost notification only costs poll_seconds."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from bootvault.store.db import Database
+from bootvault.store.jobs import CHANNEL
+
+log = logging.getLogger("bootvault.worker")
+LISTEN_RETRY_S = 5.0
+
+
+class Wakeup:
+    def __init__(self, db: Database, stop: threading.Event) -> None:
+        self.event = threading.Event()
+        db.subscribe(self.event.set)
+        if not db.is_sqlite:
+            threading.Thread(target=self._listen, args=(db, stop), name="bv-listen", daemon=True).start()
+
+    def wait(self, timeout: float) -> None:
+        self.event.wait(timeout)
+        self.event.clear()
+
+    def _listen(self, db: Database, stop: threading.Event) -> None:
+        import psycopg
+
+        while not stop.is_set():
+            try:
+                with psycopg.connect(db.psycopg_url(), autocommit=True) as conn:
+                    conn.execute(f"LISTEN {CHANNEL}")
+                    while not stop.is_set():
+                        for _ in conn.notifies(timeout=1.0):
+                            self.event.set()
+            except Exception as exc:  # the database restarts: polling covers the gap
+                log.warning("LISTEN %s failed (%s); retrying in %.0f s", CHANNEL, exc, LISTEN_RETRY_S)
+                stop.wait(LISTEN_RETRY_S)
