@@ -61,7 +61,11 @@ def _notes(s: Sample) -> str:
     if "unique_size_bytes" in x:
         parts.append(f"uniqueSizeBytes {fmt_mib(float(x['unique_size_bytes']))} MiB")
     if "worker_cpu_s" in x:
-        parts.append(f"cpu worker {x['worker_cpu_s']} + api {x['api_cpu_s']} s")
+        qsd = f" + qsd {x['qsd_cpu_s']}" if "qsd_cpu_s" in x else ""
+        parts.append(f"cpu worker {x['worker_cpu_s']} + api {x['api_cpu_s']}{qsd} s")
+    if "bytes_read" in x and s.wall > 0:
+        n = float(x["bytes_read"])
+        parts.append(f"read {fmt_mib(n)} MiB over NBD ({n / 1e6 / s.wall:,.0f} MB/s of the wall)")
         parts.append(f"api peak RSS {int(x['api_peak_rss_kib']) // 1024} MiB")
     if "restore_wall_s" in x:
         parts.append(
@@ -173,6 +177,7 @@ def targets_table(samples: list[Sample], changed_b: int, source_alloc_a: int | N
         cpu_name += f" (lowest peer CPU: {lowest.tool} {lowest.cpu:.2f} s)"
     add("full: CPU time", 1.0, full, cpu_ref, cpu_name, lambda s: s.cpu)
     add("incr-B: wall", 0.3, get("incr-B"), *peer_ref(b_peer, "wall"), lambda s: s.wall)
+    add("incr-B: wall (live-volume target)", 0.1, get("incr-B"), *peer_ref(b_peer, "wall"), lambda s: s.wall)
     add(
         "incr-B: stored Δ / bytes changed",
         2.0,

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import peers
+from bvrig import SRC_REV_ENV, source_origin
 from measure import fmt_mib
 from report import Table
 
@@ -33,14 +34,19 @@ def machine() -> dict[str, str]:
     df = _sh("df", "-T", str(BENCH)).splitlines()
     fs = df[-1].split()[1] if len(df) > 1 else "?"
     dirty = _sh("git", "status", "--porcelain", "--", "src")
+    if os.environ.get(SRC_REV_ENV):
+        code = source_origin()
+    else:
+        code = f"git {_sh('git', 'rev-parse', '--short', 'HEAD')}" + (
+            f" + {len(dirty.splitlines())} uncommitted path(s) under src/" if dirty else " (src/ clean)"
+        )
     return {
         "date": _sh("date", "-u"),
         "cpu": f"{model}, nproc {_sh('nproc')} (os.cpu_count {os.cpu_count()})",
         "memory": f"{mem_kib / (1 << 20):.1f} GiB",
         "kernel / filesystem": f"{platform.release()} / {fs}",
         "python": sys.version.split()[0],
-        "bootvault": f"git {_sh('git', 'rev-parse', '--short', 'HEAD')}"
-        + (f" + {len(dirty.splitlines())} uncommitted path(s) under src/" if dirty else " (src/ clean)"),
+        "bootvault": code,
         **peers.versions(),
     }
 
@@ -74,13 +80,15 @@ def markdown(
         f"- mutation B: Random(11), {n_b} extents of 256 KiB ({fmt_mib(changed.get('B'))} MiB)",
         "- steps: full, mutate A, incr-A, restore of the incr-A backup, mutate B, incr-B; "
         "the tool order rotates at every step",
-        "- every mutation is applied to the peers' image and to the bootvault volume file, "
-        "then both are compared by sha256",
+        "- every mutation is applied to the peers' image file and, through the NBD URI of the attached "
+        "bootvault volume, to that volume; the volume's raw export (`bootvault volume export --format "
+        "raw`) is then compared with the image by sha256",
         "- peers: /usr/bin/time -v (CPU = user+sys, peak RSS); wall measured around the command; "
         "stored = `du -sb` growth of the repository; `sync` before every measured command",
         f"- bootvault: `serve --workers 0` plus one `bootvault worker`, BOOTVAULT_POLL_SECONDS="
         f"{args.poll_seconds}, block size {args.block_size or 'engine default'}; oci SDK, GET polled "
-        "every 100 ms; CPU = worker + API process deltas (/proc/PID/stat); peak RSS = worker VmHWM "
+        "every 100 ms; CPU = worker + API + the volume's qemu-storage-daemon (which reads the qcow2 and "
+        "serves it over NBD) process deltas (/proc/PID/stat); peak RSS = worker VmHWM "
         "(reset through clear_refs); restore = create volume from the backup until AVAILABLE, "
         "plus `bootvault volume export` to a file",
         f"- page cache: {'dropped before every command' if args.cold else 'warm (not dropped)'}",

@@ -1,20 +1,24 @@
 """Benchmark bootvault against restic and borg on the standard workload; `make bench` runs it.
 
 Steps: full (image v0) -> mutation A -> incremental A -> restore of the A backup -> mutation B ->
-incremental B. Every tool backs up the same file state at every step, in a rotating order.
+incremental B. Every tool backs up the same state at every step, in a rotating order: the peers
+a raw image file, bootvault its volume (imported from that file and attached: the mutations go
+through the NBD URI, and its content is checked through `volume export --format raw`).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
+import json
 import os
 import shlex
 import shutil
 import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -22,8 +26,9 @@ import peers as peer_mod
 import report
 import results
 import workload
-from bvrig import BootvaultRig
+from bvrig import BootvaultRig, source_origin
 from measure import BenchError, Sample, drop_caches, fmt_mib, machine_busy_cpu, wait_quiet
+from nbdwrite import apply_writes
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -73,7 +78,7 @@ class Bench:
         self.changed: dict[str, int] = {}
         self.size = args.size_mib * workload.MIB
         self.rig: BootvaultRig | None = None
-        self.vol_file: Path | None = None
+        self.uri: str | None = None  # the attached bootvault volume
         self.peers = peer_mod.make_peers(self.run_dir, args.tools)
         self.step_no = 0
         self.source_alloc_a = 0
@@ -106,15 +111,20 @@ class Bench:
             src = ROOT / "src" / "bootvault"
             self.rig = BootvaultRig(self.run_dir, src, self.args.poll_seconds, self.args.block_size or None)
             self.facts["bootvault code"] = (
-                f"src/bootvault snapshotted at start into bench/work/run/bv-src (digest "
-                f"{self.rig.source_digest}); every bootvault process imports it through PYTHONPATH"
+                f"src/bootvault ({source_origin()}) snapshotted at start into bench/work/run/bv-src "
+                f"(digest {self.rig.source_digest}); every bootvault process imports it through PYTHONPATH"
             )
 
             def start_bv() -> None:
                 assert self.rig is not None
                 self.rig.start()
-                self.vol_file, took = self.rig.import_volume(self.image)
+                _, took = self.rig.import_volume(self.image)
                 self.facts["bootvault import"] = f"{took:.2f} s (`bootvault volume import`, not compared)"
+                self.uri = self.rig.attach()
+                self.facts["bootvault volume"] = (
+                    "qcow2 in the pool, attached (`bootvault volume attach`) for the whole run; "
+                    "mutations written through its NBD URI with libnbd (pwrite, then flush)"
+                )
                 self.check_same("import")
 
             self.guard(report.BV, "start", start_bv)
@@ -133,20 +143,29 @@ class Bench:
             return None
 
     def check_same(self, when: str) -> None:
-        """The bootvault volume file must equal the working image (same mutations applied)."""
-        if self.vol_file is None:
+        """The bootvault volume (its raw export) must equal the working image (same mutations)."""
+        if self.rig is None or self.uri is None:
             return
         digest = self.hashes.get(when) or workload.sha256_file(self.image)
-        if not workload.matches(self.vol_file, self.size, digest):
-            raise BenchError(f"after {when} the bootvault volume file differs from the working image")
+        dest = self.run_dir / "check-export.img"
+        self.rig.export(self.rig.volume_id, dest, f"check-{when}")
+        try:
+            if not workload.matches(dest, self.size, digest):
+                raise BenchError(
+                    f"after {when} the bootvault volume's raw export differs from the working image"
+                )
+        finally:
+            dest.unlink(missing_ok=True)
 
-    def mutate(self, name: str, fn: Callable[[Path, int], int]) -> None:
-        changed = fn(self.image, self.size)
+    def mutate(self, name: str, writes: Callable[[int], Iterator[workload.Write]]) -> None:
+        changed = workload.apply_to_file(self.image, writes(self.size))
         self.hashes[name] = workload.sha256_file(self.image)
         self.changed[name] = changed
-        if self.vol_file is not None and report.BV not in self.failed:
-            fn(self.vol_file, self.size)
-            self.guard(report.BV, f"mutate-{name}", lambda: self.check_same(name))
+        if self.uri is not None and report.BV not in self.failed:
+            uri = self.uri
+            self.guard(report.BV, f"mutate-{name}", lambda: apply_writes(uri, writes(self.size)))
+            if report.BV not in self.failed:
+                self.guard(report.BV, f"check-{name}", lambda: self.check_same(name))
         self.log(f"mutation {name}: {fmt_mib(changed)} MiB rewritten, sha256 {self.hashes[name][:16]}…")
 
     def order(self) -> list[str]:
@@ -197,10 +216,8 @@ class Bench:
         if tool == report.BV:
             assert self.rig is not None
             dest = self.run_dir / "restore-bootvault.img"
-            sample, pool_file = self.rig.restore("restore-A", "incr-A", dest)
-            sample.verified = workload.matches(dest, self.size, expect) and workload.matches(
-                pool_file, self.size, expect
-            )
+            sample, _ = self.rig.restore("restore-A", "incr-A", dest)
+            sample.verified = workload.matches(dest, self.size, expect)  # its raw export
             sample.allocated = workload.allocated(dest)
             dest.unlink()
             return sample
@@ -213,12 +230,12 @@ class Bench:
     def run(self) -> None:
         self.prepare()
         self.step("full", self.backup("full", "FULL", "full"))
-        self.mutate("A", workload.mutate_a)
+        self.mutate("A", workload.writes_a)
         self.facts["source allocated after A"] = f"{fmt_mib(workload.allocated(self.image))} MiB"
         self.source_alloc_a = workload.allocated(self.image)
         self.step("incr-A", self.backup("incr-A", "INCREMENTAL", "incrA"))
         self.step("restore-A", self.restore_one)
-        self.mutate("B", workload.mutate_b)
+        self.mutate("B", workload.writes_b)
         self.step("incr-B", self.backup("incr-B", "INCREMENTAL", "incrB"))
         self.facts["other load"] = (
             f"waited {self.waited:.0f} s in total for the machine to be quiet (< 0.25 CPU busy) before "
@@ -257,6 +274,18 @@ def main() -> int:
         args, tables, results.machine(), bench.facts, bench.hashes, bench.changed, bench.failed, command, took
     )
     out.write_text(text + "\n")
+    dump = {
+        "finished": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": command,
+        "size_mib": args.size_mib,
+        "tools": args.tools,
+        "standard": standard,
+        "results_file": str(out.relative_to(ROOT)) if out.is_relative_to(ROOT) else str(out),
+        "machine": results.machine(),
+        "changed": bench.changed,
+        "samples": [dataclasses.asdict(s) for s in bench.samples],
+    }
+    (bench.work / "last-run.json").write_text(json.dumps(dump, indent=1) + "\n")
     print(f"results written to {out} ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {took:.0f} s)")
     return 1 if bench.failed else 0
 

@@ -164,29 +164,47 @@ def sparse_copy(src: Path, dst: Path) -> None:
                 off += n
 
 
-def mutate_a(path: Path, size: int) -> int:
-    """Rewrite 1 % of the 4 KiB blocks at random (Random(7)); return the bytes written."""
+Write = tuple[int, bytes]  # (offset, bytes)
+
+
+def writes_a(size: int) -> Iterator[Write]:
+    """Mutation A: 1 % of the 4 KiB blocks rewritten at random (Random(7))."""
     nblk = size // BLOCK
     rng = random.Random(MUT_A_SEED)
     picks = rng.sample(range(nblk), int(nblk * 0.01))
+    for b in picks:
+        yield b * BLOCK, rng.randbytes(BLOCK)
+
+
+def writes_b(size: int) -> Iterator[Write]:
+    """Mutation B: 1 % / 64 random extents of 256 KiB rewritten (Random(11))."""
+    nblk = size // BLOCK
+    rng = random.Random(MUT_B_SEED)
+    count = int(nblk * 0.01) // EXTENT_BLOCKS
+    for _ in range(count):
+        b = rng.randrange(0, nblk - EXTENT_BLOCKS)
+        yield b * BLOCK, rng.randbytes(EXTENT_BLOCKS * BLOCK)
+
+
+def apply_to_file(path: Path, writes: Iterator[Write]) -> int:
+    """Write every (offset, bytes) into a raw image file; return the bytes written."""
+    total = 0
     with open(path, "r+b") as fh:
-        for b in picks:
-            fh.seek(b * BLOCK)
-            fh.write(rng.randbytes(BLOCK))
-    return len(picks) * BLOCK
+        for off, data in writes:
+            fh.seek(off)
+            fh.write(data)
+            total += len(data)
+    return total
+
+
+def mutate_a(path: Path, size: int) -> int:
+    """Rewrite 1 % of the 4 KiB blocks at random (Random(7)); return the bytes written."""
+    return apply_to_file(path, writes_a(size))
 
 
 def mutate_b(path: Path, size: int) -> int:
     """Rewrite 1 % / 64 random extents of 256 KiB (Random(11)); return the bytes written."""
-    nblk = size // BLOCK
-    rng = random.Random(MUT_B_SEED)
-    count = int(nblk * 0.01) // EXTENT_BLOCKS
-    with open(path, "r+b") as fh:
-        for _ in range(count):
-            b = rng.randrange(0, nblk - EXTENT_BLOCKS)
-            fh.seek(b * BLOCK)
-            fh.write(rng.randbytes(EXTENT_BLOCKS * BLOCK))
-    return count * EXTENT_BLOCKS * BLOCK
+    return apply_to_file(path, writes_b(size))
 
 
 def sha256_file(path: Path, length: int | None = None) -> str:
