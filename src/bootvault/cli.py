@@ -88,6 +88,13 @@ def progress_bar(description: str) -> Iterator[Callable[[int, int], None]]:
         yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
+def _export_settings(settings: Settings) -> None:
+    for name in ("data_dir", "database_url", "store_url", "host", "port", "tls_cert", "tls_key", "run_dir"):
+        value = getattr(settings, name)
+        if value is not None:
+            os.environ[f"BOOTVAULT_{name.upper()}"] = str(value)
+
+
 def _serve_metrics(ctx: Context) -> None:
     if ctx.settings.metrics_port is not None:
         from bootvault.metrics import serve_metrics
@@ -103,19 +110,31 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Bind address.")] = None,
     port: Annotated[int | None, typer.Option(help="Port.")] = None,
     workers: Annotated[int, typer.Option(help="In-process worker threads (0: API only).")] = 1,
+    processes: Annotated[int, typer.Option(help="API processes sharing the port.")] = 1,
+    tls_cert: Annotated[
+        Path | None, typer.Option(help="Serve HTTPS with this certificate chain (PEM).")
+    ] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="The private key of --tls-cert (PEM).")] = None,
     demo: Annotated[bool, typer.Option(help="Create a demo tenancy and volume on first start.")] = False,
 ) -> None:
     """Serve the OCI API (and run workers in-process)."""
     from bootvault.server import run_server
 
-    settings = settings_from(data_dir, database_url, store_url, host=host, port=port)
+    if (tls_cert is None) != (tls_key is None):
+        err.print("[red]error:[/red] --tls-cert and --tls-key go together")
+        raise typer.Exit(2)
+    settings = settings_from(
+        data_dir, database_url, store_url, host=host, port=port, tls_cert=tls_cert, tls_key=tls_key
+    )
     with open_context(settings) as ctx:
         if demo:
             from bootvault.demo import ensure_demo, print_demo
 
             print_demo(ctx, ensure_demo(ctx))
         _serve_metrics(ctx)
-        run_server(ctx, workers)
+        if processes > 1:
+            _export_settings(ctx.settings)  # the API processes read them from the environment
+        run_server(ctx, workers, processes)
 
 
 @app.command()

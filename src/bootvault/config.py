@@ -37,6 +37,10 @@ class Settings(BaseSettings):
     body_timeout_seconds: float = 10.0  # a body must arrive within this (slow senders are cut off)
     header_timeout_seconds: float = 10.0  # a request's headers must arrive within this
     max_header_bytes: int = 32 << 10
+    max_connections: int = 1000  # beyond this many, new requests get 503
+    # HTTPS: a certificate chain and its key (PEM). Without them the API is plain HTTP.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
     # Prometheus metrics on a listener of their own (off by default; never on the API port).
     metrics_host: str = "127.0.0.1"
     metrics_port: int | None = None

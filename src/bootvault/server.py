@@ -1,31 +1,61 @@
-"""Run the API with uvicorn, plus in-process workers that stop with it."""
+"""Run the API with uvicorn (httptools, uvloop), in one process or several sharing one socket,
+plus in-process job workers that stop with it."""
 
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import uvicorn
 
 from bootvault.api.app import create_app
+from bootvault.api.http import GuardedHttpToolsProtocol
+from bootvault.config import Settings
 from bootvault.logs import setup_logging
 from bootvault.service.context import Context
 from bootvault.worker.main import start_workers
 
 
-def run_server(ctx: Context, workers: int) -> None:
+def _uvicorn_options(settings: Settings) -> dict[str, Any]:
+    GuardedHttpToolsProtocol.header_timeout = settings.header_timeout_seconds
+    GuardedHttpToolsProtocol.max_header_bytes = settings.max_header_bytes
+    options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "http": GuardedHttpToolsProtocol,
+        "loop": "uvloop",
+        "log_config": None,
+        "access_log": False,
+        "timeout_keep_alive": 30,
+        "timeout_graceful_shutdown": 5,
+        "limit_concurrency": settings.max_connections,
+        "backlog": 2048,
+    }
+    if settings.tls_cert:
+        options.update(ssl_certfile=str(settings.tls_cert), ssl_keyfile=str(settings.tls_key))
+    return options
+
+
+def app_from_env() -> Any:
+    """The application of an API child process: settings come from the BOOTVAULT_ environment."""
+    setup_logging()
+    settings = Settings()
+    _uvicorn_options(settings)  # the protocol's limits, in this process too
+    return create_app(Context.open(settings, migrate=False))
+
+
+def run_server(ctx: Context, workers: int, processes: int = 1) -> None:
+    """Serve until stopped. processes > 1: that many API processes share the listening socket
+    (uvicorn's supervisor restarts any that dies); the job workers stay in this one."""
     setup_logging()
     stop = threading.Event()
     threads = start_workers(ctx, workers, stop)
-    config = uvicorn.Config(
-        create_app(ctx),
-        host=ctx.settings.host,
-        port=ctx.settings.port,
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=5,
-    )
+    options = _uvicorn_options(ctx.settings)
     try:
-        uvicorn.Server(config).run()
+        if processes > 1:
+            uvicorn.run("bootvault.server:app_from_env", factory=True, workers=processes, **options)
+        else:
+            uvicorn.Server(uvicorn.Config(create_app(ctx), **options)).run()
     finally:
         stop.set()
         for t in threads:
