@@ -168,8 +168,13 @@ def tenancy_create(
 ) -> None:
     """Create a tenancy with an admin user and API key; write an OCI config for it."""
     from bootvault.api.auth import generate_api_key
-    from bootvault.ociconfig import write_oci_config
+    from bootvault.ociconfig import config_paths, write_oci_config
 
+    try:
+        config_paths(oci_config)  # refuse before anything is created
+    except FileExistsError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from exc
     with open_context(settings_from(data_dir, database_url)) as ctx:
         new = identity.create_tenancy(ctx, name, generate_api_key())
         write_oci_config(oci_config, new, ctx.settings.region)
@@ -301,6 +306,8 @@ def verify(
 ) -> None:
     """Re-read stored data of every AVAILABLE backup (or one); damaged backups go FAULTY."""
     with open_context(settings_from(data_dir, database_url, store_url)) as ctx:
+        if backup is not None:
+            volume_admin.require_backup(ctx, backup)
         report = _run_maintenance(ctx, JobKind.VERIFY, backup or "verify")
         typer.echo(report)
         if json.loads(report).get("faulty"):

@@ -17,7 +17,7 @@ from bootvault.pool.qemuimg import probe_import
 from bootvault.service import quotas
 from bootvault.service.context import Context
 from bootvault.service.volumes import MAX_GBS, check_availability_domain, size_gbs_for
-from bootvault.store import identity
+from bootvault.store import backups, identity
 from bootvault.store import volumes as repo
 from bootvault.store.common import new_etag, now
 
@@ -87,6 +87,13 @@ def _volume(ctx: Context, volume_id: str) -> BootVolume:
     if vol is None:
         raise NotFound(f"Boot volume {volume_id} not found.")
     return vol
+
+
+def require_backup(ctx: Context, backup_id: str) -> None:
+    """Admin commands name backups by id: an unknown one is an error, not an empty run."""
+    with ctx.db.read() as conn:
+        if backups.get_backup(conn, backup_id) is None:
+            raise NotFound(f"Boot volume backup {backup_id} not found.")
 
 
 def volume_file(ctx: Context, volume_id: str) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,8 +17,20 @@ HEAD_REVISION = "0004"  # the newest file in migrations/versions (a test keeps t
 _WRITE = "bootvault_write"
 
 
+def _private_files(database: str | None) -> None:
+    """The database, its WAL and shared-memory files are the owner's only, whatever the umask."""
+    if not database or database == ":memory:":
+        return
+    if not os.path.exists(database):
+        os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600))
+    for suffix in ("", "-wal", "-shm"):
+        if os.path.exists(database + suffix):
+            os.chmod(database + suffix, 0o600)
+
+
 def _sqlite_engine(url: str) -> Engine:
     engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+    _private_files(engine.url.database)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
@@ -28,6 +41,7 @@ def _sqlite_engine(url: str) -> Engine:
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA busy_timeout=30000")
         cur.close()
+        _private_files(engine.url.database)  # WAL files appear with the first connection
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
