@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -12,12 +10,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from bootvault.api import routes_backups, routes_volumes
-from bootvault.api.errors import error_response
+from bootvault.api.errors import error_response, request_id
 from bootvault.service.context import Context
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
-    rid = request.headers.get("opc-request-id") or uuid.uuid4().hex.upper()
+    rid = request_id(request.headers.get("opc-request-id"))
     status = exc.status_code if isinstance(exc, HTTPException) else 500
     if status == 405:
         return error_response(405, "MethodNotAllowed", f"{request.method} is not allowed on this path.", rid)

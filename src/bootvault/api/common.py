@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -20,14 +19,19 @@ from starlette.responses import JSONResponse, Response
 
 from bootvault import logs, metrics
 from bootvault.api.auth import AuthError, KeyId, check_body, verify_request
-from bootvault.api.errors import WireError, classify, error_response
+from bootvault.api.errors import WireError, classify, error_response, request_id
 from bootvault.api.wire import M, clean_text, parse_body
+from bootvault.domain import ocid
 from bootvault.domain.errors import BootVaultError, InvalidArgument
 from bootvault.service import identity
 from bootvault.service.context import Caller, Context
 
 log = logging.getLogger("bootvault.api")
 PARSE_INLINE_BYTES = 64 << 10  # larger bodies are parsed in the thread pool, off the event loop
+PATH_IDS = {
+    "backup_id": ("bootvolumebackup", "bootVolumeBackupId"),
+    "volume_id": ("bootvolume", "bootVolumeId"),
+}
 
 
 @dataclass
@@ -40,7 +44,7 @@ class Call:
     ctx: Context
 
     def path(self, name: str) -> str:
-        return clean_text(str(self.request.path_params[name]), name)
+        return path_id(self.request, name)
 
     def header(self, name: str) -> str | None:
         return self.request.headers.get(name)
@@ -91,7 +95,7 @@ def endpoint(operation: str, handler: Handler) -> Callable[[Request], Awaitable[
     metrics."""
 
     async def wrapper(request: Request) -> Response:
-        rid = request.headers.get("opc-request-id") or uuid.uuid4().hex.upper()
+        rid = request_id(request.headers.get("opc-request-id"))
         token = logs.request_id.set(rid)
         started = time.perf_counter()
         try:
@@ -99,6 +103,8 @@ def endpoint(operation: str, handler: Handler) -> Callable[[Request], Awaitable[
         finally:
             logs.request_id.reset(token)
         response.headers["opc-request-id"] = rid
+        response.headers.setdefault("content-type", "application/json")  # 202 and 204 too, as OCI
+        response.headers["x-content-type-options"] = "nosniff"
         took = time.perf_counter() - started
         metrics.REQUESTS.labels(operation, str(response.status_code)).inc()
         metrics.LATENCY.labels(operation).observe(took)
@@ -118,6 +124,15 @@ def endpoint(operation: str, handler: Handler) -> Callable[[Request], Awaitable[
         return response
 
     return wrapper
+
+
+def path_id(request: Request, name: str) -> str:
+    """A path id; one that is not an OCID of the route's resource type is 400, as in OCI."""
+    value = clean_text(str(request.path_params[name]), name)
+    kind, wire_name = PATH_IDS[name]
+    if ocid.resource_type(value) != kind:
+        raise InvalidArgument(f"{wire_name} is invalid or incorrectly formatted.")
+    return value
 
 
 def _not_authenticated(rid: str) -> Response:
@@ -179,6 +194,8 @@ async def _dispatch(request: Request, handler: Handler) -> Response:
         except AuthError as exc:
             log.info("authentication failed: %s", exc)
             return _not_authenticated(rid)
+        for name in request.path_params:  # ids first, before the body is even parsed
+            path_id(request, name)
         return await handler(Call(request, body, caller, ctx))
     except BootVaultError as exc:
         status, code = classify(exc)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import uuid
+
 from starlette.responses import JSONResponse
 
 from bootvault.domain import errors as d
 
 # Order matters: subclasses before their bases.
 ERROR_TABLE: list[tuple[type[d.BootVaultError], int, str]] = [
-    (d.MissingArgument, 400, "MissingParameter"),
+    (d.MissingArgument, 400, "InvalidParameter"),  # Core names missing fields InvalidParameter too
     (d.InvalidArgument, 400, "InvalidParameter"),
     (d.RelatedNotFound, 400, "RelatedResourceNotAuthorizedOrNotFound"),
     (d.LimitExceeded, 400, "LimitExceeded"),
@@ -36,7 +38,15 @@ def classify(exc: d.BootVaultError) -> tuple[int, str]:
     return 500, "InternalServerError"
 
 
+def request_id(client_id: str | None) -> str:
+    """OCI answers the client's opc-request-id followed by two server segments."""
+    base = client_id if client_id else uuid.uuid4().hex.upper()
+    return f"{base}/{uuid.uuid4().hex.upper()}/{uuid.uuid4().hex.upper()}"
+
+
 def error_response(status: int, code: str, message: str, request_id: str) -> JSONResponse:
     return JSONResponse(
-        {"code": code, "message": message}, status_code=status, headers={"opc-request-id": request_id}
+        {"code": code, "message": message},
+        status_code=status,
+        headers={"opc-request-id": request_id, "x-content-type-options": "nosniff"},
     )

@@ -6,11 +6,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from bootvault.api.common import Call, endpoint, enum_param, int_param, json_response
+from bootvault.api.shapes import backup_to_wire
 from bootvault.api.wire import (
     ChangeCompartmentDetails,
     CreateBootVolumeBackupDetails,
     UpdateBootVolumeBackupDetails,
-    backup_to_wire,
 )
 from bootvault.domain.errors import MissingArgument
 from bootvault.domain.models import BackupState, BackupType
@@ -34,23 +34,20 @@ async def get(call: Call) -> Response:
 
 
 async def list_(call: Call) -> Response:
-    compartment_id = call.query("compartmentId")
-    if not compartment_id:
+    compartment_id, page = call.query("compartmentId"), call.query("page")
+    if not compartment_id and not page:  # a page token carries the compartment
         raise MissingArgument("Missing required query parameter: compartmentId.")
-    sort_by = enum_param(call, "sortBy", ["TIMECREATED", "DISPLAYNAME"]) or "TIMECREATED"
-    default_order = "DESC" if sort_by == "TIMECREATED" else "ASC"
-    sort_order = enum_param(call, "sortOrder", ["ASC", "DESC"]) or default_order
     state = enum_param(call, "lifecycleState", STATES, case_insensitive=True)
     q = svc.ListBackups(
-        compartment_id=compartment_id,
+        compartment_id=compartment_id or "",
         boot_volume_id=call.query("bootVolumeId"),
         display_name=call.query("displayName"),
         source_boot_volume_backup_id=call.query("sourceBootVolumeBackupId"),
         lifecycle_state=BackupState(state) if state else None,
-        sort_by_name=sort_by == "DISPLAYNAME",
-        descending=sort_order == "DESC",
+        sort_by=enum_param(call, "sortBy", ["TIMECREATED", "DISPLAYNAME"]),
+        sort_order=enum_param(call, "sortOrder", ["ASC", "DESC"]),
         limit=int_param(call, "limit", svc.MAX_PAGE, 1, svc.MAX_PAGE),
-        page=call.query("page"),
+        page=page,
     )
     items, next_page = await call.run(svc.list_backups, q)
     return json_response([backup_to_wire(b) for b in items], next_page=next_page)

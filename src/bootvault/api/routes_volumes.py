@@ -6,11 +6,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from bootvault.api.common import Call, endpoint, int_param, json_response
+from bootvault.api.shapes import volume_to_wire
 from bootvault.api.wire import (
     ChangeCompartmentDetails,
     CreateBootVolumeDetails,
     UpdateBootVolumeDetails,
-    volume_to_wire,
 )
 from bootvault.domain.models import VolumeSource
 from bootvault.service import volumes as svc
@@ -60,7 +60,7 @@ async def update(call: Call) -> Response:
 
 async def delete(call: Call) -> Response:
     await call.run(svc.delete_volume, call.path("volume_id"), call.header("if-match"))
-    return Response(status_code=204)
+    return Response(status_code=202)  # as OCI: the delete is accepted and runs in the background
 
 
 async def change_compartment(call: Call) -> Response:

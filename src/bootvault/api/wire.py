@@ -3,24 +3,36 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
-from typing import Any, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from bootvault.api.errors import WireError
 from bootvault.domain.errors import InvalidArgument, MissingArgument
-from bootvault.domain.models import BootVolume, BootVolumeBackup
 
 M = TypeVar("M", bound=BaseModel)
 Tags = dict[str, Any]
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(populate_by_name=False, extra="ignore", strict=True)
+    """A request body. Unknown fields are refused by name (extra="forbid"); OCI fields this
+    service does not implement are listed in UNSUPPORTED with the one value that means what we
+    do anyway (e.g. false), and refused by name with any other value: never silently dropped."""
+
+    model_config = ConfigDict(populate_by_name=False, extra="forbid", strict=True)
+    UNSUPPORTED: ClassVar[dict[str, Any]] = {}
+
+
+_RETENTION = {
+    "retentionPeriod": None,
+    "isPreventDeletionEnabled": False,
+    "isRetentionLockEnabled": False,
+    "isIndefiniteRetentionEnabled": False,
+}
 
 
 class CreateBootVolumeBackupDetails(_Body):
+    UNSUPPORTED: ClassVar[dict[str, Any]] = _RETENTION
     boot_volume_id: str = Field(alias="bootVolumeId", min_length=1, max_length=255)
     display_name: str | None = Field(None, alias="displayName")
     type: Literal["FULL", "INCREMENTAL"] = "INCREMENTAL"
@@ -30,6 +42,7 @@ class CreateBootVolumeBackupDetails(_Body):
 
 
 class UpdateBootVolumeBackupDetails(_Body):
+    UNSUPPORTED: ClassVar[dict[str, Any]] = _RETENTION
     display_name: str | None = Field(None, alias="displayName")
     kms_key_id: str | None = Field(None, alias="kmsKeyId", min_length=1, max_length=255)
     freeform_tags: Tags | None = Field(None, alias="freeformTags")
@@ -46,6 +59,14 @@ class SourceDetails(_Body):
 
 
 class CreateBootVolumeDetails(_Body):
+    UNSUPPORTED: ClassVar[dict[str, Any]] = {
+        "backupPolicyId": None,
+        "clusterPlacementGroupId": None,
+        "isAutoTuneEnabled": False,
+        "bootVolumeReplicas": [],
+        "autotunePolicies": [],
+        "xrcKmsKeyId": None,
+    }
     compartment_id: str = Field(alias="compartmentId", min_length=1, max_length=255)
     source_details: SourceDetails = Field(alias="sourceDetails")
     availability_domain: str | None = Field(None, alias="availabilityDomain")
@@ -65,6 +86,11 @@ class CreateBootVolumeDetails(_Body):
 
 
 class UpdateBootVolumeDetails(_Body):
+    UNSUPPORTED: ClassVar[dict[str, Any]] = {
+        "isAutoTuneEnabled": False,
+        "bootVolumeReplicas": [],
+        "autotunePolicies": [],
+    }
     display_name: str | None = Field(None, alias="displayName")
     size_in_gbs: int | None = Field(None, alias="sizeInGBs")
     vpus_per_gb: int | None = Field(None, alias="vpusPerGB", ge=0, le=120)
@@ -127,6 +153,11 @@ def parse_body(model: type[M], raw: bytes) -> M:
     if not isinstance(data, dict):
         raise WireError(400, "CannotParseRequest", "The request body must be a JSON object.")
     _check_strings(data, "")
+    for name, harmless in model.UNSUPPORTED.items():
+        if name in data:
+            value = data.pop(name)
+            if value is not None and value != harmless:
+                raise InvalidArgument(f"{name} is not supported by this service; remove it from the request.")
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -134,77 +165,6 @@ def parse_body(model: type[M], raw: bytes) -> M:
         field = _field_path(model, tuple(err["loc"]))
         if err["type"] == "missing":
             raise MissingArgument(f"Missing required field: {field}.") from exc
+        if err["type"] == "extra_forbidden":
+            raise InvalidArgument(f"{field} is not a field of {model.__name__}.") from exc
         raise InvalidArgument(f"Invalid value for {field}: {err['msg']}.") from exc
-
-
-def rfc3339(ts: datetime | None) -> str | None:
-    if ts is None:
-        return None
-    return ts.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def backup_to_wire(b: BootVolumeBackup) -> dict[str, Any]:
-    system: dict[str, Any] = {}
-    if b.unique_size_bytes is not None:
-        system["uniqueSizeBytes"] = str(b.unique_size_bytes)
-    if b.logical_size_bytes is not None:
-        system["logicalSizeBytes"] = str(b.logical_size_bytes)
-    if b.lifecycle_details:
-        system["lifecycleDetails"] = b.lifecycle_details
-    body: dict[str, Any] = {
-        "id": b.id,
-        "compartmentId": b.compartment_id,
-        "bootVolumeId": b.boot_volume_id,
-        "displayName": b.display_name,
-        "lifecycleState": b.lifecycle_state.value,
-        "type": b.type.value,
-        "sourceType": b.source_type.value,
-        "timeCreated": rfc3339(b.time_created),
-        "timeRequestReceived": rfc3339(b.time_request_received),
-        "sizeInGBs": b.size_in_gbs,
-        "uniqueSizeInGBs": b.unique_size_in_gbs,
-        "percentComplete": b.percent_complete,
-        "kmsKeyId": b.kms_key_id,
-        "imageId": b.image_id,
-        "freeformTags": b.tags.freeform,
-        "definedTags": b.tags.defined,
-        "systemTags": {"bootvault": system} if system else {},
-        "sourceBootVolumeBackupId": b.source_boot_volume_backup_id,
-        "expirationTime": rfc3339(b.expiration_time),
-        "lifecycleDetails": b.lifecycle_details,
-    }
-    return {k: v for k, v in body.items() if v is not None}
-
-
-def _volume_system_tags(v: BootVolume) -> dict[str, Any]:
-    """bootvault's own facts: why a volume is FAULTY, and where it is served while attached."""
-    system: dict[str, Any] = {}
-    if v.lifecycle_details:
-        system["lifecycleDetails"] = v.lifecycle_details
-    if v.attachment_uri:
-        system["attachment"] = v.attachment_uri
-        system["timeAttached"] = rfc3339(v.time_attached) if v.time_attached else None
-    return {"bootvault": system} if system else {}
-
-
-def volume_to_wire(v: BootVolume) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "id": v.id,
-        "compartmentId": v.compartment_id,
-        "availabilityDomain": v.availability_domain,
-        "displayName": v.display_name,
-        "lifecycleState": v.lifecycle_state.value,
-        "sizeInGBs": v.size_in_gbs,
-        "sizeInMBs": v.size_in_gbs * 1024,
-        "timeCreated": rfc3339(v.time_created),
-        "freeformTags": v.tags.freeform,
-        "definedTags": v.tags.defined,
-        "systemTags": _volume_system_tags(v),
-        "kmsKeyId": v.kms_key_id,
-        "vpusPerGB": v.vpus_per_gb,
-        "isHydrated": v.is_hydrated,
-        "imageId": v.image_id,
-        "sourceDetails": {"type": v.source_type.value, "id": v.source_id} if v.source_type else None,
-        "lifecycleDetails": v.lifecycle_details,
-    }
-    return {k: val for k, val in body.items() if val is not None}

@@ -127,8 +127,9 @@ class BootVolumeBackup:
     type: BackupType
     source_type: SourceType
     time_request_received: datetime
-    time_created: datetime
+    time_created: datetime  # when it was created: orders lists, never changes
     etag: str
+    time_imaged: datetime | None = None  # the instant of the point-in-time image (OCI's timeCreated)
     size_in_gbs: int | None = None
     kms_key_id: str | None = None
     image_id: str | None = None

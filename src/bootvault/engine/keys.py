@@ -18,11 +18,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.hashes import SHA256
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from bootvault.engine import envelope
 from bootvault.engine.errors import EngineError
 
 KEY_BYTES = 32
@@ -109,7 +108,6 @@ class KeyRing:
     def __init__(self, master: bytes, load_wrapped: Callable[[str], bytes | None]) -> None:
         if len(master) != KEY_BYTES:
             raise ValueError("master key must be 32 bytes")
-        self._master = AESGCM(master)
         self._master_material = master
         self._load_wrapped = load_wrapped
         self._cache: dict[tuple[str, str | None], DataKeys] = {}
@@ -117,18 +115,20 @@ class KeyRing:
 
     def new_wrapped_key(self, key_id: str) -> bytes:
         """Fresh customer key material, wrapped under the master key and bound to key_id."""
-        nonce = os.urandom(12)
         material = secrets.token_bytes(KEY_BYTES)
-        return _WRAP_MAGIC + nonce + self._master.encrypt(nonce, material, _WRAP_MAGIC + key_id.encode())
+        return envelope.seal(self._master_material, _WRAP_MAGIC, key_id.encode(), material)
 
     def _unwrap(self, key_id: str, wrapped: bytes) -> bytes:
-        if wrapped[: len(_WRAP_MAGIC)] != _WRAP_MAGIC:
-            raise KeyUnwrapError(f"key {key_id} has unknown wrapping")
-        nonce, body = wrapped[len(_WRAP_MAGIC) : len(_WRAP_MAGIC) + 12], wrapped[len(_WRAP_MAGIC) + 12 :]
         try:
-            return self._master.decrypt(nonce, body, _WRAP_MAGIC + key_id.encode())
-        except InvalidTag:
-            raise KeyUnwrapError(f"key {key_id} cannot be unwrapped: wrong master key or corrupt") from None
+            return envelope.open_sealed(self._master_material, _WRAP_MAGIC, key_id.encode(), wrapped)
+        except envelope.InvalidEnvelope as exc:
+            raise KeyUnwrapError(
+                f"key {key_id} cannot be unwrapped (wrong master key or corrupt): {exc}"
+            ) from None
+
+    def derive(self, purpose: str) -> bytes:
+        """A 32-byte key for a service purpose (e.g. page tokens), the same on every host."""
+        return _derive(self._master_material, KEY_BYTES, b"bootvault/" + purpose.encode())
 
     def data_keys(self, tenancy_id: str, kms_key_id: str | None) -> DataKeys:
         """Data keys of a tenancy under kms_key_id (None = the service-managed master key)."""

@@ -13,17 +13,15 @@ from __future__ import annotations
 
 import bisect
 import json
-import os
 import sys
 from array import array
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import zstandard
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from bootvault.blobstore import BlobStore
+from bootvault.engine import envelope
 from bootvault.engine.errors import EngineError
 from bootvault.engine.keys import DataKeys
 
@@ -150,24 +148,17 @@ def _envelope_header() -> bytes:
 
 
 def save_manifest(store: BlobStore, keys: DataKeys, name: str, manifest: Manifest) -> None:
-    """Compress, encrypt (AAD bound to name) and store the manifest at name."""
-    header = _envelope_header()
-    nonce = os.urandom(_NONCE)
+    """Compress, encrypt (bound to name) and store the manifest at name."""
     packed = zstandard.ZstdCompressor(level=3).compress(serialize(manifest))
-    store.put(name, header + nonce + AESGCM(keys.enc_key).encrypt(nonce, packed, header + name.encode()))
+    store.put(name, envelope.seal(keys.enc_key, _envelope_header(), name.encode(), packed))
 
 
 def load_manifest(store: BlobStore, keys: DataKeys, name: str) -> Manifest:
     """Fetch and verify a manifest; raise ObjectNotFound or CorruptManifest."""
-    blob = store.get(name)
-    header = _envelope_header()
-    if blob[: len(header)] != header or len(blob) < len(header) + _NONCE + 16:
-        raise CorruptManifest(f"manifest {name} has a bad header")
-    nonce = blob[len(header) : len(header) + _NONCE]
     try:
-        packed = AESGCM(keys.enc_key).decrypt(nonce, blob[len(header) + _NONCE :], header + name.encode())
-    except InvalidTag:
-        raise CorruptManifest(f"manifest {name} failed authentication (corrupted or wrong key)") from None
+        packed = envelope.open_sealed(keys.enc_key, _envelope_header(), name.encode(), store.get(name))
+    except envelope.InvalidEnvelope as exc:
+        raise CorruptManifest(f"manifest {name}: {exc}") from None
     try:
         body = zstandard.ZstdDecompressor().decompress(packed)
     except zstandard.ZstdError as exc:

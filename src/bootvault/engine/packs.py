@@ -19,10 +19,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import zstandard
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from bootvault.blobstore import BlobStore
+from bootvault.engine import envelope
 from bootvault.engine.errors import EngineError
 from bootvault.engine.keys import DataKeys
 
@@ -51,22 +50,15 @@ class CorruptIndex(EngineError):
 
 def encode_index(keys: DataKeys, pack_id: str, entries: list[tuple[bytes, int, int]]) -> bytes:
     body = zstandard.ZstdCompressor(level=3).compress(b"".join(ENTRY.pack(*e) for e in entries))
-    nonce = os.urandom(12)
-    aad = INDEX_MAGIC + pack_id.encode()
-    return INDEX_MAGIC + nonce + AESGCM(keys.enc_key).encrypt(nonce, body, aad)
+    return envelope.seal(keys.enc_key, INDEX_MAGIC, pack_id.encode(), body)
 
 
 def decode_index(keys: DataKeys, pack_id: str, blob: bytes) -> list[tuple[bytes, int, int]]:
-    if blob[: len(INDEX_MAGIC)] != INDEX_MAGIC:
-        raise CorruptIndex(f"index of pack {pack_id} has a bad header")
-    nonce = blob[len(INDEX_MAGIC) : len(INDEX_MAGIC) + 12]
     try:
-        body = AESGCM(keys.enc_key).decrypt(
-            nonce, blob[len(INDEX_MAGIC) + 12 :], INDEX_MAGIC + pack_id.encode()
-        )
+        body = envelope.open_sealed(keys.enc_key, INDEX_MAGIC, pack_id.encode(), blob)
         raw = zstandard.ZstdDecompressor().decompress(body)
-    except (InvalidTag, zstandard.ZstdError) as exc:
-        raise CorruptIndex(f"index of pack {pack_id} is corrupted ({type(exc).__name__})") from None
+    except (envelope.InvalidEnvelope, zstandard.ZstdError) as exc:
+        raise CorruptIndex(f"index of pack {pack_id} is corrupted ({exc})") from None
     if len(raw) % ENTRY.size:
         raise CorruptIndex(f"index of pack {pack_id} has a truncated entry")
     return [ENTRY.unpack_from(raw, off) for off in range(0, len(raw), ENTRY.size)]

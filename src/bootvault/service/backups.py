@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection
@@ -20,7 +19,7 @@ from bootvault.domain.models import (
     VolumeState,
 )
 from bootvault.domain.validation import check_display_name, check_tags
-from bootvault.service import quotas
+from bootvault.service import pagetokens, quotas
 from bootvault.service.context import Caller, Context
 from bootvault.service.identity import require_compartment, require_kms_key
 from bootvault.service.retry import idempotent_create
@@ -56,14 +55,15 @@ class ListBackups:
     display_name: str | None = None
     source_boot_volume_backup_id: str | None = None
     lifecycle_state: BackupState | None = None
-    sort_by_name: bool = False
-    descending: bool = True
+    sort_by: str | None = None  # TIMECREATED | DISPLAYNAME; None: the token's, or the default
+    sort_order: str | None = None  # ASC | DESC
     limit: int = MAX_PAGE
     page: str | None = None
 
 
-def _default_name(volume_name: str, at: datetime) -> str:
-    return f"{volume_name} (Backup) {at:%Y-%m-%dT%H:%M:%SZ}"[:255]
+def _default_name(backup_id: str) -> str:
+    """Real OCI names an unnamed backup after the last segment of its OCID (recorded traffic)."""
+    return backup_id.rsplit(".", 1)[-1]
 
 
 def _owned(conn: Connection, caller: Caller, backup_id: str, *, lock: bool = False) -> BootVolumeBackup:
@@ -92,12 +92,13 @@ def create_backup(
         require_kms_key(conn, caller, req.kms_key_id)
         quotas.check_backups(ctx, conn, caller.tenancy_id)
         received = now()
+        backup_id = ocid.mint("bootvolumebackup", ctx.settings.region)
         backup = BootVolumeBackup(
-            id=ocid.mint("bootvolumebackup", ctx.settings.region),
+            id=backup_id,
             tenancy_id=caller.tenancy_id,
             compartment_id=volume.compartment_id,
             boot_volume_id=volume.id,
-            display_name=req.display_name or _default_name(volume.display_name, received),
+            display_name=req.display_name or _default_name(backup_id),
             lifecycle_state=BackupState.REQUEST_RECEIVED,
             type=req.type,
             source_type=SourceType.MANUAL,
@@ -125,25 +126,47 @@ def get_backup(ctx: Context, caller: Caller, backup_id: str) -> BootVolumeBackup
         return _owned(conn, caller, backup_id)
 
 
+def _resolved_sort(sort_by: str | None, sort_order: str | None) -> tuple[str, str]:
+    """OCI's defaults: no sort given lists oldest first (as recorded); TIMECREATED alone is
+    newest first, DISPLAYNAME alone A-Z."""
+    if sort_by is None:
+        return "TIMECREATED", sort_order or "ASC"
+    return sort_by, sort_order or ("DESC" if sort_by == "TIMECREATED" else "ASC")
+
+
 def list_backups(ctx: Context, caller: Caller, q: ListBackups) -> tuple[list[BootVolumeBackup], str | None]:
+    asked = {
+        "compartmentId": q.compartment_id or None,
+        "bootVolumeId": q.boot_volume_id,
+        "displayName": q.display_name,
+        "sourceBootVolumeBackupId": q.source_boot_volume_backup_id,
+        "lifecycleState": q.lifecycle_state.value if q.lifecycle_state else None,
+        "sortBy": q.sort_by,
+        "sortOrder": q.sort_order,
+    }
+    op = "ListBootVolumeBackups"
+    query, after = pagetokens.resume(ctx.page_tokens, op, caller.tenancy_id, q.page, asked)
+    query["sortBy"], query["sortOrder"] = _resolved_sort(query["sortBy"], query["sortOrder"])
     with ctx.db.read() as conn:
-        require_compartment(conn, caller, q.compartment_id, in_body=False)
+        require_compartment(conn, caller, query["compartmentId"], in_body=False)
         flt = repo.BackupFilter(
-            q.compartment_id,
-            q.boot_volume_id,
-            q.display_name,
-            q.source_boot_volume_backup_id,
-            q.lifecycle_state,
+            query["compartmentId"],
+            query["bootVolumeId"],
+            query["displayName"],
+            query["sourceBootVolumeBackupId"],
+            BackupState(query["lifecycleState"]) if query["lifecycleState"] else None,
         )
-        return repo.list_backups(
+        items, last = repo.list_backups(
             conn,
             caller.tenancy_id,
             flt,
-            sort_by_name=q.sort_by_name,
-            descending=q.descending,
+            sort_by_name=query["sortBy"] == "DISPLAYNAME",
+            descending=query["sortOrder"] == "DESC",
             limit=min(q.limit, MAX_PAGE),
-            page=q.page,
+            after=after,
         )
+    token = None if last is None else ctx.page_tokens.seal(op, caller.tenancy_id, query, last)
+    return items, token
 
 
 def _apply_update(

@@ -13,6 +13,7 @@ from bootvault.engine.keys import KeyRing, master_from_file, parse_master
 from bootvault.engine.repository import Repository
 from bootvault.fsutil import make_private_dir
 from bootvault.pool import VolumePool
+from bootvault.service.pagetokens import PageTokens
 from bootvault.store import gc, identity
 from bootvault.store.db import Database
 
@@ -68,6 +69,10 @@ class Context:
         s = self.settings
         assert s.run_dir is not None
         return VolumePool(dict(s.volume_pools), s.data_dir / "volumes", s.run_dir, s.block_size)
+
+    @cached_property
+    def page_tokens(self) -> PageTokens:
+        return PageTokens(self.keys.derive("page-tokens"))
 
     def repository(self, tenancy_id: str, kms_key_id: str | None) -> Repository:
         """The engine's view of one scope: keys, cached index, and the packs GC has condemned."""

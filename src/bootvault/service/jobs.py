@@ -136,6 +136,8 @@ def _run_backup(ctx: Context, job: Job, lease: Lease) -> None:
     ) as view:
         if backup.type == BackupType.INCREMENTAL and not view.plan.incremental:
             log.warning("backup %s reads the whole volume: %s", backup.id, view.plan.reason)
+        with ctx.db.write() as conn:  # timeCreated appears with the image, while CREATING
+            backups.update_backup(conn, backup.id, {"time_imaged": view.instant})
         result = repo.backup(
             view.source,
             backup.id,
@@ -156,7 +158,7 @@ def _run_backup(ctx: Context, job: Job, lease: Lease) -> None:
         values = {
             "lifecycle_state": BackupState.AVAILABLE.value,
             "percent_complete": 100,
-            "time_created": view.instant,
+            "time_imaged": view.instant,
             "logical_size_bytes": result.logical_size,
             "unique_size_bytes": result.bytes_new,
             "lifecycle_details": None,

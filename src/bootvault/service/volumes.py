@@ -25,7 +25,7 @@ from bootvault.domain.models import (
     VolumeState,
 )
 from bootvault.domain.validation import check_display_name, check_tags
-from bootvault.service import quotas
+from bootvault.service import pagetokens, quotas
 from bootvault.service.context import Caller, Context
 from bootvault.service.identity import require_compartment, require_kms_key
 from bootvault.service.retry import idempotent_create
@@ -159,17 +159,24 @@ def list_volumes(
     limit: int,
     page: str | None,
 ) -> tuple[list[BootVolume], str | None]:
+    op, asked = (
+        "ListBootVolumes",
+        {"compartmentId": compartment_id, "availabilityDomain": availability_domain},
+    )
+    query, after = pagetokens.resume(ctx.page_tokens, op, caller.tenancy_id, page, asked)
     with ctx.db.read() as conn:
-        if compartment_id:
-            require_compartment(conn, caller, compartment_id, in_body=False)
-        return repo.list_volumes(
+        if query["compartmentId"]:
+            require_compartment(conn, caller, query["compartmentId"], in_body=False)
+        items, last = repo.list_volumes(
             conn,
             caller.tenancy_id,
-            compartment_id=compartment_id,
-            availability_domain=availability_domain,
+            compartment_id=query["compartmentId"],
+            availability_domain=query["availabilityDomain"],
             limit=min(limit, MAX_PAGE),
-            page=page,
+            after=after,
         )
+    token = None if last is None else ctx.page_tokens.seal(op, caller.tenancy_id, query, last)
+    return items, token
 
 
 def _cas(conn: Connection, vol: BootVolume, values: dict[str, Any], if_match: str | None) -> BootVolume:

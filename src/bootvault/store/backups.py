@@ -9,7 +9,7 @@ from sqlalchemy import Connection, func, insert, select
 
 from bootvault.domain.models import BACKUP_IN_PROGRESS, BackupState, BackupType, BootVolumeBackup, SourceType
 from bootvault.store.common import fetch_row, tag_columns, tags_from_row, update_with_etag
-from bootvault.store.paging import keyset_page
+from bootvault.store.paging import Position, keyset_page
 from bootvault.store.tables import boot_volume_backups as t
 
 _COLUMNS = [
@@ -20,6 +20,7 @@ _COLUMNS = [
     "display_name",
     "time_request_received",
     "time_created",
+    "time_imaged",
     "etag",
     "size_in_gbs",
     "kms_key_id",
@@ -102,8 +103,8 @@ def list_backups(
     sort_by_name: bool,
     descending: bool,
     limit: int,
-    page: str | None,
-) -> tuple[list[BootVolumeBackup], str | None]:
+    after: Position | None,
+) -> tuple[list[BootVolumeBackup], Position | None]:
     stmt = select(t).where(t.c.tenancy_id == tenancy_id, t.c.compartment_id == flt.compartment_id)
     if flt.boot_volume_id:
         stmt = stmt.where(t.c.boot_volume_id == flt.boot_volume_id)
@@ -114,8 +115,8 @@ def list_backups(
     if flt.lifecycle_state:
         stmt = stmt.where(t.c.lifecycle_state == flt.lifecycle_state.value)
     sort_col = t.c.display_name if sort_by_name else t.c.time_created
-    rows, token = keyset_page(conn, stmt, sort_col, t.c.id, descending=descending, limit=limit, page=page)
-    return [_from_row(r) for r in rows], token
+    rows, last = keyset_page(conn, stmt, sort_col, t.c.id, descending=descending, limit=limit, after=after)
+    return [_from_row(r) for r in rows], last
 
 
 def all_backups(conn: Connection) -> list[BootVolumeBackup]:

@@ -8,7 +8,7 @@ from sqlalchemy import Connection, func, insert, select
 
 from bootvault.domain.models import VOLUME_BUSY, BootVolume, VolumeSource, VolumeState
 from bootvault.store.common import fetch_row, tag_columns, tags_from_row, update_with_etag
-from bootvault.store.paging import keyset_page
+from bootvault.store.paging import Position, keyset_page
 from bootvault.store.tables import boot_volumes as t
 
 
@@ -78,15 +78,15 @@ def list_volumes(
     compartment_id: str | None,
     availability_domain: str | None,
     limit: int,
-    page: str | None,
-) -> tuple[list[BootVolume], str | None]:
+    after: Position | None,
+) -> tuple[list[BootVolume], Position | None]:
     stmt = select(t).where(t.c.tenancy_id == tenancy_id)
     if compartment_id:
         stmt = stmt.where(t.c.compartment_id == compartment_id)
     if availability_domain:
         stmt = stmt.where(t.c.availability_domain == availability_domain)
-    rows, token = keyset_page(conn, stmt, t.c.time_created, t.c.id, descending=False, limit=limit, page=page)
-    return [_from_row(r) for r in rows], token
+    rows, last = keyset_page(conn, stmt, t.c.time_created, t.c.id, descending=False, limit=limit, after=after)
+    return [_from_row(r) for r in rows], last
 
 
 def count_restoring_from(conn: Connection, source_id: str) -> int:

@@ -1,0 +1,116 @@
+"""How each resource is written to the wire: the one place that lists a model's fields.
+
+Every field of OCI's model is sent, in the SDK model's order, `null` when unset, as real OCI
+does (raw-JSON consumers and Terraform state rely on the keys). A field added to a model here is
+added everywhere the model is sent; a field missing here is caught by the tests that compare
+these lists with the SDK's models.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from bootvault.domain.models import BootVolume, BootVolumeBackup
+
+Field = tuple[str, Callable[[Any], Any]]
+
+
+def rfc3339(ts: datetime | None) -> str | None:
+    if ts is None:
+        return None
+    return ts.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _none(_: Any) -> None:
+    return None
+
+
+def _backup_system_tags(b: BootVolumeBackup) -> dict[str, Any]:
+    """bootvault's own facts about a backup (exact sizes, why it is FAULTY)."""
+    system: dict[str, Any] = {}
+    if b.unique_size_bytes is not None:
+        system["uniqueSizeBytes"] = str(b.unique_size_bytes)
+    if b.logical_size_bytes is not None:
+        system["logicalSizeBytes"] = str(b.logical_size_bytes)
+    if b.lifecycle_details:
+        system["lifecycleDetails"] = b.lifecycle_details
+    return {"bootvault": system} if system else {}
+
+
+def _volume_system_tags(v: BootVolume) -> dict[str, Any]:
+    """bootvault's own facts about a volume: why it is FAULTY, where it is served."""
+    system: dict[str, Any] = {}
+    if v.lifecycle_details:
+        system["lifecycleDetails"] = v.lifecycle_details
+    if v.attachment_uri:
+        system["attachment"] = v.attachment_uri
+        system["timeAttached"] = rfc3339(v.time_attached)
+    return {"bootvault": system} if system else {}
+
+
+BOOT_VOLUME_BACKUP: list[Field] = [
+    ("bootVolumeId", lambda b: b.boot_volume_id),
+    ("compartmentId", lambda b: b.compartment_id),
+    ("definedTags", lambda b: b.tags.defined),
+    ("systemTags", _backup_system_tags),
+    ("displayName", lambda b: b.display_name),
+    ("expirationTime", lambda b: rfc3339(b.expiration_time)),
+    ("freeformTags", lambda b: b.tags.freeform),
+    ("id", lambda b: b.id),
+    ("imageId", lambda b: b.image_id),
+    ("kmsKeyId", lambda b: b.kms_key_id),
+    ("lifecycleState", lambda b: b.lifecycle_state.value),
+    ("sizeInGBs", lambda b: b.size_in_gbs),
+    ("sourceBootVolumeBackupId", lambda b: b.source_boot_volume_backup_id),
+    ("sourceType", lambda b: b.source_type.value),
+    ("timeCreated", lambda b: rfc3339(b.time_imaged)),  # null until the image is taken
+    ("timeRequestReceived", lambda b: rfc3339(b.time_request_received)),
+    ("type", lambda b: b.type.value),
+    ("uniqueSizeInGBs", lambda b: b.unique_size_in_gbs or 0),  # 0 until known, as OCI
+    ("timeRetentionExpiresAt", _none),
+    ("retentionPeriod", _none),
+    ("isPreventDeletionEnabled", _none),
+    ("isRetentionLockEnabled", _none),
+    ("isIndefiniteRetentionEnabled", _none),
+    ("volumeGroupBackupId", _none),
+    ("backupProgress", lambda b: b.percent_complete),  # the Private Cloud Appliance edition's field
+]
+
+BOOT_VOLUME: list[Field] = [
+    ("availabilityDomain", lambda v: v.availability_domain),
+    ("compartmentId", lambda v: v.compartment_id),
+    ("definedTags", lambda v: v.tags.defined),
+    ("systemTags", _volume_system_tags),
+    ("displayName", lambda v: v.display_name),
+    ("freeformTags", lambda v: v.tags.freeform),
+    ("id", lambda v: v.id),
+    ("imageId", lambda v: v.image_id),
+    ("isHydrated", lambda v: v.is_hydrated),
+    ("clusterPlacementGroupId", _none),
+    ("vpusPerGB", lambda v: v.vpus_per_gb),
+    ("lifecycleState", lambda v: v.lifecycle_state.value),
+    ("sizeInGBs", lambda v: v.size_in_gbs),
+    ("sizeInMBs", lambda v: v.size_in_gbs * 1024),
+    ("sourceDetails", lambda v: {"type": v.source_type.value, "id": v.source_id} if v.source_type else None),
+    ("timeCreated", lambda v: rfc3339(v.time_created)),
+    ("volumeGroupId", _none),
+    ("kmsKeyId", lambda v: v.kms_key_id),
+    ("isAutoTuneEnabled", lambda v: False),
+    ("autoTunedVpusPerGB", _none),
+    ("bootVolumeReplicas", _none),
+    ("autotunePolicies", _none),
+]
+
+
+def to_wire(fields: list[Field], obj: Any) -> dict[str, Any]:
+    return {name: get(obj) for name, get in fields}
+
+
+def backup_to_wire(b: BootVolumeBackup) -> dict[str, Any]:
+    return to_wire(BOOT_VOLUME_BACKUP, b)
+
+
+def volume_to_wire(v: BootVolume) -> dict[str, Any]:
+    return to_wire(BOOT_VOLUME, v)
