@@ -42,10 +42,13 @@ test: $(STAMP) lint
 	$(BIN)/pytest
 
 # BENCH_ARGS, e.g. "--size-mib 256" for a quick run of the peer comparison; see bench/run.py --help.
+# LIVE_ARGS, e.g. "--quick", for the live-volume run (bench/live.py --help); it reads bench/run.py's
+# last run for the standard incremental, so it comes last. BENCH_SRC_REV=<git rev> benches a commit.
 bench: $(STAMP)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 	$(BIN)/python bench/memory.py
 	$(BIN)/python bench/s3.py
+	$(BIN)/python bench/live.py $(LIVE_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -303,7 +303,7 @@ class BootvaultRig:
         before = du_bytes(store)
         begin = self._begin()
         meter = QsdMeter(lambda: self.qsd_pid(self.volume_id))
-        start = time.perf_counter()
+        created_at, start = time.time(), time.perf_counter()
         details = CreateBootVolumeBackupDetails(boot_volume_id=self.volume_id, type=kind, display_name=step)
         backup_id = self.client.create_boot_volume_backup(details).data.id
         data = self._wait("get_boot_volume_backup", backup_id, start, meter)
@@ -316,6 +316,7 @@ class BootvaultRig:
         if bytes_read is not None:
             sample.extra["bytes_read"] = bytes_read
         sample.extra["backup_id"] = backup_id
+        sample.extra["created_at"] = created_at
         after = du_bytes(store)
         sample.stored, sample.repo_total = after - before, after
         tags = (data.system_tags or {}).get("bootvault", {})

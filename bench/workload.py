@@ -27,7 +27,16 @@ FORMAT_VERSION = 1  # bump when the generator changes, to invalidate cached imag
 def plan_runs(size_mib: int) -> list[tuple[str, int]]:
     """The run list of mkimg.py: (kind, MiB) with kind in zero / comp / rand."""
     zero, rand = int(size_mib * 0.4), int(size_mib * 0.2)  # 2048 MiB: 819 / 820 / 409
-    left = {"zero": zero, "comp": size_mib - zero - rand, "rand": rand}
+    return _plan({"zero": zero, "comp": size_mib - zero - rand, "rand": rand})
+
+
+def plan_data_runs(data_mib: int) -> list[tuple[str, int]]:
+    """The data runs of the standard image without its holes: 2/3 /usr bytes, 1/3 random."""
+    rand = data_mib // 3
+    return _plan({"comp": data_mib - rand, "rand": rand})
+
+
+def _plan(left: dict[str, int]) -> list[tuple[str, int]]:
     rng, runs = random.Random(IMAGE_SEED), []
     while sum(left.values()) > 0:
         kinds = [k for k, v in left.items() if v > 0]
@@ -134,6 +143,120 @@ def base_image(cache_dir: Path, size_mib: int) -> tuple[Path, dict[str, object]]
     meta_path.write_text(json.dumps(meta, indent=1))
     meta["cached"] = False
     return image, meta
+
+
+LIVE_SLOT_MIB = 32  # a live volume's data runs (1-32 MiB) each start a 32 MiB slot
+LIVE_SEED = 64
+
+
+def live_layout(volume_gib: int, data_mib: int) -> list[tuple[int, str, int]]:
+    """Where the data of a live volume goes: (offset, kind, MiB) per run, in offset order. Each
+    run of plan_data_runs starts a 32 MiB slot picked by Random(64) among all the volume's slots."""
+    runs = plan_data_runs(data_mib)
+    slots = volume_gib * 1024 // LIVE_SLOT_MIB
+    if len(runs) > slots:
+        raise ValueError(f"{data_mib} MiB of data do not fit a {volume_gib} GiB volume in 32 MiB slots")
+    picks = sorted(random.Random(LIVE_SEED).sample(range(slots), len(runs)))
+    return [(slot * LIVE_SLOT_MIB * MIB, kind, n) for slot, (kind, n) in zip(picks, runs, strict=True)]
+
+
+def build_live_image(path: Path, volume_gib: int, data_mib: int) -> dict[str, int]:
+    """A sparse volume_gib image holding data_mib of the standard workload's data (its /usr
+    bytes and Random(4242) bytes, holes left out), laid out by live_layout."""
+    usr, data_rng = _UsrBytes(), random.Random(DATA_SEED)
+    counts = {"comp": 0, "rand": 0}
+    with open(path, "wb") as fh:
+        fh.truncate(volume_gib << 30)
+        for off, kind, n in live_layout(volume_gib, data_mib):
+            counts[kind] += n
+            fh.seek(off)
+            if kind == "comp":
+                fh.write(usr.take(n * MIB))
+            else:
+                for _ in range(n):
+                    fh.write(data_rng.randbytes(MIB))
+        fh.flush()
+        os.fsync(fh.fileno())
+    return counts
+
+
+def live_image(cache_dir: Path, volume_gib: int, data_mib: int) -> tuple[Path, dict[str, object]]:
+    """The cached live-volume image (built when missing) and its metadata."""
+    params = {
+        "version": FORMAT_VERSION,
+        "volume_gib": volume_gib,
+        "data_mib": data_mib,
+        "seeds": [IMAGE_SEED, DATA_SEED, LIVE_SEED],
+        "usr": usr_fingerprint(data_mib * MIB),
+    }
+    key = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
+    stem = f"live-{volume_gib}g-{data_mib}m"
+    image, meta_path = cache_dir / f"{stem}-{key}.img", cache_dir / f"{stem}-{key}.json"
+    if image.exists() and meta_path.exists():
+        meta = json.loads(meta_path.read_text())
+        meta["cached"] = True
+        return image, meta
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    for old in cache_dir.glob("live-*"):  # one cached live image
+        old.unlink()
+    tmp = image.with_suffix(".tmp")
+    counts = build_live_image(tmp, volume_gib, data_mib)
+    meta = {**params, "key": key, "mib": counts, "allocated": allocated(tmp)}
+    os.replace(tmp, image)
+    meta_path.write_text(json.dumps(meta, indent=1))
+    meta["cached"] = False
+    return image, meta
+
+
+def scattered_writes(size: int, total: int, seed: int) -> list[Write]:
+    """total bytes as 4 KiB writes at distinct random 4 KiB-aligned offsets (Random(seed))."""
+    rng = random.Random(seed)
+    picks = rng.sample(range(size // BLOCK), total // BLOCK)
+    return [(b * BLOCK, rng.randbytes(BLOCK)) for b in picks]
+
+
+def clustered_writes(size: int, total: int, run: int, seed: int) -> list[Write]:
+    """total bytes as runs of `run` bytes at random 4 KiB-aligned offsets (Random(seed)), as
+    mutation B places its extents (runs may overlap)."""
+    rng = random.Random(seed)
+    nblk, run_blocks = size // BLOCK, run // BLOCK
+    out = []
+    for _ in range(total // run):
+        b = rng.randrange(0, nblk - run_blocks)
+        out.append((b * BLOCK, rng.randbytes(run)))
+    return out
+
+
+def dirty_bytes(writes: list[Write], granularity: int) -> int:
+    """Bytes a dirty bitmap of this granularity marks for these writes."""
+    units: set[int] = set()
+    for off, data in writes:
+        units.update(range(off // granularity, (off + len(data) - 1) // granularity + 1))
+    return len(units) * granularity
+
+
+def sparse_sha256(path: Path) -> str:
+    """sha256 of a (sparse) file's content: its data extents are read, its holes are hashed as
+    the zeros they read as without reading them (a 64 GiB volume holding 2 GiB reads 2 GiB)."""
+    h, buf = hashlib.sha256(), bytearray(4 * MIB)
+    zero, view = bytes(4 * MIB), memoryview(buf)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        size, pos = os.fstat(fd).st_size, 0
+        for start, end in [*data_extents(fd, size), (size, size)]:
+            while pos < start:  # a hole
+                n = min(len(zero), start - pos)
+                h.update(zero[:n] if n < len(zero) else zero)
+                pos += n
+            while pos < end:
+                n = os.preadv(fd, [view[: min(len(buf), end - pos)]], pos)
+                if n == 0:
+                    raise OSError(f"short read of {path} at {pos}")
+                h.update(view[:n])
+                pos += n
+    finally:
+        os.close(fd)
+    return h.hexdigest()
 
 
 def data_extents(fd: int, size: int) -> Iterator[tuple[int, int]]:
