@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from pydantic import Field
@@ -49,6 +50,10 @@ class Settings(BaseSettings):
     lease_seconds: float = 30.0
     poll_seconds: float = 0.5
     max_job_attempts: int = 3
+    # Instant restore: the copy from the backup retries a failing store this many times (with
+    # backoff) before the volume goes FAULTY, and slows to this rate while the machine reads.
+    hydrate_retries: int = 5
+    hydrate_throttled_bps: int = 32 << 20
     block_size: int = 64 << 10  # change-detection granularity of backups (see docs/architecture.md)
     engine_threads: int = 2
     retry_token_hours: float = 24.0
@@ -74,6 +79,14 @@ class Settings(BaseSettings):
                 "run_dir": (self.run_dir or data_dir / "run").expanduser().resolve(),
             }
         )
+
+    def as_env(self) -> dict[str, str]:
+        """These settings as BOOTVAULT_ variables, for the helper processes this one starts."""
+        env = {}
+        for name, value in self.model_dump(mode="json").items():
+            if value is not None:
+                env[f"BOOTVAULT_{name.upper()}"] = value if isinstance(value, str) else json.dumps(value)
+        return env
 
     @property
     def served_availability_domains(self) -> list[str]:

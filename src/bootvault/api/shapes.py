@@ -47,6 +47,8 @@ def _volume_system_tags(v: BootVolume) -> dict[str, Any]:
     if v.attachment_uri:
         system["attachment"] = v.attachment_uri
         system["timeAttached"] = rfc3339(v.time_attached)
+    if not v.is_hydrated and v.hydration_percent is not None:
+        system["hydrationProgress"] = v.hydration_percent
     return {"bootvault": system} if system else {}
 
 

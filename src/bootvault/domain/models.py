@@ -50,6 +50,7 @@ class JobKind(enum.StrEnum):
     DELETE_BACKUP = "DELETE_BACKUP"
     DELETE_VOLUME = "DELETE_VOLUME"
     RESIZE = "RESIZE"
+    HYDRATE = "HYDRATE"
     GC = "GC"
     VERIFY = "VERIFY"
 
@@ -109,6 +110,7 @@ class BootVolume:
     image_id: str | None = None
     lifecycle_details: str | None = None
     attachment_uri: str | None = None  # where the volume is served (NBD), while attached
+    hydration_percent: int | None = None  # copied from its source backup, while not hydrated
     time_attached: datetime | None = None
 
     @property

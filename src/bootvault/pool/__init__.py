@@ -8,11 +8,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+from bootvault.pool import hydrate
+from bootvault.pool.backing import BackingServer
 from bootvault.pool.daemon import Runtime
 from bootvault.pool.errors import DaemonFailed, ImageRejected, PoolError, VolumeBusy
 from bootvault.pool.volume import BackupView, PoolVolume
 
 __all__ = [
+    "hydrate",
     "BackupView",
     "DaemonFailed",
     "ImageRejected",
@@ -27,10 +30,16 @@ SOCKET_PATH_MAX = 107  # sun_path
 
 class VolumePool:
     def __init__(
-        self, pool_dirs: dict[str, Path], default_root: Path, run_root: Path, block_size: int
+        self,
+        pool_dirs: dict[str, Path],
+        default_root: Path,
+        run_root: Path,
+        block_size: int,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.pool_dirs, self.default_root = pool_dirs, default_root
         self.run_root, self.block_size = run_root, block_size
+        self.env = env or {}  # settings for the backing servers this host starts
         longest = len(str(Runtime(run_root, "x").nbd_sock))
         if longest > SOCKET_PATH_MAX:
             raise PoolError(f"run directory {run_root} is too long for unix sockets; set BOOTVAULT_RUN_DIR")
@@ -42,7 +51,9 @@ class VolumePool:
         return self.default_root / availability_domain.replace(":", "_").replace("/", "_")
 
     def volume(self, availability_domain: str, volume_id: str) -> PoolVolume:
-        return PoolVolume(self.directory(availability_domain), self.run_root, volume_id, self.block_size)
+        return PoolVolume(
+            self.directory(availability_domain), self.run_root, volume_id, self.block_size, self.env
+        )
 
     def runtimes(self) -> Iterator[tuple[str, Runtime]]:
         """(volume id, runtime) of every volume with runtime files on this host."""
@@ -68,6 +79,7 @@ class VolumePool:
                         runtime.stop()
                         stopped.append(volume_id)
                     runtime.clear_stale()
+                    BackingServer(runtime, self.env).stop()
             except PoolError:
                 continue  # in use: its owner is alive and will clean up
         return stopped

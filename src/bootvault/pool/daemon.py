@@ -8,7 +8,8 @@ socket path is limited to 107 bytes):
     nbd.sock    the NBD server: export `disk` (read-write, only while attached) and the
                 read-only point-in-time exports of backups and clones
     qsd.pid     the daemon's pid (written by QSD itself)
-    mode        "attached" or "transient" (started by a job for its own duration)
+    mode        "attached" (export `disk` served), "hydrating" (no export, copying from its
+                backing: pool/hydrate.py) or "transient" (started by a job for its own duration)
     volume      the volume id (the directory name is only its hash)
 
 QSD daemonizes (`--daemonize`: the parent exits once the sockets exist), so a daemon outlives
@@ -112,6 +113,9 @@ class Runtime:
         with contextlib.suppress(OSError):
             return self.modefile.read_text().strip() or None
         return None
+
+    def set_mode(self, mode: str) -> None:
+        self.modefile.write_text(mode)
 
     def spawn(self, image: Path, *, writable_export: bool, mode: str) -> None:
         """Start a daemon that owns `image` (read-write: bitmaps must record and rotate)."""

@@ -106,3 +106,10 @@ def add_bitmap(path: Path, name: str, granularity: int) -> None:
 
 def remove_bitmap(path: Path, name: str) -> None:
     _run("bitmap", "--remove", str(path), name, what="removing a bitmap")
+
+
+def rebase_unsafe(path: Path, backing: str) -> None:
+    """Name a backing file without opening it (-u): the data is served by a backing server."""
+    _run(
+        "rebase", "-u", "-f", "qcow2", "-F", "raw", "-b", backing, str(path), what="setting the backing file"
+    )

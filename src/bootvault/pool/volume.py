@@ -4,6 +4,8 @@ Layout in the availability domain's pool directory:
 
     <ocid>.qcow2                      the volume: qcow2, 64 KiB clusters, persistent dirty bitmaps
     <ocid>.img                        a raw volume of an older release; converted on first use
+    <ocid>.backing                    the backup an instantly restored volume still reads from
+                                      (pool/backing.py) until it is hydrated
     .tmp-<random>-<ocid>.qcow2        a volume being created (import, restore, clone); renamed
                                       into place when whole, removed by the next run otherwise
     .fleece-<hash>-<tag>.qcow2        copy-before-write overlay of a point-in-time view
@@ -25,7 +27,8 @@ from pathlib import Path
 
 from bootvault.fsutil import TMP_PREFIX, atomic_path, is_block_device
 from bootvault.pool import qemuimg, snapshot
-from bootvault.pool.daemon import Runtime
+from bootvault.pool.backing import BackingServer
+from bootvault.pool.daemon import EXPORT, NODE, Runtime
 from bootvault.pool.errors import ImageRejected, PoolError, VolumeBusy
 from bootvault.pool.nbd import NbdSink, NbdSource
 
@@ -46,11 +49,15 @@ class BackupView:
 
 
 class PoolVolume:
-    def __init__(self, directory: Path, run_root: Path, volume_id: str, block_size: int) -> None:
+    def __init__(
+        self, directory: Path, run_root: Path, volume_id: str, block_size: int, env: dict[str, str]
+    ) -> None:
         self.dir, self.volume_id, self.block_size = directory, volume_id, block_size
         self.path = directory / f"{volume_id}.qcow2"
         self.legacy_path = directory / f"{volume_id}.img"
+        self.backing_file = directory / f"{volume_id}.backing"  # the source backup, while hydrating
         self.runtime = Runtime(run_root, volume_id)
+        self.backing = BackingServer(self.runtime, env)
         self._fill_runtime = Runtime(run_root, f"fill:{volume_id}")
 
     def exists(self) -> bool:
@@ -58,6 +65,15 @@ class PoolVolume:
 
     def attached(self) -> bool:
         return self.runtime.mode() == "attached"
+
+    def _spawn(self, mode: str) -> None:
+        """Start the volume's daemon (and first its backing server, if it still has one)."""
+        self._ensure_backing()
+        self.runtime.spawn(self.path, writable_export=mode == "attached", mode=mode)
+
+    def _ensure_backing(self) -> None:
+        if self.backing_file.exists():
+            self.backing.ensure(self.backing_file.read_text().strip())
 
     # -- format ----------------------------------------------------------------------------
 
@@ -76,9 +92,9 @@ class PoolVolume:
         self._create(lambda tmp: qemuimg.convert(str(self.legacy_path), "raw", tmp, "qcow2"), size)
         self.legacy_path.unlink()
 
-    def _create(self, fill: Callable[[Path], None], size: int) -> None:
+    def _create(self, fill: Callable[[Path], None], size: int, backup_id: str | None = None) -> None:
         """Make the volume file: fill a temporary qcow2, grow it to size, start its bitmap,
-        then rename it into place."""
+        (name its backing server, for an instant restore) then rename it into place."""
         self.dir.mkdir(parents=True, exist_ok=True)
         self._clear_tmp()
         with atomic_path(self.path) as tmp:
@@ -86,6 +102,10 @@ class PoolVolume:
             if qemuimg.info(tmp, "qcow2").virtual_size < size:
                 qemuimg.resize(tmp, size)
             qemuimg.add_bitmap(tmp, ORIGIN_BITMAP, self.block_size)
+            if backup_id is not None:
+                with atomic_path(self.backing_file) as side:
+                    side.write_text(backup_id)
+                qemuimg.rebase_unsafe(tmp, self.backing.backing_spec())
 
     def _clear_tmp(self) -> None:
         """A job that died while creating this volume left a temporary file (and maybe a daemon)."""
@@ -106,6 +126,11 @@ class PoolVolume:
         self._create(
             lambda tmp: qemuimg.convert(str(image), found.format, tmp, "qcow2", progress=progress), size
         )
+
+    def create_lazy(self, size: int, backup_id: str) -> None:
+        """A volume usable at once whatever its size: an empty qcow2 whose backing is the backup,
+        served from the object store (pool/backing.py) until hydrate.py has copied it all."""
+        self._create(lambda tmp: qemuimg.create(tmp, size), size, backup_id)
 
     def clone_from(self, source: PoolVolume, size: int) -> None:
         with source.read_view() as (uri, fmt):
@@ -137,8 +162,9 @@ class PoolVolume:
         """(filename or NBD URI, format) of the volume's current content, frozen while open."""
         with self.runtime.lock(wait):
             self._ensure_qcow2()
-            if self.runtime.mode() != "attached":
+            if self.runtime.mode() not in ("attached", "hydrating"):
                 self.runtime.stop()  # a transient daemon here belongs to a job that died
+                self._ensure_backing()
                 yield str(self.path), "qcow2"
                 return
             fleece = snapshot.Fleece(self.runtime, self.dir)
@@ -214,14 +240,14 @@ class PoolVolume:
     def _daemon_for_job(self, attached: bool) -> bool:
         """Make sure a daemon serves the volume; True if it is ours to stop afterwards."""
         mode = self.runtime.mode()
-        if mode == "attached":
+        if mode in ("attached", "hydrating"):
             return False
         self.runtime.stop()  # a transient daemon here belongs to a job that died
         if attached:  # the machine's daemon died: serve it again
             log.warning("the daemon of attached volume %s was gone; restarting it", self.volume_id)
-            self.runtime.spawn(self.path, writable_export=True, mode="attached")
+            self._spawn("attached")
             return False
-        self.runtime.spawn(self.path, writable_export=False, mode="transient")
+        self._spawn("transient")
         return True
 
     # -- serving ---------------------------------------------------------------------------
@@ -230,14 +256,32 @@ class PoolVolume:
         """Serve the volume read-write over NBD; the same URI if it is served already."""
         with self.runtime.lock(CLI_LOCK_WAIT):
             self._ensure_qcow2()
-            if self.runtime.mode() != "attached":
+            mode = self.runtime.mode()
+            if mode == "hydrating":  # the daemon runs already: add the machine's export to it
+                with self.runtime.qmp() as q:
+                    q.run(
+                        "block-export-add",
+                        type="nbd",
+                        id=EXPORT,
+                        **{"node-name": NODE},
+                        name=EXPORT,
+                        writable=True,
+                    )
+                self.runtime.set_mode("attached")
+            elif mode != "attached":
                 self.runtime.stop()
-                self.runtime.spawn(self.path, writable_export=True, mode="attached")
+                self._spawn("attached")
             return self.runtime.uri()
 
     def detach(self) -> None:
-        """Stop serving: the daemon flushes, writes its bitmaps and exits."""
+        """Stop serving: the daemon flushes, writes its bitmaps and exits (or, while the volume
+        still hydrates, drops the machine's export and goes on hydrating)."""
         with self.runtime.lock(CLI_LOCK_WAIT):
+            if self.runtime.mode() == "attached" and self.backing_file.exists():
+                with self.runtime.qmp() as q:
+                    q.run("block-export-del", id=EXPORT)
+                self.runtime.set_mode("hydrating")
+                return
             self.runtime.stop()
 
     def reconcile(self, attached: bool) -> str | None:
@@ -250,7 +294,7 @@ class PoolVolume:
                 if attached and mode != "attached" and self.exists():
                     self.runtime.stop()
                     self._ensure_qcow2()
-                    self.runtime.spawn(self.path, writable_export=True, mode="attached")
+                    self._spawn("attached")
                     return "restarted the daemon of an attached volume"
                 if not attached and mode is not None:
                     self.runtime.stop()
@@ -270,14 +314,18 @@ class PoolVolume:
             if self.runtime.mode() == "attached":
                 raise VolumeBusy(f"boot volume {self.volume_id} is attached; detach it to resize it")
             self.runtime.stop()
+            self._ensure_backing()
             if qemuimg.info(self.path, "qcow2").virtual_size < size:
                 qemuimg.resize(self.path, size)
 
     def delete(self) -> None:
         with self.runtime.lock(JOB_LOCK_WAIT):
             self.runtime.stop()
+            self.backing.stop()
             self._clear_tmp()
-            for path in (self.path, self.legacy_path, *self.dir.glob(f".fleece-{self.runtime.dir.name}-*")):
+            for path in (self.path, self.legacy_path, self.backing_file):
+                path.unlink(missing_ok=True)
+            for path in self.dir.glob(f".fleece-{self.runtime.dir.name}-*"):
                 path.unlink(missing_ok=True)
 
 

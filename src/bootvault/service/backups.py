@@ -221,6 +221,12 @@ def delete_backup(ctx: Context, caller: Caller, backup_id: str, if_match: str | 
             )
         if volumes.count_restoring_from(conn, backup_id):
             raise IncorrectState(f"Boot volume backup {backup_id} is being restored; delete it later.")
+        hydrating = volumes.hydrating_from(conn, backup_id)
+        if hydrating:  # its data is still read on demand: it must stay until they are whole
+            raise IncorrectState(
+                f"Boot volume backup {backup_id} is the source of boot volume {hydrating[0]}, which is "
+                "still hydrating from it; delete the backup once the volume is hydrated."
+            )
         _apply_update(conn, backup_id, {"lifecycle_state": BackupState.TERMINATING.value}, if_match)
         jobs.enqueue(conn, JobKind.DELETE_BACKUP, caller.tenancy_id, backup_id, lane=backup_id)
 

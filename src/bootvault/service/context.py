@@ -68,7 +68,7 @@ class Context:
     def pool(self) -> VolumePool:
         s = self.settings
         assert s.run_dir is not None
-        return VolumePool(dict(s.volume_pools), s.data_dir / "volumes", s.run_dir, s.block_size)
+        return VolumePool(dict(s.volume_pools), s.data_dir / "volumes", s.run_dir, s.block_size, s.as_env())
 
     @cached_property
     def page_tokens(self) -> PageTokens:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from sqlalchemy import Connection
 
 from bootvault import metrics
-from bootvault.blobstore import BlobStoreError, ObjectNotFound
+from bootvault.blobstore import BlobStoreError
 from bootvault.domain.models import (
     BACKUP_IN_PROGRESS,
     BackupState,
@@ -24,53 +24,16 @@ from bootvault.domain.models import (
 )
 from bootvault.engine.errors import EngineError
 from bootvault.engine.keys import KeyNotFound, KeyUnwrapError
-from bootvault.engine.manifest import CorruptManifest, Manifest
+from bootvault.engine.manifest import Manifest
 from bootvault.engine.repository import Repository, manifest_name
-from bootvault.engine.restore import RestoreError
 from bootvault.pool import PoolError
-from bootvault.pool.nbd import NbdSink
-from bootvault.service import maintenance
+from bootvault.service import hydration, maintenance
 from bootvault.service.context import Context
-from bootvault.store import backups, jobs, volumes
+from bootvault.service.lease import JobFailed, Lease, LeaseLost, finish_job
+from bootvault.store import backups, volumes
 
 log = logging.getLogger("bootvault.jobs")
 VOLUME_FILLING = (VolumeState.RESTORING, VolumeState.PROVISIONING)
-
-
-class LeaseLost(Exception):
-    """Another worker owns the job now: stop without touching its resource."""
-
-
-class JobFailed(Exception):
-    """The job cannot succeed; the message is the reason shown to users."""
-
-
-class Lease:
-    """The claim a worker holds on a job. The worker's heartbeat clears `held` when renewal fails."""
-
-    def __init__(self, owner: str) -> None:
-        self.owner = owner
-        self.held = True
-
-    def check(self) -> None:
-        if not self.held:
-            raise LeaseLost("the job's lease was lost")
-
-
-def _finish(
-    ctx: Context,
-    job: Job,
-    lease: Lease,
-    state: JobState,
-    apply: Callable[[Connection], None],
-    error: str | None = None,
-    result: str | None = None,
-) -> None:
-    """Record the outcome and the job's end in one transaction, only while we still own the job."""
-    with ctx.db.write() as conn:
-        if not jobs.finish(conn, job.id, lease.owner, state, error, result):
-            raise LeaseLost("the job's lease was lost before it finished")
-        apply(conn)
 
 
 def _throttled_progress(ctx: Context, backup_id: str, lease: Lease) -> Callable[[int, int], None]:
@@ -121,7 +84,7 @@ def _parent_manifest(repo: Repository, parent: BootVolumeBackup | None) -> Manif
 def _run_backup(ctx: Context, job: Job, lease: Lease) -> None:
     started = _start_backup(ctx, job)
     if started is None:
-        _finish(ctx, job, lease, JobState.SUCCEEDED, lambda conn: None)
+        finish_job(ctx, job, lease, JobState.SUCCEEDED, lambda conn: None)
         return
     backup, parent, volume = started
     repo = ctx.repository(backup.tenancy_id, backup.kms_key_id)
@@ -163,7 +126,7 @@ def _run_backup(ctx: Context, job: Job, lease: Lease) -> None:
             "unique_size_bytes": result.bytes_new,
             "lifecycle_details": None,
         }
-        _finish(
+        finish_job(
             ctx, job, lease, JobState.SUCCEEDED, lambda conn: backups.update_backup(conn, backup.id, values)
         )
         view.committed = True  # only now may the older bitmaps go
@@ -174,35 +137,12 @@ def _fill_job(ctx: Context, job: Job, lease: Lease, fill: Callable[[BootVolume, 
     with ctx.db.read() as conn:
         vol = volumes.get_volume(conn, job.resource_id)
     if vol is None or vol.source_id is None or vol.lifecycle_state not in VOLUME_FILLING:
-        _finish(ctx, job, lease, JobState.SUCCEEDED, lambda conn: None)
+        finish_job(ctx, job, lease, JobState.SUCCEEDED, lambda conn: None)
         return
     fill(vol, vol.source_id)
     lease.check()
     values = {"lifecycle_state": VolumeState.AVAILABLE.value, "is_hydrated": True, "lifecycle_details": None}
-    _finish(ctx, job, lease, JobState.SUCCEEDED, lambda conn: volumes.update_volume(conn, vol.id, values))
-
-
-def _run_restore(ctx: Context, job: Job, lease: Lease) -> None:
-    def restore(vol: BootVolume, backup_id: str) -> None:
-        with ctx.db.read() as conn:
-            backup = backups.get_backup(conn, backup_id)
-        if backup is None or backup.lifecycle_state != BackupState.AVAILABLE:
-            raise JobFailed(f"The source backup {backup_id} is no longer AVAILABLE.")
-        repo = ctx.repository(backup.tenancy_id, backup.kms_key_id)
-        try:
-            manifest = repo.manifest(backup.id)
-        except (ObjectNotFound, CorruptManifest) as exc:
-            raise JobFailed(f"The manifest of backup {backup.id} cannot be read: {exc}") from exc
-
-        def write(sink: NbdSink) -> None:
-            try:
-                repo.restore(manifest, sink, progress=lambda d, t: lease.check())
-            except RestoreError as exc:
-                raise JobFailed(f"Restore of backup {backup.id} failed: {exc}") from exc
-
-        ctx.pool.volume(vol.availability_domain, vol.id).fill(vol.size_bytes, write)
-
-    _fill_job(ctx, job, lease, restore)
+    finish_job(ctx, job, lease, JobState.SUCCEEDED, lambda conn: volumes.update_volume(conn, vol.id, values))
 
 
 def _run_clone(ctx: Context, job: Job, lease: Lease) -> None:
@@ -223,7 +163,7 @@ def _run_resize(ctx: Context, job: Job, lease: Lease) -> None:
     if vol is not None and vol.lifecycle_state == VolumeState.PROVISIONING:
         ctx.pool.volume(vol.availability_domain, vol.id).grow(vol.size_bytes)
     values = {"lifecycle_state": VolumeState.AVAILABLE.value, "lifecycle_details": None}
-    _finish(
+    finish_job(
         ctx, job, lease, JobState.SUCCEEDED, lambda conn: volumes.update_volume(conn, job.resource_id, values)
     )
 
@@ -232,7 +172,7 @@ def _run_delete_backup(ctx: Context, job: Job, lease: Lease) -> None:
     # Blocks stay until garbage collection proves no other backup references them.
     ctx.store.delete(manifest_name(job.resource_id))
     values = {"lifecycle_state": BackupState.TERMINATED.value}
-    _finish(
+    finish_job(
         ctx, job, lease, JobState.SUCCEEDED, lambda conn: backups.update_backup(conn, job.resource_id, values)
     )
 
@@ -243,25 +183,26 @@ def _run_delete_volume(ctx: Context, job: Job, lease: Lease) -> None:
     if vol is not None:
         ctx.pool.volume(vol.availability_domain, vol.id).delete()
     values = {"lifecycle_state": VolumeState.TERMINATED.value}
-    _finish(
+    finish_job(
         ctx, job, lease, JobState.SUCCEEDED, lambda conn: volumes.update_volume(conn, job.resource_id, values)
     )
 
 
 def _run_gc(ctx: Context, job: Job, lease: Lease) -> None:
     report = maintenance.report_json(maintenance.run_gc(ctx))
-    _finish(ctx, job, lease, JobState.SUCCEEDED, lambda conn: None, result=report)
+    finish_job(ctx, job, lease, JobState.SUCCEEDED, lambda conn: None, result=report)
 
 
 def _run_verify(ctx: Context, job: Job, lease: Lease) -> None:
     only = None if job.resource_id == "verify" else job.resource_id
     report = maintenance.report_json(maintenance.run_verify(ctx, only))
-    _finish(ctx, job, lease, JobState.SUCCEEDED, lambda conn: None, result=report)
+    finish_job(ctx, job, lease, JobState.SUCCEEDED, lambda conn: None, result=report)
 
 
 HANDLERS: dict[JobKind, Callable[[Context, Job, Lease], None]] = {
     JobKind.BACKUP: _run_backup,
-    JobKind.RESTORE: _run_restore,
+    JobKind.RESTORE: hydration.run_restore,
+    JobKind.HYDRATE: hydration.run_hydrate,
     JobKind.CLONE: _run_clone,
     JobKind.DELETE_BACKUP: _run_delete_backup,
     JobKind.DELETE_VOLUME: _run_delete_volume,
@@ -290,7 +231,7 @@ def execute(ctx: Context, job: Job, lease: Lease) -> None:
             f"Gave up after {died} attempt{'s' if died != 1 else ''}: the worker running this job "
             "stopped each time before it finished."
         )
-        _finish(ctx, job, lease, JobState.FAILED, lambda conn: mark_faulty(conn, job, reason), reason)
+        finish_job(ctx, job, lease, JobState.FAILED, lambda conn: mark_faulty(conn, job, reason), reason)
         return
     started = time.monotonic()
     outcome = "failed"
@@ -302,10 +243,10 @@ def execute(ctx: Context, job: Job, lease: Lease) -> None:
         raise
     except JobFailed as exc:
         reason = str(exc)
-        _finish(ctx, job, lease, JobState.FAILED, lambda conn: mark_faulty(conn, job, reason), reason)
+        finish_job(ctx, job, lease, JobState.FAILED, lambda conn: mark_faulty(conn, job, reason), reason)
     except Exception as exc:
         reason = _explain(job, exc)
-        _finish(ctx, job, lease, JobState.FAILED, lambda conn: mark_faulty(conn, job, reason), reason)
+        finish_job(ctx, job, lease, JobState.FAILED, lambda conn: mark_faulty(conn, job, reason), reason)
     finally:
         metrics.JOBS.labels(job.kind.value, outcome).inc()
         metrics.JOB_SECONDS.labels(job.kind.value).observe(time.monotonic() - started)

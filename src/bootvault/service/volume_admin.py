@@ -158,9 +158,11 @@ def reconcile_daemons(ctx: Context) -> None:
     left to it."""
     with ctx.db.read() as conn:
         attached = repo.attached_volumes(conn, ctx.settings.served_availability_domains)
+        hydrating = repo.hydrating_volumes(conn, ctx.settings.served_availability_domains)
     for vol in attached:
         done = ctx.pool.volume(vol.availability_domain, vol.id).reconcile(attached=True)
         if done:
             log.warning("volume %s: %s", vol.id, done, extra={"volume": vol.id})
-    for volume_id in ctx.pool.reap_stale({v.id for v in attached}):
+    keep = {v.id for v in attached} | {v.id for v in hydrating}  # their HYDRATE jobs watch the rest
+    for volume_id in ctx.pool.reap_stale(keep):
         log.warning("volume %s: stopped a daemon whose job had died", volume_id, extra={"volume": volume_id})

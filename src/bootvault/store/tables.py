@@ -113,6 +113,7 @@ boot_volumes = Table(
     Column("lifecycle_details", Text, nullable=True),
     Column("attachment_uri", Text, nullable=True),
     Column("time_attached", UtcDateTime, nullable=True),
+    Column("hydration_percent", Integer, nullable=True),
     Index("ix_boot_volumes_compartment", "tenancy_id", "compartment_id"),
 )
 

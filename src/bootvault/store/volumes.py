@@ -33,6 +33,7 @@ def _from_row(row: Any) -> BootVolume:
         lifecycle_details=row.lifecycle_details,
         attachment_uri=row.attachment_uri,
         time_attached=row.time_attached,
+        hydration_percent=row.hydration_percent,
     )
 
 
@@ -109,3 +110,22 @@ def usage(conn: Connection, tenancy_id: str) -> tuple[int, int]:
     )
     count, gbs = conn.execute(stmt).one()
     return int(count), int(gbs)
+
+
+def hydrating_from(conn: Connection, source_id: str) -> list[str]:
+    """Volumes still reading their data from `source_id` (a backup) while they hydrate."""
+    stmt = select(t.c.id).where(
+        t.c.source_id == source_id,
+        t.c.is_hydrated.is_(False),
+        t.c.lifecycle_state == VolumeState.AVAILABLE.value,
+    )
+    return [row.id for row in conn.execute(stmt)]
+
+
+def hydrating_volumes(conn: Connection, availability_domains: list[str]) -> list[BootVolume]:
+    stmt = select(t).where(
+        t.c.is_hydrated.is_(False),
+        t.c.lifecycle_state == VolumeState.AVAILABLE.value,
+        t.c.availability_domain.in_(availability_domains),
+    )
+    return [_from_row(r) for r in conn.execute(stmt)]

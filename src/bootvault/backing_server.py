@@ -1,0 +1,103 @@
+"""nbdkit plugin: serve one backup, read-only, lazily from the object store (the backing of a
+volume restored instantly while it hydrates). Started by pool/backing.py as
+
+    nbdkit --unix SOCK --pidfile PID python .../backing_server.py pythonpath=... backup=OCID
+
+with the worker's BOOTVAULT_ settings in the environment. nbdkit runs Debian's python3.11; the
+project's packages come from `pythonpath` (the venv has the same ABI). A block that cannot be
+fetched or fails its check is an I/O error (EIO) to the reader, never zeros.
+"""
+
+from __future__ import annotations
+
+import builtins
+import errno
+import os
+import sys
+import threading
+import time
+from typing import Any
+
+import nbdkit  # provided by nbdkit's python plugin
+
+API_VERSION = 2
+STATS_EVERY_S = 0.25
+_config: dict[str, str] = {}
+_reader: Any = None
+_served = {"bytes": 0, "written_at": 0.0}
+_lock = threading.Lock()
+
+
+def _count(nbytes: int) -> None:
+    """Publish the bytes served (the HYDRATE job tells the machine's reads from its copy's)."""
+    with _lock:
+        _served["bytes"] += nbytes
+        now = time.monotonic()
+        if now - _served["written_at"] < STATS_EVERY_S or "stats" not in _config:
+            return
+        _served["written_at"] = now
+        total = _served["bytes"]
+    tmp = _config["stats"] + ".tmp"
+    with builtins.open(tmp, "w") as fh:
+        fh.write(str(total))
+    os.replace(tmp, _config["stats"])
+
+
+def config(key: str, value: str) -> None:
+    _config[key] = value
+
+
+def config_complete() -> None:
+    global _reader
+    for path in reversed(_config.get("pythonpath", "").split(os.pathsep)):
+        if path and path not in sys.path:
+            sys.path.insert(0, path)
+    from bootvault.service.hydration import open_backup_reader
+
+    _reader = open_backup_reader(_config["backup"])
+
+
+def thread_model() -> int:
+    return nbdkit.THREAD_MODEL_PARALLEL
+
+
+def open(readonly: bool) -> int:  # noqa: A001 - nbdkit's callback name
+    return 1
+
+
+def get_size(h: int) -> int:
+    return _reader.size
+
+
+def can_write(h: int) -> bool:
+    return False
+
+
+def can_multi_conn(h: int) -> bool:
+    return True
+
+
+def can_extents(h: int) -> bool:
+    return True
+
+
+def can_cache(h: int) -> int:
+    return nbdkit.CACHE_NONE
+
+
+def extents(h: int, count: int, offset: int, flags: int) -> list[tuple[int, int, int]]:
+    """Data where the backup has blocks, holes elsewhere (so QEMU never copies the holes)."""
+    end, found = offset + count, []
+    for start, length, is_data in _reader.extents_in(offset, end):
+        found.append((start, length, 0 if is_data else nbdkit.EXTENT_HOLE | nbdkit.EXTENT_ZERO))
+    return found
+
+
+def pread(h: int, buf: memoryview, offset: int, flags: int) -> None:
+    try:
+        _reader.read_into(memoryview(buf), offset)
+        _count(len(buf))
+    except Exception as exc:
+        nbdkit.debug(f"read of {len(buf)} bytes at {offset} failed: {exc}")
+        nbdkit.set_error(errno.EIO)
+        raise

@@ -1,0 +1,104 @@
+"""Hydration of an instantly restored volume: QEMU's block-stream job copies every cluster the
+volume does not have yet from its backing (the backup, served lazily) into the qcow2, then drops
+the backing from the image. It only fills clusters the volume has not written, so it never copies
+over the machine's newer writes, and a restarted job simply goes on with what is still missing.
+The backing server reports the backup's holes, so they are never copied.
+
+The job runs inside the volume's daemon (mode "hydrating" when no machine is attached), so it
+survives the worker that started it; the HYDRATE job of the service only starts, watches,
+throttles and finishes it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from bootvault.pool.daemon import NODE
+from bootvault.pool.errors import DaemonFailed
+from bootvault.pool.volume import JOB_LOCK_WAIT, PoolVolume
+
+JOB = "hydrate"
+
+
+@dataclass
+class HydrationStatus:
+    done: bool  # the volume holds all its data and no longer has a backing
+    running: bool
+    copied: int = 0
+    total: int = 0
+    error: str | None = None
+
+
+def _job(q: Any) -> dict[str, Any] | None:
+    return next((j for j in q.run("query-jobs") if j.get("id") == JOB), None)
+
+
+def _has_backing(q: Any) -> bool:
+    for node in q.run("query-named-block-nodes", flat=True):
+        if node["node-name"] == NODE:
+            return bool(node.get("backing_file") or node["image"].get("backing-filename"))
+    raise DaemonFailed(f"the daemon has no node {NODE}")
+
+
+def start(vol: PoolVolume, speed: int = 0) -> None:
+    """Make sure the volume's daemon runs and a stream job is copying (idempotent)."""
+    if not vol.backing_file.exists():
+        return
+    with vol.runtime.lock(JOB_LOCK_WAIT):
+        if vol.runtime.mode() not in ("attached", "hydrating"):
+            vol.runtime.stop()
+            vol._spawn("hydrating")
+        with vol.runtime.qmp() as q:
+            job = _job(q)
+            if job is not None and job.get("status") == "concluded":
+                q.run("job-dismiss", id=JOB)
+                job = None
+            if job is None and _has_backing(q):
+                q.run(
+                    "block-stream", **{"job-id": JOB, "device": NODE, "speed": speed, "auto-dismiss": False}
+                )
+
+
+def status(vol: PoolVolume) -> HydrationStatus:
+    if not vol.backing_file.exists():
+        return HydrationStatus(done=True, running=False)
+    if vol.runtime.pid() is None:
+        return HydrationStatus(done=False, running=False, error="the volume's daemon is not running")
+    with vol.runtime.qmp() as q:
+        job = _job(q)
+        block = next((j for j in q.run("query-block-jobs") if j.get("device") == JOB), None)
+        copied, total = (block["offset"], block["len"]) if block else (0, 0)
+        if job is not None and job.get("status") == "concluded":
+            q.run("job-dismiss", id=JOB)
+            if job.get("error"):
+                return HydrationStatus(False, False, copied, total, error=job["error"])
+            job = None
+        if job is None:
+            return HydrationStatus(done=not _has_backing(q), running=False, copied=total, total=total)
+        return HydrationStatus(False, True, copied, total)
+
+
+def set_speed(vol: PoolVolume, speed: int) -> None:
+    """Bytes per second for the copy; 0 is unlimited."""
+    with vol.runtime.qmp() as q:
+        if _job(q) is not None:
+            q.run("block-job-set-speed", device=JOB, speed=speed)
+
+
+def reads_served(vol: PoolVolume) -> int:
+    """Bytes the machine has read from the volume (its export), to yield to on-demand reads."""
+    with vol.runtime.qmp() as q:
+        for stats in q.run("query-blockstats", **{"query-nodes": True}):
+            if stats.get("node-name") == NODE:
+                return int(stats["stats"]["rd_bytes"])
+    return 0
+
+
+def finish(vol: PoolVolume) -> None:
+    """The volume is whole: stop its backing server and, if no machine uses it, its daemon."""
+    with vol.runtime.lock(JOB_LOCK_WAIT):
+        if vol.runtime.mode() == "hydrating":
+            vol.runtime.stop()
+        vol.backing.stop()
+        vol.backing_file.unlink(missing_ok=True)
