@@ -54,6 +54,7 @@ class Settings(BaseSettings):
     # backoff) before the volume goes FAULTY, and slows to this rate while the machine reads.
     hydrate_retries: int = 5
     hydrate_throttled_bps: int = 32 << 20
+    hydrate_speed_bps: int = 0  # a cap on the copy at all times (0: none)
     block_size: int = 64 << 10  # change-detection granularity of backups (see docs/architecture.md)
     engine_threads: int = 2
     retry_token_hours: float = 24.0

@@ -113,3 +113,16 @@ def rebase_unsafe(path: Path, backing: str) -> None:
     _run(
         "rebase", "-u", "-f", "qcow2", "-F", "raw", "-b", backing, str(path), what="setting the backing file"
     )
+
+
+def zero_ranges(path: Path, ranges: list[tuple[int, int]]) -> None:
+    """Mark [start, end) ranges of a new qcow2 (no backing yet) as zero clusters: allocated as
+    zeros in this layer, so reads and QEMU's block-stream never go to the backing for them."""
+    if not ranges:
+        return
+    script = "".join(f"write -z {start} {end - start}\n" for start, end in ranges)
+    out = subprocess.run(
+        ["qemu-io", "-f", "qcow2", str(path)], input=script, capture_output=True, text=True, timeout=600
+    )
+    if out.returncode != 0 or "error" in out.stdout.lower():
+        raise PoolError(f"marking zero ranges failed: {(out.stderr or out.stdout).strip()[-300:]}")

@@ -127,10 +127,17 @@ class PoolVolume:
             lambda tmp: qemuimg.convert(str(image), found.format, tmp, "qcow2", progress=progress), size
         )
 
-    def create_lazy(self, size: int, backup_id: str) -> None:
+    def create_lazy(self, size: int, backup_id: str, holes: list[tuple[int, int]]) -> None:
         """A volume usable at once whatever its size: an empty qcow2 whose backing is the backup,
-        served from the object store (pool/backing.py) until hydrate.py has copied it all."""
-        self._create(lambda tmp: qemuimg.create(tmp, size), size, backup_id)
+        served from the object store (pool/backing.py) until hydrate.py has copied it all. The
+        backup's holes are zero clusters of the new volume from the start, so neither the
+        machine's reads nor the copy ever fetch them."""
+
+        def lazy(tmp: Path) -> None:
+            qemuimg.create(tmp, size)
+            qemuimg.zero_ranges(tmp, holes)
+
+        self._create(lazy, size, backup_id)
 
     def clone_from(self, source: PoolVolume, size: int) -> None:
         with source.read_view() as (uri, fmt):

@@ -14,7 +14,7 @@ from sqlalchemy import Connection
 from bootvault.blobstore import ObjectNotFound
 from bootvault.config import Settings
 from bootvault.domain.models import BackupState, BootVolume, Job, JobKind, JobState, VolumeState
-from bootvault.engine.manifest import CorruptManifest
+from bootvault.engine.manifest import CorruptManifest, Manifest
 from bootvault.engine.reader import BackupReader
 from bootvault.pool import PoolError, PoolVolume, hydrate
 from bootvault.service.context import Context
@@ -55,7 +55,8 @@ def run_restore(ctx: Context, job: Job, lease: Lease) -> None:
         raise JobFailed(f"The manifest of backup {backup.id} cannot be read: {exc}") from exc
     if manifest.logical_size > vol.size_bytes:
         raise JobFailed(f"The backup holds {manifest.logical_size} bytes, more than the volume's size.")
-    ctx.pool.volume(vol.availability_domain, vol.id).create_lazy(vol.size_bytes, backup.id)
+    holes = _holes(manifest, vol.size_bytes)
+    ctx.pool.volume(vol.availability_domain, vol.id).create_lazy(vol.size_bytes, backup.id, holes)
     lease.check()
     values = {"lifecycle_state": VolumeState.AVAILABLE.value, "is_hydrated": False, "hydration_percent": 0}
 
@@ -65,6 +66,18 @@ def run_restore(ctx: Context, job: Job, lease: Lease) -> None:
         jobs.enqueue(conn, JobKind.HYDRATE, vol.tenancy_id, vol.id, lane=lane, ad=vol.availability_domain)
 
     finish_job(ctx, job, lease, JobState.SUCCEEDED, available)
+
+
+def _holes(manifest: Manifest, size: int) -> list[tuple[int, int]]:
+    """The ranges of a new volume that the backup holds no data for (runs of zero blocks)."""
+    holes, pos, bs = [], 0, manifest.block_size
+    for block in manifest.indices:
+        if block * bs > pos:
+            holes.append((pos, block * bs))
+        pos = (block + 1) * bs
+    if pos < size:
+        holes.append((pos, size))
+    return holes
 
 
 def run_hydrate(ctx: Context, job: Job, lease: Lease) -> None:
@@ -98,7 +111,8 @@ class _Watch:
 
     def __init__(self, ctx: Context, job: Job) -> None:
         self.ctx, self.job = ctx, job
-        self.failures, self.pause, self.speed = 0, POLL_S, 0
+        self.failures, self.pause = 0, POLL_S
+        self.speed = self.cap = ctx.settings.hydrate_speed_bps
         self.served = self.copied = -1
         self.percent = -1
 
@@ -140,6 +154,8 @@ class _Watch:
         if self.served >= 0 and served >= self.served:
             on_demand = (served - self.served) - max(0, state.copied - self.copied)
             wanted = self.ctx.settings.hydrate_throttled_bps if on_demand > ON_DEMAND_BYTES else 0
+            if self.cap and (wanted == 0 or wanted > self.cap):
+                wanted = self.cap
             if wanted != self.speed:
                 with contextlib.suppress(PoolError):
                     hydrate.set_speed(pool_volume, wanted)
