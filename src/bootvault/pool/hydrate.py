@@ -14,17 +14,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import nbd
+
 from bootvault.pool.daemon import NODE
 from bootvault.pool.errors import DaemonFailed
 from bootvault.pool.volume import JOB_LOCK_WAIT, PoolVolume
 
 JOB = "hydrate"
+MANUAL_END = {"auto-finalize": False, "auto-dismiss": False}  # finalize() drops the backing, durably
 
 
 @dataclass
 class HydrationStatus:
     done: bool  # the volume holds all its data and no longer has a backing
-    running: bool
+    running: bool  # copying, or copied and waiting for finalize()
     copied: int = 0
     total: int = 0
     error: str | None = None
@@ -55,9 +58,7 @@ def start(vol: PoolVolume, speed: int = 0) -> None:
                 q.run("job-dismiss", id=JOB)
                 job = None
             if job is None and _has_backing(q):
-                q.run(
-                    "block-stream", **{"job-id": JOB, "device": NODE, "speed": speed, "auto-dismiss": False}
-                )
+                q.run("block-stream", **{"job-id": JOB, "device": NODE, "speed": speed, **MANUAL_END})
 
 
 def status(vol: PoolVolume) -> HydrationStatus:
@@ -76,7 +77,33 @@ def status(vol: PoolVolume) -> HydrationStatus:
             job = None
         if job is None:
             return HydrationStatus(done=not _has_backing(q), running=False, copied=total, total=total)
+        if job.get("status") == "pending":  # all copied; the backing goes only in finalize()
+            _finalize(vol, q)
+            return HydrationStatus(done=not _has_backing(q), running=False, copied=total, total=total)
         return HydrationStatus(False, True, copied, total)
+
+
+def _finalize(vol: PoolVolume, q: Any) -> None:
+    """Make the copied data durable, then let QEMU drop the backing from the image, then make
+    that durable: a kill at any point leaves either the backing in place or all data on disk."""
+    _flush(vol, q)
+    q.run("job-finalize", id=JOB)
+    q.run("job-dismiss", id=JOB)
+    _flush(vol, q)
+
+
+def _flush(vol: PoolVolume, q: Any) -> None:
+    """A flush of the volume node (qcow2 metadata caches and fsync), sent over an NBD export of
+    its own: QMP has no flush command."""
+    export = "flush"
+    q.run("block-export-add", type="nbd", id=export, **{"node-name": NODE}, name=export, writable=False)
+    try:
+        h = nbd.NBD()
+        h.connect_uri(vol.runtime.uri(export))
+        h.flush()
+        h.shutdown()
+    finally:
+        q.run("block-export-del", id=export, mode="hard")
 
 
 def set_speed(vol: PoolVolume, speed: int) -> None:
