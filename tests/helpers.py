@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import os
 import random
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +21,7 @@ import oci
 
 BIN = Path(sys.executable).parent
 MIB = 1 << 20
+NBD_WRITE = 4 * MIB  # QEMU's NBD server refuses requests over 32 MiB
 
 
 def free_port() -> int:
@@ -156,7 +161,62 @@ class Deployment:
         return out.strip().splitlines()[-1]
 
     def volume_path(self, volume_id: str) -> Path:
-        return Path(self.cli("volume", "path", volume_id).stdout.strip())
+        """The volume's qcow2 file in the pool: to inspect (qemu-img info, its allocation), never
+        to read as the volume's content or to write (see volume_sha256 and write_volume)."""
+        return Path(self.cli("volume", "path", volume_id).stdout.strip().splitlines()[-1])
+
+    def volume_size(self, volume_id: str) -> int:
+        """The volume's virtual size, as qemu-img reports it for its qcow2 file."""
+        out = subprocess.run(
+            ["qemu-img", "info", "-U", "--output=json", str(self.volume_path(volume_id))],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        ).stdout
+        info = json.loads(out)
+        assert info["format"] == "qcow2", info
+        return int(info["virtual-size"])
+
+    @contextlib.contextmanager
+    def exported(self, volume_id: str, fmt: str = "raw") -> Iterator[Path]:
+        """The volume's content as `bootvault volume export` writes it, in a temporary file."""
+        with tempfile.TemporaryDirectory(dir=self.root, prefix="export-") as tmp:
+            dest = Path(tmp) / f"volume.{fmt}"
+            self.cli("volume", "export", "--format", fmt, volume_id, str(dest))
+            yield dest
+
+    def volume_sha256(self, volume_id: str, length: int | None = None) -> str:
+        """sha256 of the volume's content as raw bytes (sha256_file semantics for `length`)."""
+        with self.exported(volume_id) as path:
+            return sha256_file(path, length)
+
+    def attach(self, volume_id: str) -> str:
+        """Serve the volume over NBD (`bootvault volume attach`); returns its NBD URI."""
+        return self.cli("volume", "attach", volume_id).stdout.strip().splitlines()[-1]
+
+    def detach(self, volume_id: str) -> None:
+        self.cli("volume", "detach", volume_id)
+
+    def write_volume(self, volume_id: str, writes: Iterable[tuple[int, bytes]]) -> None:
+        """Write into the volume the way a machine does: attach it, write (offset, data) pieces
+        through its NBD URI with libnbd, flush, and detach."""
+        import nbd
+
+        uri = self.attach(volume_id)
+        try:
+            h = nbd.NBD()
+            h.connect_uri(uri)
+            try:
+                for offset, data in writes:
+                    view = memoryview(data)
+                    for pos in range(0, len(view), NBD_WRITE):
+                        h.pwrite(bytes(view[pos : pos + NBD_WRITE]), offset + pos)
+                h.flush()
+            finally:
+                h.shutdown()
+        finally:
+            self.detach(volume_id)
 
 
 def wait_state(client: oci.core.BlockstorageClient, getter: str, ident: str, state: str, timeout: int = 120):  # type: ignore[no-untyped-def]

@@ -36,15 +36,13 @@ def _restore(client: oci.core.BlockstorageClient, tenant: Tenant, backup_id: str
     return wait_state(client, "get_boot_volume", created, final).data
 
 
-def _mutate(path: Path, seed: int) -> None:
-    """Rewrite scattered 4 KiB blocks, including some inside holes and past the imaged data."""
+def _mutate(deployment: Deployment, volume_id: str, seed: int) -> None:
+    """Rewrite scattered 4 KiB blocks, including some inside holes and past the imaged data, through
+    the attached volume (as a machine would)."""
     rng = random.Random(seed)
-    with open(path, "r+b") as fh:
-        for _ in range(4):
-            fh.seek(rng.randrange(0, 12 * MIB // 4096) * 4096)
-            fh.write(rng.randbytes(4096))
-        fh.seek(700 * MIB)
-        fh.write(b"written far into the sparse tail" * 100)
+    writes = [(rng.randrange(0, 12 * MIB // 4096) * 4096, rng.randbytes(4096)) for _ in range(4)]
+    writes.append((700 * MIB, b"written far into the sparse tail" * 100))
+    deployment.write_volume(volume_id, writes)
 
 
 def test_full_then_incremental_restore_exactly(
@@ -54,11 +52,11 @@ def test_full_then_incremental_restore_exactly(
     image = tmp_path / "disk.img"
     make_image(image, 12 * MIB + 12345, seed=11)  # a partial last block too
     volume_id = deployment.import_volume(tenant, image, "integrity")
-    live = deployment.volume_path(volume_id)
-    hash_full = sha256_file(live, GIB)
+    hash_full = deployment.volume_sha256(volume_id, GIB)
+    assert hash_full == sha256_file(image, GIB)
     full = _backup(client, volume_id, "FULL").data
-    _mutate(live, seed=12)
-    hash_incr = sha256_file(live, GIB)
+    _mutate(deployment, volume_id, seed=12)
+    hash_incr = deployment.volume_sha256(volume_id, GIB)
     assert hash_incr != hash_full
     incr = _backup(client, volume_id, "INCREMENTAL").data
     full_bytes = int(full.system_tags["bootvault"]["uniqueSizeBytes"])
@@ -66,11 +64,10 @@ def test_full_then_incremental_restore_exactly(
     assert 0 < incr_bytes < full_bytes / 2  # only changed blocks were stored again
     restored_full = _restore(client, tenant, full.id)
     restored_incr = _restore(client, tenant, incr.id)
-    path_full = deployment.volume_path(restored_full.id)
-    path_incr = deployment.volume_path(restored_incr.id)
-    assert sha256_file(path_full, GIB) == hash_full
-    assert sha256_file(path_incr, GIB) == hash_incr
-    assert os.stat(path_incr).st_blocks * 512 < 64 * MIB  # holes stay holes
+    assert deployment.volume_sha256(restored_full.id, GIB) == hash_full
+    assert deployment.volume_sha256(restored_incr.id, GIB) == hash_incr
+    # holes stay holes: the restored volume's qcow2 file allocates little of its 1 GiB
+    assert os.stat(deployment.volume_path(restored_incr.id)).st_blocks * 512 < 64 * MIB
     export = tmp_path / "export.img"
     deployment.cli("volume", "export", restored_incr.id, str(export))
     assert os.path.getsize(export) == GIB and sha256_file(export) == hash_incr

@@ -63,7 +63,7 @@ def test_gc_frees_deleted_backups_and_keeps_live_ones(dep: Deployment, tmp_path:
         source_details=BootVolumeSourceFromBootVolumeBackupDetails(id=kept),
     )
     restored = wait_state(client, "get_boot_volume", client.create_boot_volume(details).data.id, "AVAILABLE")
-    assert sha256_file(dep.volume_path(restored.data.id), 1 << 30) == sha256_file(keep_image, 1 << 30)
+    assert dep.volume_sha256(restored.data.id, 1 << 30) == sha256_file(keep_image, 1 << 30)
 
 
 def test_verify_marks_damaged_backup_faulty(dep: Deployment, tmp_path: Path) -> None:
@@ -98,10 +98,8 @@ def test_gc_during_a_backup_keeps_what_it_reuses(dep: Deployment, tmp_path: Path
     old = _backup(client, volume_id)
     client.delete_boot_volume_backup(old)
     wait_state(client, "get_boot_volume_backup", old, "TERMINATED")
-    with open(dep.volume_path(volume_id), "r+b") as fh:  # new data in the second half only
-        fh.seek(128 * MIB)
-        fh.write(os.urandom(128 * MIB))
-    expected = sha256_file(dep.volume_path(volume_id), 1 << 30)
+    dep.write_volume(volume_id, [(128 * MIB, os.urandom(128 * MIB))])  # new data in the second half only
+    expected = dep.volume_sha256(volume_id, 1 << 30)
     details = CreateBootVolumeBackupDetails(boot_volume_id=volume_id, type="INCREMENTAL")
     new = client.create_boot_volume_backup(details).data.id
     while client.get_boot_volume_backup(new).data.lifecycle_state == "REQUEST_RECEIVED":
@@ -116,4 +114,4 @@ def test_gc_during_a_backup_keeps_what_it_reuses(dep: Deployment, tmp_path: Path
         source_details=BootVolumeSourceFromBootVolumeBackupDetails(id=new),
     )
     restored = wait_state(client, "get_boot_volume", client.create_boot_volume(details2).data.id, "AVAILABLE")
-    assert sha256_file(dep.volume_path(restored.data.id), 1 << 30) == expected
+    assert dep.volume_sha256(restored.data.id, 1 << 30) == expected

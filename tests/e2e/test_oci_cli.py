@@ -63,10 +63,11 @@ def padded_sha256(path: Path, total: int) -> str:
 
 
 def assert_restored_bit_exact(deployment: Deployment, volume_id: str, image: Path, size_bytes: int) -> None:
-    path = deployment.volume_path(volume_id)
-    assert path.stat().st_size == size_bytes
-    assert sha256_file(path, length=IMAGE_SIZE) == sha256_file(image)
-    assert sha256_file(path, length=size_bytes) == padded_sha256(image, size_bytes)
+    assert deployment.volume_size(volume_id) == size_bytes
+    with deployment.exported(volume_id) as path:
+        assert path.stat().st_size == size_bytes
+        assert sha256_file(path, length=IMAGE_SIZE) == sha256_file(image)
+        assert sha256_file(path, length=size_bytes) == padded_sha256(image, size_bytes)
 
 
 class State:

@@ -158,8 +158,7 @@ def test_restore_and_delete(deployment: Deployment, tenant: Tenant, volume: tupl
     restored = wait_state(client, "get_boot_volume", created.data.id, "AVAILABLE").data
     assert restored.is_hydrated and restored.size_in_gbs == 1
     assert restored.source_details.id == backup.data.id
-    path = deployment.volume_path(restored.id)
-    assert sha256_file(path, 1 << 30) == sha256_file(image, 1 << 30)
+    assert deployment.volume_sha256(restored.id, 1 << 30) == sha256_file(image, 1 << 30)
     client.delete_boot_volume_backup(backup.data.id, if_match=backup.headers["etag"])
     gone = wait_state(client, "get_boot_volume_backup", backup.data.id, "TERMINATED").data
     assert gone.lifecycle_state == "TERMINATED"
@@ -259,7 +258,7 @@ def test_customer_key_backup_restores(
         client, "get_boot_volume", client.create_boot_volume(details).data.id, "AVAILABLE"
     ).data
     assert restored.kms_key_id == key_id
-    assert sha256_file(deployment.volume_path(restored.id), 1 << 30) == sha256_file(volume[1], 1 << 30)
+    assert deployment.volume_sha256(restored.id, 1 << 30) == sha256_file(volume[1], 1 << 30)
     other = deployment.new_tenant("keyless")
     e = _error(
         other.client().create_boot_volume_backup,

@@ -120,7 +120,7 @@ def test_worker_killed_mid_backup_recovers(api_only: Deployment, tmp_path: Path)
         wait_state(client, "get_boot_volume", restored, "AVAILABLE")
     finally:
         replacement.stop()
-    assert sha256_file(api_only.volume_path(restored), 1 << 30) == sha256_file(image, 1 << 30)
+    assert api_only.volume_sha256(restored, 1 << 30) == sha256_file(image, 1 << 30)
 
 
 def test_gives_up_after_repeated_deaths(tmp_path: Path) -> None:
