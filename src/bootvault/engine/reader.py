@@ -14,6 +14,7 @@ import bisect
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from bootvault.blobstore import BlobStore, ObjectNotFound
 from bootvault.engine import codec
@@ -23,7 +24,8 @@ from bootvault.engine.keys import DataKeys
 from bootvault.engine.manifest import ID_LEN, Manifest
 
 READ_AHEAD = 4 << 20
-CACHE_BYTES = 64 << 20  # encoded blobs kept for reads to come
+CACHE_BYTES = 64 << 20  # blocks kept for reads to come (decoded ahead when there is a spare core)
+DECODERS = 2
 MAX_GAP = 256 << 10
 
 
@@ -35,9 +37,10 @@ class BackupReader:
     def __init__(self, store: BlobStore, keys: DataKeys, index: ScopeIndex, manifest: Manifest) -> None:
         self.store, self.keys, self.index, self.manifest = store, keys, index, manifest
         self.size, self.bs = manifest.logical_size, manifest.block_size
-        self._cache: OrderedDict[int, bytes] = OrderedDict()
+        self._cache: OrderedDict[int, bytes | Future[bytes]] = OrderedDict()
         self._cached_bytes = 0
         self._lock = threading.Lock()
+        self._decoders = ThreadPoolExecutor(DECODERS, thread_name_prefix="bv-read")
 
     # -- layout ----------------------------------------------------------------------------
 
@@ -69,23 +72,7 @@ class BackupReader:
 
     def extents(self) -> Iterator[tuple[int, int, bool]]:
         """(offset, length, is_data) runs covering the volume: holes where the backup has none."""
-        pos = 0
-        run_start, run_end = -1, -1
-        for block in self.manifest.indices:
-            start, end = block * self.bs, min((block + 1) * self.bs, self.size)
-            if start == run_end:
-                run_end = end
-                continue
-            if run_start >= 0:
-                yield run_start, run_end - run_start, True
-            if start > pos:
-                yield pos, start - pos, False
-            run_start, run_end, pos = start, end, end
-        if run_start >= 0:
-            yield run_start, run_end - run_start, True
-            pos = run_end
-        if pos < self.size:
-            yield pos, self.size - pos, False
+        return self.extents_in(0, self.size)
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -113,31 +100,36 @@ class BackupReader:
         if n is None:
             return None
         bid = self._bid(n)
-        blob = self._cached(block)
-        if blob is None:
-            blob = self._fetch(n, block, bid)
+        ahead = self._cached(block)
+        if ahead is not None:  # decoded (or being decoded) ahead of this read
+            return ahead.result()
+        return self._decode(block, bid, self._fetch(n, block, bid))
+
+    def _decode(self, block: int, bid: bytes, blob: bytes) -> bytes:
         try:
             return codec.decode(self.keys, blob, bid)
         except codec.CorruptBlock as exc:
             raise ReadError(f"block {block} (offset {block * self.bs}) {exc.reason}") from None
 
-    def _cached(self, block: int) -> bytes | None:
+    def _cached(self, block: int) -> Future[bytes] | None:
         with self._lock:
-            blob = self._cache.pop(block, None)
-            if blob is not None:
-                self._cached_bytes -= len(blob)
-            return blob
+            entry = self._cache.pop(block, None)
+            if entry is not None:
+                self._cached_bytes -= self.bs
+            return entry  # type: ignore[return-value]
 
-    def _remember(self, blobs: dict[int, bytes]) -> None:
+    def _remember(self, blobs: dict[int, tuple[bytes, bytes]]) -> None:
+        """Decode the rest of a fetched run in the background: reads mostly go forward."""
         with self._lock:
-            for block, blob in blobs.items():
+            for block, (bid, blob) in blobs.items():
                 if block in self._cache:
                     continue
-                self._cache[block] = blob
-                self._cached_bytes += len(blob)
+                self._cache[block] = self._decoders.submit(self._decode, block, bid, blob)
+                self._cached_bytes += self.bs
             while self._cached_bytes > CACHE_BYTES and self._cache:
                 _, old = self._cache.popitem(last=False)
-                self._cached_bytes -= len(old)
+                old.cancel()  # type: ignore[union-attr]
+                self._cached_bytes -= self.bs
 
     def _fetch(self, n: int, block: int, bid: bytes) -> bytes:
         where = self.index.lookup(bid)
@@ -159,9 +151,14 @@ class BackupReader:
         if len(data) != stop - start:
             raise ReadError(f"block {block} (offset {block * self.bs}) is truncated in the store: {name}")
         view = memoryview(data)
-        blobs = {b: bytes(view[o - start : o - start + ln]) for b, o, ln in run}
-        wanted = blobs.pop(block)
-        self._remember(blobs)
+        wanted = bytes(view[off - start : off - start + length])
+        self._remember(
+            {
+                b: (self._bid(n + i), bytes(view[o - start : o - start + ln]))
+                for i, (b, o, ln) in enumerate(run)
+                if i > 0
+            }
+        )
         return wanted
 
     def _run_after(self, n: int, pack: str, off: int, length: int) -> list[tuple[int, int, int]]:
