@@ -302,14 +302,24 @@ class PoolVolume:
                     self.runtime.stop()
                     self._ensure_qcow2()
                     self._spawn("attached")
+                    self._clear_dead_views()
                     return "restarted the daemon of an attached volume"
                 if not attached and mode is not None:
                     self.runtime.stop()
                     return f"stopped a stale {mode} daemon"
                 self.runtime.clear_stale()
+                if mode == "attached":
+                    self._clear_dead_views()
         except PoolError as exc:
             return f"could not reconcile: {exc}"
         return None
+
+    def _clear_dead_views(self) -> None:
+        """Nothing holds the volume, so any view (of an export, a clone, a backup) in its daemon
+        or pool directory belongs to a process that died: its copy-before-write job would go on
+        copying the machine's writes into an overlay file no one reads."""
+        with self.runtime.qmp() as q:
+            snapshot.clear_leftovers(q, self.runtime, self.dir)
 
     # -- changes ---------------------------------------------------------------------------
 
