@@ -163,6 +163,14 @@ class Writer:
         assert rc == 0, self.proc.stderr.read().decode()  # type: ignore[union-attr]
         return self.writes()
 
+    def wait_for(self, count: int, timeout: float = 60) -> None:
+        """Until the log holds at least `count` writes (it is flushed every 256 writes)."""
+        deadline = time.monotonic() + timeout
+        while self.log.stat().st_size // RECORD.size < count:
+            assert self.proc.poll() is None, "the writer exited"
+            assert time.monotonic() < deadline, f"the writer made fewer than {count} writes in {timeout} s"
+            time.sleep(0.02)
+
     def writes(self) -> list[Write]:
         raw = self.log.read_bytes()
         whole = len(raw) // RECORD.size * RECORD.size

@@ -94,11 +94,23 @@ def _restore(client: oci.core.BlockstorageClient, tenant: Tenant, backup_id: str
 
 
 def _restored(client: oci.core.BlockstorageClient, tenant: Tenant, backup_ids: list[str]) -> list[str]:
-    """Restore each backup (all at once) and wait until every new volume is AVAILABLE."""
+    """Restore each backup (all at once) and wait until every new volume is AVAILABLE and
+    hydrated (an instant restore is AVAILABLE at once and reads its backup lazily meanwhile)."""
     ids = [_restore(client, tenant, b) for b in backup_ids]
     for i in ids:
-        wait_state(client, "get_boot_volume", i, "AVAILABLE", timeout=180)
+        _wait_hydrated(client, i)
     return ids
+
+
+def _wait_hydrated(client: oci.core.BlockstorageClient, volume_id: str, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        vol = client.get_boot_volume(volume_id).data
+        if vol.lifecycle_state == "AVAILABLE" and vol.is_hydrated:
+            return
+        assert vol.lifecycle_state in ("RESTORING", "AVAILABLE"), (vol.lifecycle_state, vol.system_tags)
+        assert time.monotonic() < deadline, f"boot volume {volume_id} was not hydrated in {timeout} s"
+        time.sleep(0.1)
 
 
 def _export(d: Deployment, volume_id: str, dest: Path) -> Path:
@@ -181,14 +193,15 @@ def _check_durable(found: list[int | None], writes: list[Write]) -> None:
 
 
 def _leftovers(d: Deployment) -> list[str]:
-    """Fleece overlays in the pool, temporary files, and sockets of daemons that are gone."""
+    """Fleece overlays and temporary files in the pool, and sockets and pid files in the run
+    directory of daemons that are gone."""
     found = [p.name for p in _pool_dir(d).glob(".fleece-*")] + [p.name for p in _pool_dir(d).glob(".tmp-*")]
     run = d.data_dir / "run"
     for entry in run.iterdir():
         named = entry / "volume"
         if named.exists() and Runtime(run, named.read_text().strip()).pid() is not None:
             continue  # a live daemon's sockets
-        found += [str(p) for p in entry.iterdir() if p.name not in ("lock", "volume")]
+        found += [str(p) for p in entry.iterdir() if p.suffix in (".sock", ".pid") or p.name == "mode"]
     return found
 
 
@@ -206,8 +219,8 @@ def test_backups_of_a_volume_being_written_are_points_in_time(dep: Deployment, t
     writer = Writer(uri, tmp_path / "writes.log", offset=REGION, slots=SLOTS)
     backups: list[str] = []
     try:
-        for kind in ("FULL", "INCREMENTAL", "INCREMENTAL"):
-            time.sleep(0.5)  # let writes pile up between backups
+        for n, kind in enumerate(("FULL", "INCREMENTAL", "INCREMENTAL")):
+            writer.wait_for((n + 1) * SLOTS)  # the slots are overwritten between backups
             backups.append(_backup(client, volume_id, kind))
             _wait_backup(client, backups[-1], {"AVAILABLE", "FAULTY"})
     finally:
@@ -215,7 +228,7 @@ def test_backups_of_a_volume_being_written_are_points_in_time(dep: Deployment, t
     done = [client.get_boot_volume_backup(b).data for b in backups]
     assert [b.lifecycle_state for b in done] == ["AVAILABLE"] * 3, [b.system_tags for b in done]
     assert all(w.acked >= 0 for w in writes)
-    assert len(writes) > 3 * SLOTS  # slots were overwritten many times over
+    assert len(writes) > 3 * SLOTS  # slots were overwritten over and over
 
     prefixes = []
     for backup, restored in zip(done, _restored(client, tenant, backups), strict=True):
@@ -277,7 +290,6 @@ def test_daemon_killed_during_a_backup(dep: Deployment, tmp_path: Path) -> None:
         outcome = _wait_backup(client, killed, {"AVAILABLE", "FAULTY"})
         if outcome.lifecycle_state == "FAULTY":  # a readable reason, not a traceback
             reason = outcome.system_tags["bootvault"]["lifecycleDetails"]
-            print("killed backup:", reason)
             assert reason.startswith("The volume pool failed: ") and "Traceback" not in reason, reason
         # the worker's reconcile serves the attached volume again; the writer reconnects
         deadline = time.monotonic() + 20
@@ -285,6 +297,7 @@ def test_daemon_killed_during_a_backup(dep: Deployment, tmp_path: Path) -> None:
             assert time.monotonic() < deadline, "the attached volume was not served again"
             time.sleep(0.1)
         assert runtime.pid() != pid
+        _wait_no_leftovers(dep)  # the dead daemon's overlay file goes with the restart
         back = time.time_ns()
         deadline = time.monotonic() + 20
         while not [w for w in writer.writes() if w.acked > back]:  # it writes again, same URI
@@ -309,6 +322,67 @@ def test_daemon_killed_during_a_backup(dep: Deployment, tmp_path: Path) -> None:
     assert _same_content(copy, now, len(original))
     assert not _leftovers(dep)
     dep.cli("volume", "detach", volume_id)
+
+
+def _wait_no_leftovers(d: Deployment, timeout: float = 12) -> None:
+    """The worker's reconcile (every 5 s) leaves nothing stale behind."""
+    deadline = time.monotonic() + timeout
+    while found := _leftovers(d):
+        assert time.monotonic() < deadline, f"still there after {timeout} s: {found}"
+        time.sleep(0.1)
+
+
+def _fleece_in_daemon(runtime: Runtime) -> list[str]:
+    """Jobs, exports (but the machine's) and overlay nodes of point-in-time views in a daemon."""
+    with runtime.qmp() as q:
+        jobs = [j["id"] for j in q.run("query-jobs")]
+        exports = [e["id"] for e in q.run("query-block-exports") if e["id"] != "disk"]
+        nodes = [n for n in q.node_names() if n.startswith("fleece-")]
+    return jobs + exports + nodes
+
+
+def test_export_killed_while_copying_an_attached_volume(dep: Deployment, tmp_path: Path) -> None:
+    """A `volume export` killed in the middle leaves its point-in-time view in the machine's
+    daemon, copying every overwritten cluster into an overlay no one reads; the worker's
+    reconcile removes it, and the volume is served and exported as before."""
+    tenant = dep.new_tenant("exportkill")
+    image, original = _random_image(tmp_path, RANDOM_SIZE)
+    volume_id = dep.import_volume(tenant, image, "export-kill")
+    uri = _attach(dep, volume_id)
+    runtime = _runtime(dep, volume_id)
+    export = subprocess.Popen(
+        [str(BIN / "bootvault"), "volume", "export", volume_id, str(tmp_path / "killed.raw")],
+        env=dep.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while not [e for e in _fleece_in_daemon(runtime) if e.startswith("snap-")]:  # it is copying
+        assert export.poll() is None, "the export ended before it could be killed"
+        assert time.monotonic() < deadline, "the export did not start"
+        time.sleep(0.01)
+    os.kill(export.pid, signal.SIGKILL)
+    export.wait()
+    assert _fleece_in_daemon(runtime)  # the dead export's view is still in the daemon
+    _wait_no_leftovers(dep)
+    assert _fleece_in_daemon(runtime) == []
+    written = os.urandom(BLOCK)
+    _write_through(uri, REGION, written)
+    now = _export(dep, volume_id, tmp_path / "after.raw")
+    with open(now, "rb") as fh:
+        data = fh.read(len(original))
+    assert data == original[:REGION] + written + original[REGION + BLOCK :]
+    dep.cli("volume", "detach", volume_id)
+
+
+def _write_through(uri: str, offset: int, data: bytes) -> None:
+    import nbd
+
+    h = nbd.NBD()
+    h.connect_uri(uri)
+    h.pwrite(data, offset)
+    h.flush()
+    h.shutdown()
 
 
 def _same_content(a: Path, b: Path, data_end: int) -> bool:
@@ -360,7 +434,7 @@ def test_worker_killed_during_a_backup_of_an_attached_volume(tmp_path: Path) -> 
             worker = WorkerProcess(d, tmp_path / "worker2.log")  # takes the job over when the lease ends
             b1 = _wait_backup(client, first, {"AVAILABLE", "FAULTY"})
             assert b1.lifecycle_state == "AVAILABLE", b1.system_tags
-            time.sleep(0.5)
+            writer.wait_for(len(writer.writes()) + 256)
             second = _backup(client, volume_id, "INCREMENTAL")
             b2 = _wait_backup(client, second, {"AVAILABLE", "FAULTY"})
             assert b2.lifecycle_state == "AVAILABLE", b2.system_tags

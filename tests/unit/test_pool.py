@@ -398,6 +398,47 @@ def test_a_killed_job_leaves_nothing_the_next_backup_does_not_clear(pool: Volume
         assert [e["id"] for e in q.run("query-block-exports")] == ["disk"]
 
 
+def _fleece_in_daemon(vol: PoolVolume) -> list[str]:
+    with vol.runtime.qmp() as q:
+        jobs = [j["id"] for j in q.run("query-jobs")]
+        exports = [e["id"] for e in q.run("query-block-exports") if e["id"] != "disk"]
+        nodes = [n for n in q.node_names() if n.startswith("fleece-")]
+    return jobs + exports + nodes
+
+
+def test_reconcile_clears_what_a_dead_export_left_in_the_machines_daemon(pool: VolumePool) -> None:
+    """An export or clone whose process died leaves its copy-before-write job running in the
+    attached volume's daemon (every write of the machine copies old data into the overlay
+    file); the worker's reconcile, which runs when no operation holds the volume, removes it."""
+    vol = _vol(pool)
+    vol.create_empty(SIZE)
+    uri = vol.attach()
+    with vol.runtime.qmp() as q:  # what a killed `volume export` leaves, made the way read_view does
+        fleece = snapshot.Fleece(vol.runtime, vol.dir)
+        fleece.start(q, [])
+        fleece.export(q, [])
+    assert _fleece_in_daemon(vol) and _fleece_files(vol)
+    vol.reconcile(attached=True)
+    assert _fleece_in_daemon(vol) == [] and _fleece_files(vol) == []
+    assert vol.attached()
+    _write(uri, (0, b"still served"))
+    assert _read(uri, 0, 12) == b"still served"
+
+
+def test_reconcile_clears_the_overlay_of_a_daemon_that_died(pool: VolumePool) -> None:
+    vol = _vol(pool)
+    vol.create_empty(SIZE)
+    vol.attach()
+    with vol.runtime.qmp() as q:  # a view in progress when the daemon was killed
+        fleece = snapshot.Fleece(vol.runtime, vol.dir)
+        fleece.start(q, [])
+    pid = vol.runtime.pid()
+    os.kill(pid or 0, signal.SIGKILL)
+    _wait(lambda: vol.runtime.pid() is None)
+    assert vol.reconcile(attached=True) == "restarted the daemon of an attached volume"
+    assert _fleece_files(vol) == [] and _fleece_in_daemon(vol) == []
+
+
 def _wait(cond, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while not cond():
