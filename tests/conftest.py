@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -36,3 +39,21 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-unty
 
     with running_s3_server(tmp_path_factory.mktemp("s3server")) as server:
         yield server
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_daemons_left(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Volume daemons (qemu-storage-daemon, nbdkit) outlive the servers that start them, as they
+    must in production; at the end of the session stop those whose files are under this run's
+    temporary directory, so a test run leaves no processes behind."""
+    yield
+    base = str(tmp_path_factory.getbasetemp())
+    for pidfile in Path(base).rglob("*.pid"):
+        try:
+            pid = int(pidfile.read_text().strip())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (OSError, ValueError):
+            continue
+        if base.encode() in cmdline and (b"qemu-storage-daemon" in cmdline or b"nbdkit" in cmdline):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
