@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import shutil
 import subprocess
 import sys
@@ -389,8 +388,8 @@ def markdown(live: Live, args: argparse.Namespace, command: str, took: float) ->
     if args.note:
         lines += [f"**{args.note}**", ""]
     lines += [
-        f"Produced by `bench/live.py`; rerun with `{command}` (also part of `make bench`). "
-        f"Whole run: {took:.0f} s.",
+        f"Produced by `bench/live.py`; rerun with `{command}`"
+        f"{'' if command == 'make bench' else ' (also part of `make bench`)'}. Whole run: {took:.0f} s.",
         "",
         "## Machine and versions",
         "",
@@ -617,7 +616,7 @@ def main() -> int:
         if live.rig is not None:
             live.rig.stop()
     took = time.perf_counter() - started
-    command = " ".join(shlex.quote(x) for x in [".venv/bin/python", "bench/live.py", *sys.argv[1:]])
+    command = results.rerun_command("bench/live.py", sys.argv[1:])
     text = markdown(live, args, command, took)
     if failed is not None:
         text += f"\n## Error\n\n```\n{type(failed).__name__}: {failed}\n```\n"

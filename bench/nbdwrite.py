@@ -1,10 +1,11 @@
-"""Changes to an attached volume go through its NBD URI (`bootvault volume attach` prints it),
-never into the qcow2 file: the daemon's dirty bitmaps see only writes made through it.
+"""NBD I/O of the bench. Changes to an attached volume go through its NBD URI (`bootvault
+volume attach` prints it), never into the qcow2 file: the daemon's dirty bitmaps see only writes
+made through it.
 
-As a module: `apply_writes(uri, writes)`. As a script: the latency writer of bench/live.py, a
-process doing 4 KiB writes at random 4 KiB-aligned offsets of the given ranges at queue depth 1
-(one pwrite at a time, no flush until the end) until a stop file appears, then writing one
-line per write to --out: `<start monotonic ns> <latency ns>`.
+As a module: `apply_writes(uri, writes)`; `read_probe` (NBD read throughput). As a script: the
+latency writer of bench/live.py, a process doing 4 KiB writes at random 4 KiB-aligned offsets of
+the given ranges at queue depth 1 (one pwrite at a time, no flush until the end) until a stop
+file appears, then writing one line per write to --out: `<start monotonic ns> <latency ns>`.
 
     python bench/nbdwrite.py URI --ranges START:END,... --seed N --stop FILE --out FILE
 """
@@ -16,6 +17,7 @@ import itertools
 import os
 import random
 import sys
+import threading
 import time
 from array import array
 from collections.abc import Iterable
@@ -47,6 +49,36 @@ def apply_writes(uri: str, writes: Iterable[tuple[int, bytes]]) -> int:
     finally:
         h.shutdown()
     return total
+
+
+def read_probe(uri: str, ranges: list[tuple[int, int]], connections: int, limit: int) -> tuple[int, float]:
+    """Read up to `limit` bytes of the ranges through the URI with 4 MiB preads, split over
+    `connections` threads each with its own connection; returns (bytes read, seconds)."""
+    chunks: list[tuple[int, int]] = []
+    total = 0
+    for a, b in ranges:
+        for pos in range(a, b, 4 << 20):
+            n = min(4 << 20, b - pos, limit - total)
+            if n <= 0:
+                break
+            chunks.append((pos, n))
+            total += n
+    handles = [connect(uri) for _ in range(connections)]
+
+    def work(k: int) -> None:
+        for pos, n in chunks[k::connections]:
+            handles[k].pread(n, pos)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(connections)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    took = time.perf_counter() - start
+    for h in handles:
+        h.shutdown()
+    return total, took
 
 
 def _parse_ranges(text: str) -> list[tuple[int, int]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +24,22 @@ def _sh(*cmd: str) -> str:
         return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT).stdout.strip()
     except OSError:
         return "?"
+
+
+def rerun_command(script: str, argv: list[str]) -> str:
+    """The command that reruns this script with these arguments, less --note (it describes this
+    run, not the next); `make bench` when make ran it without arguments."""
+    args, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--note":
+            skip = True
+        elif not a.startswith("--note="):
+            args.append(a)
+    if os.environ.get("MAKELEVEL") and not args:
+        return "make bench"
+    return " ".join(shlex.quote(x) for x in [".venv/bin/python", script, *args])
 
 
 def machine() -> dict[str, str]:
@@ -63,9 +80,10 @@ def markdown(
     took: float,
 ) -> str:
     n_b = changed.get("B", 0) // (256 << 10)
-    lines = [
-        "# bootvault benchmark results",
-        "",
+    lines = ["# bootvault benchmark results", ""]
+    if getattr(args, "note", ""):
+        lines += [f"**{args.note}**", ""]
+    lines += [
         f"Produced by `bench/run.py`; rerun with `{command}`. Whole run: {took:.0f} s.",
         "",
         "## Machine and versions",

@@ -12,8 +12,6 @@ import argparse
 import dataclasses
 import functools
 import json
-import os
-import shlex
 import shutil
 import sys
 import time
@@ -28,7 +26,7 @@ import results
 import workload
 from bvrig import BootvaultRig, source_origin
 from measure import BenchError, Sample, drop_caches, fmt_mib, machine_busy_cpu, wait_quiet
-from nbdwrite import apply_writes
+from nbdwrite import apply_writes, read_probe
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -52,6 +50,7 @@ def parse_args() -> argparse.Namespace:
     )
     p.add_argument("--keep", action="store_true", help="keep repositories and images in bench/work/run")
     p.add_argument("--out", type=Path, help="results file (default bench/RESULTS.md for a standard run)")
+    p.add_argument("--note", default="", help="a paragraph put at the top of the results file")
     args = p.parse_args()
     tools = [t.strip() for t in args.only.split(",") if t.strip()] or list(ALL_TOOLS)
     unknown = set(tools) - set(ALL_TOOLS)
@@ -227,9 +226,25 @@ class Bench:
         shutil.rmtree(self.run_dir / f"restore-{tool}", ignore_errors=True)  # free the space
         return sample
 
+    def probe_nbd(self) -> None:
+        """How fast the attached volume's data reads over NBD at all (not a measured step)."""
+        if self.uri is None or report.BV in self.failed:
+            return
+        with open(self.image, "rb") as fh:
+            ranges = list(workload.data_extents(fh.fileno(), self.size))
+        rates = []
+        for conns in (1, 2):
+            n, took = read_probe(self.uri, ranges, conns, 1 << 30)
+            rates.append(f"{conns} connection{'s' if conns > 1 else ''} {n / 1e6 / took:,.0f} MB/s")
+        self.facts["NBD read of the attached volume"] = (
+            f"{', '.join(rates)} (Python libnbd, 4 MiB preads of its data, up to 1 GiB, page cache "
+            "warm, no hashing; measured after the full step): the most a backup could read at"
+        )
+
     def run(self) -> None:
         self.prepare()
         self.step("full", self.backup("full", "FULL", "full"))
+        self.probe_nbd()
         self.mutate("A", workload.writes_a)
         self.facts["source allocated after A"] = f"{fmt_mib(workload.allocated(self.image))} MiB"
         self.source_alloc_a = workload.allocated(self.image)
@@ -266,9 +281,7 @@ def main() -> int:
     report.print_tables(tables)
     standard = args.size_mib == STANDARD_MIB and args.tools == ALL_TOOLS and not args.block_size
     out = args.out or (BENCH / "RESULTS.md" if standard else bench.work / f"RESULTS-{args.size_mib}mib.md")
-    command = " ".join(shlex.quote(x) for x in [".venv/bin/python", "bench/run.py", *sys.argv[1:]])
-    if os.environ.get("MAKELEVEL") and not sys.argv[1:]:
-        command = "make bench"
+    command = results.rerun_command("bench/run.py", sys.argv[1:])
     took = time.perf_counter() - started
     text = results.markdown(
         args, tables, results.machine(), bench.facts, bench.hashes, bench.changed, bench.failed, command, took
