@@ -336,10 +336,15 @@ class BootvaultRig:
             source_details=BootVolumeSourceFromBootVolumeBackupDetails(id=self.backups[of_step]),
         )
         volume_id = self.client.create_boot_volume(details).data.id
-        self._wait("get_boot_volume", volume_id, start)
+        # The job fills the new volume through a QSD of its own (pool/volume.py: runtime
+        # "fill:<volume id>"), which lives only while the job runs: sampled at every poll.
+        meter = QsdMeter(lambda: self.qsd_pid(f"fill:{volume_id}"))
+        self._wait("get_boot_volume", volume_id, start, meter)
         restore_wall = time.perf_counter() - start
         sample = Sample(self.name, step, wall=restore_wall)
         self._fill(sample, begin)
+        sample.cpu += meter.cpu
+        sample.extra["qsd_cpu_s"] = round(meter.cpu, 3)
         dest.unlink(missing_ok=True)
         sync()
         exp = self.export(volume_id, dest, f"{step}.export")
