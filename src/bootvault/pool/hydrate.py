@@ -11,16 +11,22 @@ throttles and finishes it.
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import nbd
 
 from bootvault.pool.daemon import NODE
-from bootvault.pool.errors import DaemonFailed
+from bootvault.pool.errors import DaemonFailed, PoolError
+from bootvault.pool.nbd import Connections
 from bootvault.pool.volume import JOB_LOCK_WAIT, PoolVolume
 
 JOB = "hydrate"
+CHUNK = 4 << 20
 MANUAL_END = {"auto-finalize": False, "auto-dismiss": False}  # finalize() drops the backing, durably
 
 
@@ -129,3 +135,78 @@ def finish(vol: PoolVolume) -> None:
             vol.runtime.stop()
         vol.backing.stop()
         vol.backing_file.unlink(missing_ok=True)
+
+
+class Prefill:
+    """The fast part of hydration: read the backup's data ranges in parallel through a
+    copy-on-read filter over the volume. QEMU copies each cluster the volume does not have into it
+    (serialised against the machine's writes, so never over them) and skips the ones it has, so a
+    restarted prefill only reads. block-stream then finds nothing left to copy and only drops the
+    backing (finalize)."""
+
+    EXPORT, NODE_NAME = "prefill", "prefill-cor"
+
+    def __init__(self, vol: PoolVolume, ranges: list[tuple[int, int]], connections: int = 4) -> None:
+        self.vol, self.ranges, self.connections = vol, ranges, connections
+        self.read = 0  # bytes this prefill has read (the backing server serves these and the machine's)
+        self._lock = threading.Lock()
+
+    def open(self) -> None:
+        with self.vol.runtime.lock(JOB_LOCK_WAIT):
+            if self.vol.runtime.mode() not in ("attached", "hydrating"):
+                self.vol.runtime.stop()
+                self.vol._spawn("hydrating")
+            with self.vol.runtime.qmp() as q:
+                if self.NODE_NAME not in q.node_names():
+                    q.run("blockdev-add", driver="copy-on-read", **{"node-name": self.NODE_NAME}, file=NODE)
+                if not any(e["id"] == self.EXPORT for e in q.run("query-block-exports")):
+                    q.run(
+                        "block-export-add",
+                        type="nbd",
+                        id=self.EXPORT,
+                        **{"node-name": self.NODE_NAME},
+                        name=self.EXPORT,
+                        writable=False,
+                    )
+
+    def run(self, keep_going: Callable[[Prefill], float]) -> None:
+        """Read every range once. keep_going(self) is asked between chunks and returns seconds
+        to pause (the caller's throttle), or raises to stop."""
+        conns = Connections(self.vol.runtime.uri(self.EXPORT))
+        chunks = [(p, min(end, p + CHUNK)) for start, end in self.ranges for p in range(start, end, CHUNK)]
+        cursor = iter(chunks)
+
+        def reader() -> None:
+            h = conns.handle()
+            while True:
+                with self._lock:
+                    chunk = next(cursor, None)
+                if chunk is None:
+                    return
+                pause = keep_going(self)
+                if pause:
+                    time.sleep(pause)
+                h.pread(chunk[1] - chunk[0], chunk[0])
+                with self._lock:
+                    self.read += chunk[1] - chunk[0]
+
+        try:
+            with ThreadPoolExecutor(self.connections, thread_name_prefix="bv-prefill") as pool:
+                for fut in [pool.submit(reader) for _ in range(self.connections)]:
+                    fut.result()
+        except nbd.Error as exc:
+            raise PoolError(f"the copy from the backup failed: {exc}") from exc
+        finally:
+            conns.close()
+
+    def close(self) -> None:
+        with self.vol.runtime.qmp() as q:
+            if any(e["id"] == self.EXPORT for e in q.run("query-block-exports")):
+                q.run("block-export-del", id=self.EXPORT, mode="hard")
+                deadline = time.monotonic() + 10
+                while any(e["id"] == self.EXPORT for e in q.run("query-block-exports")):
+                    if time.monotonic() > deadline:
+                        break
+                    time.sleep(0.01)
+            if self.NODE_NAME in q.node_names():
+                q.run("blockdev-del", **{"node-name": self.NODE_NAME})

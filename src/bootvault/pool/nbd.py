@@ -25,7 +25,7 @@ def dirty_context(bitmap: str) -> str:
     return f"qemu:dirty-bitmap:{bitmap}"
 
 
-class _Connections:
+class Connections:
     """One libnbd handle per thread, all closed together."""
 
     def __init__(self, uri: str, contexts: tuple[str, ...] = ()) -> None:
@@ -70,7 +70,7 @@ class NbdSource:
         self.block_size = block_size
         self.context = dirty_context(bitmap) if bitmap else ALLOCATION
         self.whole = bitmap is None
-        self._conns = _Connections(uri, (self.context,))
+        self._conns = Connections(uri, (self.context,))
         main = self._conns.handle()
         if not main.can_meta_context(self.context):
             raise PoolError(f"{uri} does not offer {self.context}")
@@ -143,7 +143,7 @@ class NbdSink:
     sparse = True
 
     def __init__(self, uri: str) -> None:
-        self._conns = _Connections(uri)
+        self._conns = Connections(uri)
         self.size = self._conns.handle().get_size()
 
     def write(self, offset: int, data: bytes | bytearray | memoryview) -> None:

@@ -5,7 +5,6 @@ stay live for GC."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 
@@ -22,8 +21,9 @@ from bootvault.service.lease import JobFailed, Lease, finish_job
 from bootvault.store import backups, jobs, volumes
 
 log = logging.getLogger("bootvault.hydration")
-POLL_S = 0.5
-ON_DEMAND_BYTES = 256 << 10  # per poll: more than this read by the machine slows the copy
+POLL_S = 0.2
+THROTTLE_EVERY_S = 0.25
+ON_DEMAND_BYTES = 256 << 10  # more than this read by the machine in THROTTLE_EVERY_S slows the copy
 
 
 def open_backup_reader(backup_id: str) -> BackupReader:
@@ -81,8 +81,12 @@ def _holes(manifest: Manifest, size: int) -> list[tuple[int, int]]:
 
 
 def run_hydrate(ctx: Context, job: Job, lease: Lease) -> None:
-    """HYDRATE: start QEMU's copy, watch it, yield to the machine's reads, finish or give up."""
-    watch = _Watch(ctx, job)
+    """HYDRATE: copy the backup's data in parallel (prefill), then let QEMU's stream job check
+    that nothing is left and drop the backing; watch, throttle, finish or give up."""
+    watch = _Watch(ctx, job, lease)
+    vol = watch.volume()
+    if vol is not None and vol.lifecycle_state == VolumeState.AVAILABLE and not vol.is_hydrated:
+        watch.prefill(ctx.pool.volume(vol.availability_domain, vol.id), vol)
     while True:
         lease.check()
         vol = watch.volume()
@@ -106,23 +110,94 @@ def _hydrated(ctx: Context, job: Job, lease: Lease, volume_id: str) -> None:
     log.info("volume %s is hydrated", volume_id, extra={"volume": volume_id})
 
 
-class _Watch:
-    """One hydration's progress, failures and throttle, between polls."""
+class _Stopped(Exception):
+    """The volume went away (deleted) while it was being prefilled."""
 
-    def __init__(self, ctx: Context, job: Job) -> None:
-        self.ctx, self.job = ctx, job
+
+class _Watch:
+    """One hydration's progress, failures and throttle."""
+
+    def __init__(self, ctx: Context, job: Job, lease: Lease) -> None:
+        self.ctx, self.job, self.lease = ctx, job, lease
         self.failures, self.pause = 0, POLL_S
-        self.speed = self.cap = ctx.settings.hydrate_speed_bps
-        self.served = self.copied = -1
+        self.cap = ctx.settings.hydrate_speed_bps
         self.percent = -1
+        self.total = 0
+        self.checked = self.state_checked = 0.0
+        self.guest_seen, self.chunk_pause = 0, 0.0
 
     def volume(self) -> BootVolume | None:
         with self.ctx.db.read() as conn:
             return volumes.get_volume(conn, self.job.resource_id)
 
+    # -- prefill ---------------------------------------------------------------------------
+
+    def prefill(self, pool_volume: PoolVolume, vol: BootVolume) -> None:
+        try:
+            ranges = self._data_ranges(vol)
+        except Exception as exc:  # the stream job copies everything then, on its own
+            log.warning("no prefill for %s: %s", vol.id, exc)
+            return
+        self.total = sum(end - start for start, end in ranges)
+        self.pool_volume = pool_volume
+        prefill = hydrate.Prefill(pool_volume, ranges)
+        try:
+            prefill.open()
+            try:
+                prefill.run(self._between_chunks)
+            finally:
+                prefill.close()
+        except _Stopped:
+            return
+        except PoolError as exc:  # counted; the stream job copies what is left
+            self.failures += 1
+            log.warning("prefill of %s failed: %s", vol.id, exc)
+
+    def _data_ranges(self, vol: BootVolume) -> list[tuple[int, int]]:
+        with self.ctx.db.read() as conn:
+            backup = backups.get_backup(conn, vol.source_id or "")
+        if backup is None:
+            raise LookupError(f"source backup {vol.source_id} not found")
+        manifest = self.ctx.repository(backup.tenancy_id, backup.kms_key_id).manifest(backup.id)
+        holes = _holes(manifest, vol.size_bytes)
+        data, pos = [], 0
+        for start, end in holes:
+            if start > pos:
+                data.append((pos, start))
+            pos = end
+        if pos < vol.size_bytes:
+            data.append((pos, vol.size_bytes))
+        return data
+
+    def _between_chunks(self, prefill: hydrate.Prefill) -> float:
+        """Asked by the prefill's readers: stop if the job or the volume is gone; report
+        progress; pause while the machine reads on demand (the backing server counts every
+        byte it serves; those the prefill did not read, the machine did)."""
+        self.lease.check()
+        now = time.monotonic()
+        if now - self.checked < THROTTLE_EVERY_S:
+            return self.chunk_pause
+        self.checked = now
+        if now - self.state_checked >= 1.0:
+            self.state_checked = now
+            vol = self.volume()
+            if vol is None or vol.lifecycle_state != VolumeState.AVAILABLE:
+                raise _Stopped()
+        self._set_percent(min(99, prefill.read * 100 // max(1, self.total)))
+        guest = self.pool_volume.backing.bytes_served() - prefill.read
+        busy = guest - self.guest_seen > ON_DEMAND_BYTES
+        self.guest_seen = max(self.guest_seen, guest)
+        rate = self.ctx.settings.hydrate_throttled_bps if busy else 0
+        if self.cap and (rate == 0 or rate > self.cap):
+            rate = self.cap
+        self.chunk_pause = prefill.connections * hydrate.CHUNK / rate if rate else 0.0
+        return self.chunk_pause
+
+    # -- stream ----------------------------------------------------------------------------
+
     def step(self, pool_volume: PoolVolume) -> hydrate.HydrationStatus:
         try:
-            hydrate.start(pool_volume, self.speed)
+            hydrate.start(pool_volume, self.cap)
             state = hydrate.status(pool_volume)
         except PoolError as exc:
             state = hydrate.HydrationStatus(False, False, error=str(exc))
@@ -136,28 +211,12 @@ class _Watch:
             self.pause = min(30.0, 2.0**self.failures)  # a store outage: back off, then retry
             return state
         self.pause = POLL_S
-        self._progress(state)
-        self._throttle(pool_volume, state)
+        if state.total:
+            self._set_percent(max(self.percent, min(99, state.copied * 100 // state.total)))
         return state
 
-    def _progress(self, state: hydrate.HydrationStatus) -> None:
-        percent = min(99, state.copied * 100 // state.total) if state.total else 0
+    def _set_percent(self, percent: int) -> None:
         if percent != self.percent:
             self.percent = percent
             with self.ctx.db.write() as conn:
                 volumes.update_volume(conn, self.job.resource_id, {"hydration_percent": percent})
-
-    def _throttle(self, pool_volume: PoolVolume, state: hydrate.HydrationStatus) -> None:
-        """The backing server counts every byte it serves; what the copy did not read, the
-        machine did. While the machine reads on demand, the copy slows down for it."""
-        served = pool_volume.backing.bytes_served()
-        if self.served >= 0 and served >= self.served:
-            on_demand = (served - self.served) - max(0, state.copied - self.copied)
-            wanted = self.ctx.settings.hydrate_throttled_bps if on_demand > ON_DEMAND_BYTES else 0
-            if self.cap and (wanted == 0 or wanted > self.cap):
-                wanted = self.cap
-            if wanted != self.speed:
-                with contextlib.suppress(PoolError):
-                    hydrate.set_speed(pool_volume, wanted)
-                self.speed = wanted
-        self.served, self.copied = served, state.copied
