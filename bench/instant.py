@@ -42,7 +42,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--big-gib", type=int, default=64, help="the large volume's size (default 64)")
     p.add_argument("--big-data-mib", type=int, default=2048, help="data in the large volume (default 2048)")
     p.add_argument("--reads", type=int, default=2000, help="random 4 KiB reads while unhydrated")
-    p.add_argument("--work", type=Path, default=BENCH / "work-instant")
+    p.add_argument("--work", type=Path, default=BENCH / "work" / "instant")
     p.add_argument("--out", type=Path, default=BENCH / "RESULTS-instant.md")
     return p.parse_args()
 
@@ -159,8 +159,8 @@ def main() -> int:
     args = parse_args()
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
-    image, meta = workload.base_image(BENCH / "cache", args.size_mib)
-    big, _ = workload.live_image(BENCH / "cache", args.big_gib, args.big_data_mib)
+    image, meta = workload.base_image(BENCH / "work" / "cache", args.size_mib)
+    big, _ = workload.live_image(BENCH / "work" / "cache", args.big_gib, args.big_data_mib)
     started = time.time()
     peer_mod.ensure_installed(True)
     peers = peer_mod.make_peers(work, ["restic", "borg-fixed4m"])
