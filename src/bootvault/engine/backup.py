@@ -68,6 +68,21 @@ def _segments(extents: list[Extent], block_size: int) -> Iterator[Extent]:
             yield seg, min(seg + step, end)
 
 
+def _tasks(extents: list[Extent], block_size: int) -> Iterator[list[Extent]]:
+    """Reads grouped into tasks of about SEGMENT bytes: many small scattered extents (a dirty
+    bitmap after random writes) make one task, not one each, so per-task costs stay small."""
+    group: list[Extent] = []
+    size = 0
+    for seg in _segments(extents, block_size):
+        if group and size + seg[1] - seg[0] > SEGMENT:
+            yield group
+            group, size = [], 0
+        group.append(seg)
+        size += seg[1] - seg[0]
+    if group:
+        yield group
+
+
 class _BlockWorker:
     """Per-block decisions, run in pool threads: zero? known? else encode for a pack."""
 
@@ -90,6 +105,13 @@ class _BlockWorker:
     def _stored(self, bid: bytes) -> bool:
         home = self.index.lookup(bid)
         return home is not None and home[0] not in self.avoid
+
+    def task(self, source: VolumeSource, reads: list[Extent]) -> list[Decision]:
+        """Read and decide every block of a task's ranges, in order."""
+        out: list[Decision] = []
+        for start, end in reads:
+            out += self.segment(source, start, end - start)
+        return out
 
     def segment(self, source: VolumeSource, start: int, length: int) -> list[Decision]:
         """Read one segment; (block index, id, encoded blob if new else None, plaintext length)
@@ -145,10 +167,11 @@ def _one_pass(
     reporter.update(0)
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="bv-backup") as pool:
         try:
-            for start, end in _segments(extents, worker.block_size):
+            for reads in _tasks(extents, worker.block_size):
                 while len(inflight) >= limit:
                     collect()
-                inflight.append((end - start, pool.submit(worker.segment, source, start, end - start)))
+                length = sum(end - start for start, end in reads)
+                inflight.append((length, pool.submit(worker.task, source, reads)))
             while inflight:
                 collect()
         except BaseException:
