@@ -16,6 +16,7 @@ server goes away (a killed daemon), and stops by itself if its parent dies.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import os
 import signal
@@ -204,6 +205,23 @@ def state_after(prefix: int, slots: int) -> list[int | None]:
     for seq in range(max(0, prefix - slots), prefix):
         state[slot_of(seq, slots)] = seq
     return state
+
+
+def stop_daemons(run_dir: Path) -> None:
+    """Stop the daemons a deployment's volumes left running in `run_dir`: qemu-storage-daemon
+    and the nbdkit backing servers of instant restores both daemonize and outlive the server."""
+    from bootvault.pool.daemon import Runtime
+
+    if not run_dir.is_dir():
+        return
+    for pidfile in run_dir.glob("*/qsd.pid"):
+        with contextlib.suppress(OSError):
+            Runtime(run_dir, (pidfile.parent / "volume").read_text().strip()).stop()
+    for pidfile in run_dir.glob("*/backing.pid"):
+        with contextlib.suppress(OSError, ValueError):
+            pid = int(pidfile.read_text().strip())
+            if Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0", 1)[0].endswith(b"nbdkit"):
+                os.kill(pid, signal.SIGTERM)
 
 
 def assert_zero_from(path: Path, start: int) -> None:

@@ -26,7 +26,16 @@ from oci.core.models import (
 
 from bootvault.pool.daemon import Runtime
 from tests.helpers import BIN, MIB, Deployment, Tenant, make_image, wait_state
-from tests.nbdwriter import BLOCK, Write, Writer, assert_zero_from, slot_of, slots_in, state_after
+from tests.nbdwriter import (
+    BLOCK,
+    Write,
+    Writer,
+    assert_zero_from,
+    slot_of,
+    slots_in,
+    state_after,
+    stop_daemons,
+)
 
 AD = "bootvault:AD-1"
 REGION = 16 * MIB  # the writer's slots: [REGION, REGION + SLOTS * 4 KiB)
@@ -43,15 +52,7 @@ def dep(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     d.start()
     yield d
     d.stop()
-    _stop_daemons(d)
-
-
-def _stop_daemons(d: Deployment) -> None:
-    """QSD daemonizes and outlives the server: stop what the tests left attached."""
-    run = d.data_dir / "run"
-    for pidfile in run.glob("*/qsd.pid") if run.is_dir() else []:
-        volume_id = (pidfile.parent / "volume").read_text().strip()
-        Runtime(run, volume_id).stop()
+    stop_daemons(d.data_dir / "run")
 
 
 # -- small helpers ----------------------------------------------------------------------------------
@@ -471,7 +472,7 @@ def test_worker_killed_during_a_backup_of_an_attached_volume(tmp_path: Path) -> 
         if worker is not None:
             worker.stop()
         d.stop()
-        _stop_daemons(d)
+        stop_daemons(d.data_dir / "run")
 
 
 # -- misuse ------------------------------------------------------------------------------------------

@@ -24,9 +24,8 @@ from oci.core.models import (
     CreateBootVolumeDetails,
 )
 
-from bootvault.pool.daemon import Runtime
 from tests.helpers import MIB, Deployment, Tenant, make_image, wait_state
-from tests.nbdwriter import assert_zero_from
+from tests.nbdwriter import assert_zero_from, stop_daemons
 
 PREVIOUS = "8aecd56"
 REPO = Path(__file__).resolve().parents[2]
@@ -87,9 +86,7 @@ def dep(tmp_path: Path) -> Iterator[Deployment]:
     d = Deployment(tmp_path / "d")
     yield d
     d.stop()
-    run = d.data_dir / "run"
-    for pidfile in run.glob("*/qsd.pid") if run.is_dir() else []:
-        Runtime(run, (pidfile.parent / "volume").read_text().strip()).stop()
+    stop_daemons(d.data_dir / "run")
 
 
 def _backup(client: oci.core.BlockstorageClient, volume_id: str, kind: str) -> str:
