@@ -46,17 +46,20 @@ STOP_WAIT_S = 15.0
 
 
 def _alive(pid: int) -> bool:
+    """Until every thread has exited: a killed daemon's main thread turns zombie a moment before
+    the others have closed the image (and released its locks)."""
     try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        comm = Path(f"/proc/{pid}/comm").read_bytes().strip()
+        threads = os.listdir(f"/proc/{pid}/task")
     except OSError:
         return False
-    return QSD.encode() in cmdline.split(b"\0", 1)[0] and b"zombie" not in _state(pid)
+    return comm == QSD.encode()[:15] and any(b"zombie" not in _state(f"{pid}/task/{t}") for t in threads)
 
 
-def _state(pid: int) -> bytes:
-    with contextlib.suppress(OSError):
+def _state(pid: int | str) -> bytes:
+    with contextlib.suppress(OSError, IndexError):
         return Path(f"/proc/{pid}/status").read_bytes().split(b"State:", 1)[1][:16]
-    return b""
+    return b"zombie"  # gone while we looked
 
 
 class Runtime:
