@@ -5,6 +5,7 @@ bitmaps, legacy raw volumes, import and export rules, and filling a volume throu
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -396,6 +397,37 @@ def test_a_killed_job_leaves_nothing_the_next_backup_does_not_clear(pool: Volume
         assert not [n for n in q.node_names() if n.startswith("fleece-")]
         assert q.run("query-jobs") == []
         assert [e["id"] for e in q.run("query-block-exports")] == ["disk"]
+
+
+def _threads_left(pid: int) -> list[str]:
+    """Threads of `pid` that are not zombies yet: while any is left, the process still holds its
+    files (and QEMU's locks on the image)."""
+    left = []
+    with contextlib.suppress(FileNotFoundError):
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(FileNotFoundError):
+                status = Path(f"/proc/{pid}/task/{tid}/status").read_text()
+                if "zombie" not in status.split("State:", 1)[1].split("\n", 1)[0]:
+                    left.append(tid)
+    return left
+
+
+def test_a_killed_daemon_is_gone_only_once_it_has_let_go_of_the_image(pool: VolumePool) -> None:
+    """After a SIGKILL the daemon's main thread is a zombie a moment before its other threads
+    have exited and closed the image; a daemon started in that moment cannot lock the image.
+    `pid()` says None only once every thread is gone, so what follows (reconcile, a backup)
+    can serve the volume again at once."""
+    vol = _vol(pool)
+    vol.create_empty(SIZE)
+    for _ in range(10):
+        vol.attach()
+        pid = vol.runtime.pid()
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        _wait(lambda: vol.runtime.pid() is None)  # noqa: B023 - used at once
+        assert _threads_left(pid) == []
+        assert vol.reconcile(attached=True) == "restarted the daemon of an attached volume"
+    vol.detach()
 
 
 def _fleece_in_daemon(vol: PoolVolume) -> list[str]:
