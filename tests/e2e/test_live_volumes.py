@@ -439,6 +439,7 @@ def test_worker_killed_during_a_backup_of_an_attached_volume(tmp_path: Path) -> 
             worker = WorkerProcess(d, tmp_path / "worker2.log")  # takes the job over when the lease ends
             b1 = _wait_backup(client, first, {"AVAILABLE", "FAULTY"})
             assert b1.lifecycle_state == "AVAILABLE", b1.system_tags
+            assert f"BACKUP for {first} (attempt 2)" in (tmp_path / "worker2.log").read_text()
             writer.wait_for(len(writer.writes()) + 256)
             second = _backup(client, volume_id, "INCREMENTAL")
             b2 = _wait_backup(client, second, {"AVAILABLE", "FAULTY"})
