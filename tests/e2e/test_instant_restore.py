@@ -259,3 +259,21 @@ def test_unreadable_backup_data_is_an_io_error_then_faulty(tmp_path: Path) -> No
         dep.cli("volume", "detach", vol.id)
     finally:
         dep.stop()
+
+
+def test_backup_and_export_of_a_hydrating_volume(slow: Deployment, tmp_path: Path) -> None:
+    tenant = slow.new_tenant("busy")
+    original = _image(tmp_path / "disk.img", seed=27)
+    vol = _restore(tenant, _backup(tenant, slow.import_volume(tenant, tmp_path / "disk.img")))
+    want = _sha(original, tmp_path / "want.raw")
+    client = tenant.client()
+    created = client.create_boot_volume_backup(
+        CreateBootVolumeBackupDetails(boot_volume_id=vol.id, type="FULL")
+    )
+    assert client.get_boot_volume(vol.id).data.is_hydrated is False  # backed up while hydrating
+    backup_id = wait_state(client, "get_boot_volume_backup", created.data.id, "AVAILABLE").data.id
+    assert _export(slow, vol.id, tmp_path / "during.raw") == want  # read through the backing
+    again = _restore(tenant, backup_id)
+    assert _hydrated(tenant, again.id).is_hydrated
+    assert _export(slow, again.id, tmp_path / "again.raw") == want
+    assert _hydrated(tenant, vol.id).is_hydrated

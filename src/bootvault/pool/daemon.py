@@ -40,6 +40,7 @@ from bootvault.pool.errors import DaemonFailed, VolumeBusy
 log = logging.getLogger("bootvault.pool")
 QSD = "qemu-storage-daemon"
 EXPORT = "disk"  # the read-write export a machine attaches to
+STREAM_JOB = "hydrate"  # the block-stream job that ends an instant restore's hydration
 NODE = "disk0"
 CACHE_BYTES = 8 << 20  # qcow2 metadata cache: covers 64 GiB of 64 KiB clusters, and no more
 STOP_WAIT_S = 15.0

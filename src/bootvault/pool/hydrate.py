@@ -20,12 +20,12 @@ from typing import Any
 
 import nbd
 
-from bootvault.pool.daemon import NODE
+from bootvault.pool.daemon import NODE, STREAM_JOB
 from bootvault.pool.errors import DaemonFailed, PoolError
 from bootvault.pool.nbd import Connections
 from bootvault.pool.volume import JOB_LOCK_WAIT, PoolVolume
 
-JOB = "hydrate"
+JOB = STREAM_JOB
 CHUNK = 4 << 20
 MANUAL_END = {"auto-finalize": False, "auto-dismiss": False}  # finalize() drops the backing, durably
 

@@ -20,6 +20,7 @@ import contextlib
 import logging
 import os
 import stat
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,7 +29,7 @@ from pathlib import Path
 from bootvault.fsutil import TMP_PREFIX, atomic_path, is_block_device
 from bootvault.pool import qemuimg, snapshot
 from bootvault.pool.backing import BackingServer
-from bootvault.pool.daemon import EXPORT, NODE, Runtime
+from bootvault.pool.daemon import EXPORT, NODE, STREAM_JOB, Runtime
 from bootvault.pool.errors import ImageRejected, PoolError, VolumeBusy
 from bootvault.pool.nbd import NbdSink, NbdSource
 
@@ -174,6 +175,7 @@ class PoolVolume:
                 self._ensure_backing()
                 yield str(self.path), "qcow2"
                 return
+            self._wait_for_stream(wait)
             fleece = snapshot.Fleece(self.runtime, self.dir)
             with self.runtime.qmp() as q:
                 fleece.start(q, [])
@@ -217,6 +219,7 @@ class PoolVolume:
         self, backup_id: str, attempt: int, parent_id: str | None, incremental: bool
     ) -> Iterator[BackupView]:
         new = snapshot.bitmap_name(backup_id, attempt)
+        self._wait_for_stream(JOB_LOCK_WAIT)
         fleece = snapshot.Fleece(self.runtime, self.dir)
         with self.runtime.qmp() as q:
             snapshot.clear_leftovers(q, self.runtime, self.dir)
@@ -243,6 +246,22 @@ class PoolVolume:
                     snapshot.commit_bitmaps(q, new)
                 else:
                     snapshot.merge_back(q, plan, new)
+
+    def _wait_for_stream(self, timeout: float) -> None:
+        """A hydrating volume's stream job holds its node, so no view can start while it runs;
+        it runs only at the end of hydration, to drop the backing: wait for it (holding the
+        volume's lock, so no new one starts). QMP is single-client: poll, never hold it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self.runtime.qmp() as q:
+                busy = any(
+                    j.get("id") == STREAM_JOB and j.get("status") != "concluded" for j in q.run("query-jobs")
+                )
+            if not busy:
+                return
+            if time.monotonic() > deadline:
+                raise VolumeBusy(f"boot volume {self.volume_id} is still finishing its hydration")
+            time.sleep(0.1)
 
     def _daemon_for_job(self, attached: bool) -> bool:
         """Make sure a daemon serves the volume; True if it is ours to stop afterwards."""

@@ -5,6 +5,7 @@ stay live for GC."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 
@@ -196,9 +197,13 @@ class _Watch:
     # -- stream ----------------------------------------------------------------------------
 
     def step(self, pool_volume: PoolVolume) -> hydrate.HydrationStatus:
+        """Look first (no lock: a view may hold it while it waits for this very job), start or
+        restart only when nothing runs: not started yet, the job failed, the daemon died."""
         try:
-            hydrate.start(pool_volume, self.cap)
             state = hydrate.status(pool_volume)
+            if not state.done and not state.running and not state.error:
+                hydrate.start(pool_volume, self.cap)
+                state = hydrate.status(pool_volume)
         except PoolError as exc:
             state = hydrate.HydrationStatus(False, False, error=str(exc))
         if state.error:
@@ -209,6 +214,8 @@ class _Watch:
                     f"Hydration failed {self.failures} times; the backup could not be read: {state.error}"
                 )
             self.pause = min(30.0, 2.0**self.failures)  # a store outage: back off, then retry
+            with contextlib.suppress(PoolError):
+                hydrate.start(pool_volume, self.cap)  # the retry (the daemon again, the job again)
             return state
         self.pause = POLL_S
         if state.total:
