@@ -57,5 +57,8 @@ def create_app(ctx: Context) -> Starlette:
         ],
         exception_handlers={HTTPException: _http_error, Exception: _http_error},
     )
+    # Starlette would answer a path with a trailing slash with a 307 to the other spelling, built
+    # from the client's Host header and before any authentication: OCI paths have one spelling.
+    app.router.redirect_slashes = False
     app.state.ctx = ctx
     return app

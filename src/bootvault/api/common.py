@@ -179,7 +179,21 @@ async def _read_body(request: Request, limit: int, timeout: float) -> bytes:
 async def _dispatch(request: Request, handler: Handler) -> Response:
     """Authenticate from the headers first: an unsigned or forged request is answered without
     its body ever being read; a signed one has its body read (bounded) and checked against the
-    signed x-content-sha256."""
+    signed x-content-sha256. A request answered with its body unread (or half read) also has its
+    connection closed, so the server never reads what it refused."""
+    read = [False]
+    response = await _answer(request, handler, read)
+    if not read[0] and _declares_body(request):
+        response.headers["connection"] = "close"
+    return response
+
+
+def _declares_body(request: Request) -> bool:
+    length = request.headers.get("content-length")
+    return "transfer-encoding" in request.headers or (length is not None and length.strip() != "0")
+
+
+async def _answer(request: Request, handler: Handler, read: list[bool]) -> Response:
     rid = logs.request_id.get() or ""
     ctx: Context = request.app.state.ctx
     limit = ctx.settings.max_body_bytes
@@ -190,6 +204,7 @@ async def _dispatch(request: Request, handler: Handler) -> Response:
         try:
             caller = await run_in_threadpool(authenticate, ctx, request)
             body = await _read_body(request, limit, ctx.settings.body_timeout_seconds)
+            read[0] = True
             check_body(request.headers, body)
         except AuthError as exc:
             log.info("authentication failed: %s", exc)

@@ -44,9 +44,15 @@ def request_id(client_id: str | None) -> str:
     return f"{base}/{uuid.uuid4().hex.upper()}/{uuid.uuid4().hex.upper()}"
 
 
+def printable(text: str) -> str:
+    """Text that encodes as UTF-8 whatever a client sent: a lone surrogate becomes a visible
+    escape (messages quote what was refused, and a refusal must not fail to render)."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def error_response(status: int, code: str, message: str, request_id: str) -> JSONResponse:
     return JSONResponse(
-        {"code": code, "message": message},
+        {"code": code, "message": printable(message)},
         status_code=status,
         headers={"opc-request-id": request_id, "x-content-type-options": "nosniff"},
     )

@@ -1,11 +1,13 @@
 """The HTTP protocol under the API: uvicorn's httptools protocol, plus what it lacks against slow
 or oversized requests. A request's headers must arrive within `header_timeout` seconds and fit in
-`max_header_bytes`; otherwise the connection is answered 408/431 and closed. (The body's own
-limits are in api/common.py: it is read only after the headers authenticate.)"""
+`max_header_bytes`; otherwise the connection is answered 408/431 and closed. A request the parser
+cannot read is answered 400. All three in OCI's error shape. (The body's own limits are in
+api/common.py: it is read only after the headers authenticate.)"""
 
 from __future__ import annotations
 
 import asyncio
+import json
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -17,7 +19,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._header_timer: asyncio.TimerHandle | None = None
-        self._header_bytes = 0
+        self._header_bytes = 0  # bytes received while the headers were incomplete
+        self._header_size = 0  # the request line and headers as parsed
         self._in_headers = True
         self._arm()
 
@@ -30,37 +33,76 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self._header_timer.cancel()
             self._header_timer = None
 
-    def _refuse(self, status: bytes) -> None:
+    def _refuse(self, status: bytes, code: str, message: str) -> None:
         self._disarm()
         if not self.transport.is_closing():
-            self.transport.write(
-                b"HTTP/1.1 " + status + b"\r\nconnection: close\r\ncontent-length: 0\r\n\r\n"
-            )
+            self.transport.write(error_bytes(status, code, message))
             self.transport.close()
 
     def _headers_too_slow(self) -> None:
         self._header_timer = None
         if self._in_headers:
-            self._refuse(b"408 Request Timeout")
+            self._refuse(
+                b"408 Request Timeout",
+                "RequestTimeout",
+                f"The request headers did not arrive within {self.header_timeout:g} s.",
+            )
+
+    def _too_large(self) -> None:
+        self._refuse(
+            b"431 Request Header Fields Too Large",
+            "LimitExceeded",
+            f"The request line and headers are larger than {self.max_header_bytes} bytes.",
+        )
 
     def data_received(self, data: bytes) -> None:
+        # Raw bytes count only while the headers are still incomplete after this segment (one
+        # endless header line); a fast client sends its headers and body in one segment, and the
+        # body has limits of its own. Complete headers are measured as parsed (on_headers_complete).
+        if self.transport.is_closing():
+            return
         if self._in_headers:
             self._header_bytes += len(data)
-            if self._header_bytes > self.max_header_bytes:
-                self._refuse(b"431 Request Header Fields Too Large")
-                return
         super().data_received(data)
+        if self._in_headers and self._header_bytes > self.max_header_bytes:
+            self._too_large()
+
+    def send_400_response(self, msg: str) -> None:
+        """A request the HTTP parser refuses (bad request line, control bytes in a header...)."""
+        self._refuse(b"400 Bad Request", "CannotParseRequest", f"{msg} It is not valid HTTP/1.1.")
 
     def on_message_begin(self) -> None:
-        self._in_headers, self._header_bytes = True, 0
+        self._in_headers = True
         self._arm()
         super().on_message_begin()
 
+    def on_url(self, url: bytes) -> None:
+        self._header_size += len(url)
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_size += len(name) + len(value) + 4
+        super().on_header(name, value)
+
     def on_headers_complete(self) -> None:
-        self._in_headers = False
+        too_large = self._header_size > self.max_header_bytes
+        self._in_headers, self._header_bytes, self._header_size = False, 0, 0
         self._disarm()
+        if too_large:
+            self._too_large()  # and the request is never started
+            return
         super().on_headers_complete()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         super().connection_lost(exc)
+
+
+def error_bytes(status: bytes, code: str, message: str) -> bytes:
+    """A whole HTTP/1.1 answer (closing the connection) with OCI's error body."""
+    body = json.dumps({"code": code, "message": message}).encode()
+    head = (
+        b"HTTP/1.1 " + status + b"\r\ncontent-type: application/json\r\nconnection: close\r\n"
+        b"content-length: " + str(len(body)).encode() + b"\r\n\r\n"
+    )
+    return head + body

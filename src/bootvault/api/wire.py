@@ -7,7 +7,7 @@ from typing import Any, ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from bootvault.api.errors import WireError
+from bootvault.api.errors import WireError, printable
 from bootvault.domain.errors import InvalidArgument, MissingArgument
 
 M = TypeVar("M", bound=BaseModel)
@@ -135,8 +135,9 @@ def _check_strings(data: Any, path: str, depth: int = 0) -> None:
         clean_text(data, path or "body")
     elif isinstance(data, dict):
         for key, value in data.items():
-            clean_text(key, f"{path}.{key}" if path else "a key")
-            _check_strings(value, f"{path}.{key}" if path else key, depth + 1)
+            name = printable(key)  # the key itself may be what is wrong
+            clean_text(key, f"{path}.{name}" if path else "a key")
+            _check_strings(value, f"{path}.{name}" if path else name, depth + 1)
     elif isinstance(data, list):
         for n, value in enumerate(data):
             _check_strings(value, f"{path}[{n}]", depth + 1)

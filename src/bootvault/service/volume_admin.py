@@ -61,6 +61,8 @@ def import_volume(
         size_gbs = size_gbs_for(probe_import(image).virtual_size)
         if size_gbs > MAX_GBS:
             raise InvalidArgument(f"{image} needs {size_gbs} GB; a boot volume holds at most {MAX_GBS} GB.")
+        with ctx.db.write() as conn:  # refuse before copying anything (checked again at insert)
+            quotas.check_volumes(ctx, conn, comp.tenancy_id, new=1, added_gbs=size_gbs)
         volume_id = ocid.mint("bootvolume", ctx.settings.region)
         # The file is complete (tmp + rename) before the row exists, so a crash leaves no half volume.
         ctx.pool.volume(ad, volume_id).import_image(image, size_gbs << 30, progress)
@@ -75,9 +77,13 @@ def import_volume(
         time_created=now(),
         etag=new_etag(),
     )
-    with ctx.db.write() as conn:
-        quotas.check_volumes(ctx, conn, comp.tenancy_id, new=1, added_gbs=size_gbs)
-        repo.insert_volume(conn, vol)
+    try:
+        with ctx.db.write() as conn:
+            quotas.check_volumes(ctx, conn, comp.tenancy_id, new=1, added_gbs=size_gbs)
+            repo.insert_volume(conn, vol)
+    except BaseException:
+        ctx.pool.volume(ad, volume_id).delete()  # a file without a row would never be reclaimed
+        raise
     return vol
 
 
