@@ -139,9 +139,11 @@ def serve(
 
 @app.command()
 def worker(data_dir: DataDir = None, database_url: DbUrl = None, store_url: StoreUrl = None) -> None:
-    """Run a worker alone: claims jobs from the database until stopped."""
+    """Run a worker alone: claims jobs from the database until stopped, and runs the backup
+    policy scheduler and expiry."""
     from bootvault.logs import setup_logging
     from bootvault.worker.main import Worker
+    from bootvault.worker.scheduler import start_scheduler
 
     setup_logging()
     with open_context(settings_from(data_dir, database_url, store_url)) as ctx:
@@ -149,7 +151,10 @@ def worker(data_dir: DataDir = None, database_url: DbUrl = None, store_url: Stor
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
         _serve_metrics(ctx)
+        scheduler = start_scheduler(ctx, stop)
         Worker(ctx).run(stop)
+        if scheduler is not None:
+            scheduler.join(timeout=10)
 
 
 @app.command()
