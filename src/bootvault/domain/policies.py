@@ -13,7 +13,7 @@ from typing import Any
 
 from bootvault.domain.errors import InvalidArgument
 from bootvault.domain.models import BackupType, Tags
-from bootvault.domain.retention import RetentionDuration
+from bootvault.domain.retention import RetentionDuration, check_period
 
 
 class Period(enum.StrEnum):
@@ -151,6 +151,7 @@ def check_schedules(schedules: list[Schedule], min_retention_seconds: float) -> 
                 f"{where}.offsetSeconds must be between 0 and {limit - 1} for period {s.period}; "
                 f"got {s.offset_seconds}."
             )
+        check_period(s.retention_period, f"{where}.retentionPeriod")
         if (s.is_retention_lock_enabled or s.is_prevent_deletion_enabled) and s.retention_period is None:
             flag = "isRetentionLockEnabled" if s.is_retention_lock_enabled else "isPreventDeletionEnabled"
             raise InvalidArgument(f"{where}.retentionPeriod is required when {flag} is true.")

@@ -132,7 +132,8 @@ def _run_backup(ctx: Context, job: Job, lease: Lease) -> None:
 
         def done(conn: Connection) -> None:
             backups.update_backup(conn, backup.id, values)
-            if backup.retention.locked(now()):  # its objects get the lock's date in the store
+            current = backups.get_backup(conn, backup.id)  # a lock may have come while it ran
+            if current is not None and current.retention.locked(now()):  # objects get its date
                 jobs.enqueue(conn, JobKind.RETAIN, backup.tenancy_id, backup.id, lane=backup.id)
 
         finish_job(ctx, job, lease, JobState.SUCCEEDED, done)
