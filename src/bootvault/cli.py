@@ -18,7 +18,7 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TimeRemaining
 
 from bootvault.config import Settings
 from bootvault.domain.errors import BootVaultError
-from bootvault.domain.models import JobKind
+from bootvault.domain.models import JobKind, JobState
 from bootvault.service import identity, volume_admin
 from bootvault.service.context import Context
 
@@ -282,10 +282,15 @@ def _run_maintenance(ctx: Context, kind: JobKind, resource: str) -> str:
         job_id = jobs.enqueue(conn, kind, "", resource, lane=f"maintenance:{kind.value.lower()}")
     worker = Worker(ctx)
     deadline = time.monotonic() + 3600
-    while not worker.run_once(job_id):  # an older job of the same kind holds the lane: wait
+    # Wait while an older job of the same kind holds the lane, or while a worker process that
+    # claimed this job first runs it (then its outcome is the answer).
+    while not worker.run_once(job_id):
+        with ctx.db.read() as conn:
+            if jobs.get(conn, job_id).state in (JobState.SUCCEEDED, JobState.FAILED):
+                break
         if time.monotonic() > deadline:
             raise typer.Exit(1)
-        time.sleep(1)
+        time.sleep(0.2)
     with ctx.db.read() as conn:
         job = jobs.get(conn, job_id)
     if job.last_error:
