@@ -180,7 +180,8 @@ def _quota_room(ctx: Context, conn: Connection, tenancies: set[str]) -> dict[str
 def expire_due(ctx: Context, now: datetime | None = None) -> int:
     """Delete (TERMINATING, then a DELETE_BACKUP job) every backup whose expirationTime has
     passed, unless a retention lock, deletion prevention or legal hold still holds it, or a
-    restore still reads it (then a later tick does it). Returns how many."""
+    volume still reads it (a restore, or a hydration: then a later tick does it). Returns how
+    many."""
     total = 0
     while True:
         at = now or wall_clock()
@@ -188,7 +189,7 @@ def expire_due(ctx: Context, now: datetime | None = None) -> int:
             found = backups.expired(conn, at, BATCH)
             done = 0
             for b in found:
-                if b.retention.blocker(b.id, at) or volumes.count_restoring_from(conn, b.id):
+                if b.retention.blocker(b.id, at) or _read_by_a_volume(conn, b.id):
                     continue
                 backups.update_backup(conn, b.id, {"lifecycle_state": BackupState.TERMINATING.value})
                 jobs.enqueue(conn, JobKind.DELETE_BACKUP, b.tenancy_id, b.id, lane=b.id)
@@ -198,6 +199,11 @@ def expire_due(ctx: Context, now: datetime | None = None) -> int:
             log.info("expiry deleted %d backups", done, extra={"expired": done})
         if len(found) < BATCH or done == 0:
             return total
+
+
+def _read_by_a_volume(conn: Connection, backup_id: str) -> bool:
+    """A restore still copies from the backup, or a volume restored from it still hydrates."""
+    return bool(volumes.count_restoring_from(conn, backup_id) or volumes.hydrating_from(conn, backup_id))
 
 
 def prune_runs(ctx: Context, now: datetime | None = None) -> int:
