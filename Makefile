@@ -49,6 +49,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 	$(BIN)/python bench/memory.py
 	$(BIN)/python bench/s3.py
+	$(BIN)/python bench/policies.py
 	$(BIN)/python bench/live.py $(LIVE_ARGS)
 
 clean:

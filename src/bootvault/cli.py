@@ -18,7 +18,7 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TimeRemaining
 
 from bootvault.config import Settings
 from bootvault.domain.errors import BootVaultError
-from bootvault.domain.models import JobKind
+from bootvault.domain.models import JobKind, JobState
 from bootvault.service import identity, volume_admin
 from bootvault.service.context import Context
 
@@ -139,9 +139,11 @@ def serve(
 
 @app.command()
 def worker(data_dir: DataDir = None, database_url: DbUrl = None, store_url: StoreUrl = None) -> None:
-    """Run a worker alone: claims jobs from the database until stopped."""
+    """Run a worker alone: claims jobs from the database until stopped, and runs the backup
+    policy scheduler and expiry."""
     from bootvault.logs import setup_logging
     from bootvault.worker.main import Worker
+    from bootvault.worker.scheduler import start_scheduler
 
     setup_logging()
     with open_context(settings_from(data_dir, database_url, store_url)) as ctx:
@@ -149,7 +151,10 @@ def worker(data_dir: DataDir = None, database_url: DbUrl = None, store_url: Stor
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
         _serve_metrics(ctx)
+        scheduler = start_scheduler(ctx, stop)
         Worker(ctx).run(stop)
+        if scheduler is not None:
+            scheduler.join(timeout=10)
 
 
 @app.command()
@@ -277,10 +282,15 @@ def _run_maintenance(ctx: Context, kind: JobKind, resource: str) -> str:
         job_id = jobs.enqueue(conn, kind, "", resource, lane=f"maintenance:{kind.value.lower()}")
     worker = Worker(ctx)
     deadline = time.monotonic() + 3600
-    while not worker.run_once(job_id):  # an older job of the same kind holds the lane: wait
+    # Wait while an older job of the same kind holds the lane, or while a worker process that
+    # claimed this job first runs it (then its outcome is the answer).
+    while not worker.run_once(job_id):
+        with ctx.db.read() as conn:
+            if jobs.get(conn, job_id).state in (JobState.SUCCEEDED, JobState.FAILED):
+                break
         if time.monotonic() > deadline:
             raise typer.Exit(1)
-        time.sleep(1)
+        time.sleep(0.2)
     with ctx.db.read() as conn:
         job = jobs.get(conn, job_id)
     if job.last_error:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from functools import cached_property
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -64,10 +66,33 @@ class Settings(BaseSettings):
     gc_interval_seconds: float = 86400.0  # 0 disables the periodic GC job
     verify_interval_seconds: float = 7 * 86400.0  # 0 disables the periodic verify job
     max_clock_skew_seconds: float = 300.0
+    # Backup policies. A schedule's retentionSeconds must be at least min_retention_seconds (tests
+    # lower it to seconds). REGIONAL_DATA_CENTER_TIME schedules run in region_time_zone (IANA name).
+    # Every process with workers runs the scheduler and expiry every scheduler_interval_seconds
+    # (0: not in this process).
+    min_retention_seconds: float = 3600.0
+    region_time_zone: str = "UTC"
+    scheduler_interval_seconds: float = 5.0
+    # How long a retentionPeriod DAY lasts (a YEAR is 365 of them). Tests shorten it so a retention
+    # lock ends within a test; never change it in production.
+    retention_day_seconds: float = 86400.0
     # Per-tenancy quotas (400 LimitExceeded beyond them).
     quota_volumes: int = 1000
     quota_volume_gbs: int = 100 * 1024  # provisioned size of all volumes (they are thin)
     quota_backups: int = 10000
+
+    @field_validator("region_time_zone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"region_time_zone {value!r} is not an IANA time zone") from exc
+        return value
+
+    @cached_property
+    def region_zone(self) -> ZoneInfo:
+        return ZoneInfo(self.region_time_zone)
 
     def resolved(self) -> Settings:
         """A copy with absolute paths and the embedded defaults filled in."""

@@ -24,7 +24,18 @@ OCID_PATHS = [
     ("PUT", "/bootVolumes/{}"),
     ("DELETE", "/bootVolumes/{}"),
     ("POST", "/bootVolumes/{}/actions/changeCompartment"),
+    ("GET", "/volumeBackupPolicies/{}"),
+    ("PUT", "/volumeBackupPolicies/{}"),
+    ("DELETE", "/volumeBackupPolicies/{}"),
+    ("GET", "/volumeBackupPolicyAssignments/{}"),
+    ("DELETE", "/volumeBackupPolicyAssignments/{}"),
 ]
+KINDS = {
+    "/bootVolumeBackups/": "bootvolumebackup",
+    "/bootVolumes/": "bootvolume",
+    "/volumeBackupPolicies/": "volumebackuppolicy",
+    "/volumeBackupPolicyAssignments/": "volumebackuppolicyassignment",
+}
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +164,7 @@ def test_token_of_another_tenancy_is_refused(deployment: Deployment, tenant: Ten
 @pytest.mark.parametrize(("method", "path"), OCID_PATHS)
 @pytest.mark.parametrize("bad", ["not-an-ocid", "ocid1.instance.oc1.local-1.aaaaaaaaxyz", "ocid1.bootvolume"])
 def test_malformed_path_ids_are_400(tenant: Tenant, method: str, path: str, bad: str) -> None:
-    expected_kind = "bootvolumebackup" if "Backups" in path else "bootvolume"
+    expected_kind = next(kind for prefix, kind in KINDS.items() if path.startswith(prefix))
     if bad.startswith(f"ocid1.{expected_kind}."):
         return
     body = b'{"compartmentId": "%s"}' % tenant.tenancy_id.encode() if method in ("PUT", "POST") else None
@@ -186,16 +197,12 @@ def test_status_codes_and_headers(deployment: Deployment, tenant: Tenant, tmp_pa
 @pytest.mark.parametrize(
     ("path", "body", "field"),
     [
-        (
-            "/bootVolumeBackups",
-            {"retentionPeriod": {"retentionTimeUnit": "DAYS", "retentionTimeAmount": 1}},
-            "retentionPeriod",
-        ),
-        ("/bootVolumeBackups", {"isRetentionLockEnabled": True}, "isRetentionLockEnabled"),
-        ("/bootVolumeBackups", {"isPreventDeletionEnabled": True}, "isPreventDeletionEnabled"),
-        ("/bootVolumeBackups", {"isIndefiniteRetentionEnabled": True}, "isIndefiniteRetentionEnabled"),
         ("/bootVolumeBackups", {"someFutureField": 1}, "someFutureField"),
-        ("/bootVolumes", {"backupPolicyId": "ocid1.volumebackuppolicy.oc1..aaaa"}, "backupPolicyId"),
+        (
+            "/bootVolumes",
+            {"clusterPlacementGroupId": "ocid1.clusterplacementgroup.oc1..aaaa"},
+            "clusterPlacementGroupId",
+        ),
         ("/bootVolumes", {"isAutoTuneEnabled": True}, "isAutoTuneEnabled"),
         (
             "/bootVolumes",

@@ -160,3 +160,34 @@ def test_without_the_running_job_cutoff_data_would_be_lost(tmp_path: Path, keys:
     store, _, result = _gc_during_backup(tmp_path, keys, protect=False)
     with pytest.raises(RestoreError, match="missing"):
         restore_to_file(store, keys, result.manifest, tmp_path / "out.img")  # type: ignore[attr-defined]
+
+
+def test_packs_of_a_locked_backup_are_never_repacked(tmp_path: Path, keys: DataKeys) -> None:
+    """The same sparse packs as above, but `new` is under a retention lock: its packs stay put
+    (their objects may carry an object-store retention date), and nothing is condemned."""
+    store = LocalBlobStore(tmp_path / "store")
+    vol = tmp_path / "v.img"
+    vol.write_bytes(os.urandom(16 * BS))
+    _backup(vol, store, keys, "manifests/old", full=True)
+    with open(vol, "r+b") as fh:
+        fh.write(os.urandom(12 * BS))
+    _backup(vol, store, keys, "manifests/new", full=True)
+    store.delete("manifests/old")
+    before = _packs(store, keys)
+    live = ["manifests/new"]
+    result = collect_garbage(store, keys, live, {}, cutoff=datetime.now(UTC), pinned_manifests=live)
+    assert result.repacked_packs == 0 and _packs(store, keys) == before
+    assert result.condemned == _empty(store, keys, before, live)  # only packs with nothing of `new`
+    control = collect_garbage(store, keys, live, {}, cutoff=datetime.now(UTC))  # not pinned: repacked
+    assert control.repacked_packs >= 1
+
+
+def _empty(store: LocalBlobStore, keys: DataKeys, packs: set[str], live: list[str]) -> set[str]:
+    """Packs with no block of a live manifest (those may go even when a backup is locked)."""
+    from bootvault.engine.index import ScopeIndex
+    from bootvault.engine.manifest import load_manifest
+
+    blocks = {bid for name in live for _, bid in load_manifest(store, keys, name).entries()}
+    index = ScopeIndex(keys)
+    index.refresh(store)
+    return {p for p in packs if not any(e[0] in blocks for e in index.entries(p))}

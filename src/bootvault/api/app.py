@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from bootvault.api import routes_backups, routes_volumes
+from bootvault.api import routes_backups, routes_policies, routes_volumes
 from bootvault.api.errors import error_response, request_id
 from bootvault.service.context import Context
 
@@ -52,6 +52,7 @@ def create_app(ctx: Context) -> Starlette:
         routes=[
             *routes_backups.ROUTES,
             *routes_volumes.ROUTES,
+            *routes_policies.ROUTES,
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
         ],

@@ -31,6 +31,8 @@ PARSE_INLINE_BYTES = 64 << 10  # larger bodies are parsed in the thread pool, of
 PATH_IDS = {
     "backup_id": ("bootvolumebackup", "bootVolumeBackupId"),
     "volume_id": ("bootvolume", "bootVolumeId"),
+    "policy_id": ("volumebackuppolicy", "policyId"),
+    "assignment_id": ("volumebackuppolicyassignment", "policyAssignmentId"),
 }
 
 

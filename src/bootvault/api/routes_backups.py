@@ -11,18 +11,35 @@ from bootvault.api.wire import (
     ChangeCompartmentDetails,
     CreateBootVolumeBackupDetails,
     UpdateBootVolumeBackupDetails,
+    duration,
 )
 from bootvault.domain.errors import MissingArgument
 from bootvault.domain.models import BackupState, BackupType
+from bootvault.domain.retention import Retention
 from bootvault.service import backups as svc
 
 STATES = [s.value for s in BackupState]
 
 
+def _retention(d: CreateBootVolumeBackupDetails | UpdateBootVolumeBackupDetails) -> Retention:
+    return Retention(
+        period=duration(d.retention_period),
+        lock=d.is_retention_lock_enabled,
+        prevent_deletion=d.is_prevent_deletion_enabled,
+        legal_hold=d.is_indefinite_retention_enabled,
+    )
+
+
 async def create(call: Call) -> Response:
     d = await call.parse(CreateBootVolumeBackupDetails)
     req = svc.CreateBackup(
-        d.boot_volume_id, d.display_name, BackupType(d.type), d.kms_key_id, d.freeform_tags, d.defined_tags
+        d.boot_volume_id,
+        d.display_name,
+        BackupType(d.type),
+        d.kms_key_id,
+        d.freeform_tags,
+        d.defined_tags,
+        _retention(d),
     )
     backup = await call.run(svc.create_backup, req, call.header("opc-retry-token"))
     return json_response(backup_to_wire(backup), etag=backup.etag)
@@ -55,7 +72,7 @@ async def list_(call: Call) -> Response:
 
 async def update(call: Call) -> Response:
     d = await call.parse(UpdateBootVolumeBackupDetails)
-    req = svc.UpdateBackup(d.display_name, d.freeform_tags, d.defined_tags, d.kms_key_id)
+    req = svc.UpdateBackup(d.display_name, d.freeform_tags, d.defined_tags, d.kms_key_id, _retention(d))
     backup = await call.run(svc.update_backup, call.path("backup_id"), req, call.header("if-match"))
     return json_response(backup_to_wire(backup), etag=backup.etag)
 

@@ -29,6 +29,7 @@ async def create(call: Call) -> Response:
         vpus_per_gb=d.vpus_per_gb,
         freeform_tags=d.freeform_tags,
         defined_tags=d.defined_tags,
+        backup_policy_id=d.backup_policy_id,
     )
     vol = await call.run(svc.create_volume, req, call.header("opc-retry-token"))
     return json_response(volume_to_wire(vol), etag=vol.etag)

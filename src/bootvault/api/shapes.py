@@ -13,6 +13,8 @@ from datetime import datetime
 from typing import Any
 
 from bootvault.domain.models import BootVolume, BootVolumeBackup
+from bootvault.domain.policies import PolicyAssignment, Schedule, VolumeBackupPolicy
+from bootvault.domain.retention import RetentionDuration
 
 Field = tuple[str, Callable[[Any], Any]]
 
@@ -52,6 +54,10 @@ def _volume_system_tags(v: BootVolume) -> dict[str, Any]:
     return {"bootvault": system} if system else {}
 
 
+def _duration(d: RetentionDuration | None) -> dict[str, Any] | None:
+    return None if d is None else {"retentionTimeUnit": d.unit, "retentionTimeAmount": d.amount}
+
+
 BOOT_VOLUME_BACKUP: list[Field] = [
     ("bootVolumeId", lambda b: b.boot_volume_id),
     ("compartmentId", lambda b: b.compartment_id),
@@ -71,11 +77,11 @@ BOOT_VOLUME_BACKUP: list[Field] = [
     ("timeRequestReceived", lambda b: rfc3339(b.time_request_received)),
     ("type", lambda b: b.type.value),
     ("uniqueSizeInGBs", lambda b: b.unique_size_in_gbs or 0),  # 0 until known, as OCI
-    ("timeRetentionExpiresAt", _none),
-    ("retentionPeriod", _none),
-    ("isPreventDeletionEnabled", _none),
-    ("isRetentionLockEnabled", _none),
-    ("isIndefiniteRetentionEnabled", _none),
+    ("timeRetentionExpiresAt", lambda b: rfc3339(b.retention.expires_at)),
+    ("retentionPeriod", lambda b: _duration(b.retention.period)),
+    ("isPreventDeletionEnabled", lambda b: b.retention.prevent_deletion),
+    ("isRetentionLockEnabled", lambda b: b.retention.lock),
+    ("isIndefiniteRetentionEnabled", lambda b: b.retention.legal_hold),
     ("volumeGroupBackupId", _none),
     ("backupProgress", lambda b: b.percent_complete),  # the Private Cloud Appliance edition's field
 ]
@@ -106,6 +112,42 @@ BOOT_VOLUME: list[Field] = [
 ]
 
 
+VOLUME_BACKUP_SCHEDULE: list[Field] = [
+    ("backupType", lambda s: s.backup_type.value),
+    ("offsetSeconds", lambda s: s.offset_seconds),
+    ("period", lambda s: s.period.value),
+    ("offsetType", lambda s: s.offset_type),
+    ("hourOfDay", lambda s: s.hour_of_day),
+    ("dayOfWeek", lambda s: s.day_of_week),
+    ("dayOfMonth", lambda s: s.day_of_month),
+    ("month", lambda s: s.month),
+    ("retentionSeconds", lambda s: s.retention_seconds),
+    ("timeZone", lambda s: s.time_zone),
+    ("retentionPeriod", lambda s: _duration(s.retention_period)),
+    ("isPreventDeletionEnabled", lambda s: s.is_prevent_deletion_enabled),
+    ("isRetentionLockEnabled", lambda s: s.is_retention_lock_enabled),
+]
+
+VOLUME_BACKUP_POLICY: list[Field] = [
+    ("displayName", lambda p: p.display_name),
+    ("id", lambda p: p.id),
+    ("schedules", lambda p: [schedule_to_wire(s) for s in p.schedules]),
+    ("destinationRegion", lambda p: p.destination_region),
+    ("timeCreated", lambda p: rfc3339(p.time_created)),
+    ("compartmentId", lambda p: p.compartment_id),  # null for Oracle-defined policies
+    ("definedTags", lambda p: p.tags.defined),
+    ("freeformTags", lambda p: p.tags.freeform),
+]
+
+VOLUME_BACKUP_POLICY_ASSIGNMENT: list[Field] = [
+    ("assetId", lambda x: x.asset_id),
+    ("id", lambda x: x.id),
+    ("policyId", lambda x: x.policy_id),
+    ("timeCreated", lambda x: rfc3339(x.time_created)),
+    ("xrcKmsKeyId", lambda x: x.xrc_kms_key_id),
+]
+
+
 def to_wire(fields: list[Field], obj: Any) -> dict[str, Any]:
     return {name: get(obj) for name, get in fields}
 
@@ -116,3 +158,15 @@ def backup_to_wire(b: BootVolumeBackup) -> dict[str, Any]:
 
 def volume_to_wire(v: BootVolume) -> dict[str, Any]:
     return to_wire(BOOT_VOLUME, v)
+
+
+def schedule_to_wire(s: Schedule) -> dict[str, Any]:
+    return to_wire(VOLUME_BACKUP_SCHEDULE, s)
+
+
+def policy_to_wire(p: VolumeBackupPolicy) -> dict[str, Any]:
+    return to_wire(VOLUME_BACKUP_POLICY, p)
+
+
+def assignment_to_wire(x: PolicyAssignment) -> dict[str, Any]:
+    return to_wire(VOLUME_BACKUP_POLICY_ASSIGNMENT, x)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from bootvault.api.errors import WireError, printable
 from bootvault.domain.errors import InvalidArgument, MissingArgument
+from bootvault.domain.retention import RetentionDuration
 
 M = TypeVar("M", bound=BaseModel)
 Tags = dict[str, Any]
@@ -23,16 +24,25 @@ class _Body(BaseModel):
     UNSUPPORTED: ClassVar[dict[str, Any]] = {}
 
 
-_RETENTION = {
-    "retentionPeriod": None,
-    "isPreventDeletionEnabled": False,
-    "isRetentionLockEnabled": False,
-    "isIndefiniteRetentionEnabled": False,
-}
+class RetentionDurationDetails(_Body):
+    """Whole DAYS or YEARS (a fractional amount is not an integer: 400 naming the field)."""
+
+    retention_time_unit: Literal["DAYS", "YEARS"] = Field(alias="retentionTimeUnit")
+    retention_time_amount: int = Field(alias="retentionTimeAmount", ge=1)
 
 
-class CreateBootVolumeBackupDetails(_Body):
-    UNSUPPORTED: ClassVar[dict[str, Any]] = _RETENTION
+def duration(d: RetentionDurationDetails | None) -> RetentionDuration | None:
+    return None if d is None else RetentionDuration(d.retention_time_unit, d.retention_time_amount)
+
+
+class _RetentionFields(_Body):
+    retention_period: RetentionDurationDetails | None = Field(None, alias="retentionPeriod")
+    is_prevent_deletion_enabled: bool | None = Field(None, alias="isPreventDeletionEnabled")
+    is_retention_lock_enabled: bool | None = Field(None, alias="isRetentionLockEnabled")
+    is_indefinite_retention_enabled: bool | None = Field(None, alias="isIndefiniteRetentionEnabled")
+
+
+class CreateBootVolumeBackupDetails(_RetentionFields):
     boot_volume_id: str = Field(alias="bootVolumeId", min_length=1, max_length=255)
     display_name: str | None = Field(None, alias="displayName")
     type: Literal["FULL", "INCREMENTAL"] = "INCREMENTAL"
@@ -41,12 +51,67 @@ class CreateBootVolumeBackupDetails(_Body):
     defined_tags: Tags | None = Field(None, alias="definedTags")
 
 
-class UpdateBootVolumeBackupDetails(_Body):
-    UNSUPPORTED: ClassVar[dict[str, Any]] = _RETENTION
+class UpdateBootVolumeBackupDetails(_RetentionFields):
     display_name: str | None = Field(None, alias="displayName")
     kms_key_id: str | None = Field(None, alias="kmsKeyId", min_length=1, max_length=255)
     freeform_tags: Tags | None = Field(None, alias="freeformTags")
     defined_tags: Tags | None = Field(None, alias="definedTags")
+
+
+DayOfWeek = Literal["MONDAY", "TUESDAY", "WEDNESDAY", "THURSDAY", "FRIDAY", "SATURDAY", "SUNDAY"]
+Month = Literal[
+    "JANUARY",
+    "FEBRUARY",
+    "MARCH",
+    "APRIL",
+    "MAY",
+    "JUNE",
+    "JULY",
+    "AUGUST",
+    "SEPTEMBER",
+    "OCTOBER",
+    "NOVEMBER",
+    "DECEMBER",
+]
+
+
+class VolumeBackupScheduleDetails(_Body):
+    backup_type: Literal["FULL", "INCREMENTAL"] = Field(alias="backupType")
+    period: Literal["ONE_HOUR", "ONE_DAY", "ONE_WEEK", "ONE_MONTH", "ONE_YEAR"]
+    retention_seconds: int = Field(alias="retentionSeconds")
+    offset_type: Literal["STRUCTURED", "NUMERIC_SECONDS"] | None = Field(None, alias="offsetType")
+    offset_seconds: int | None = Field(None, alias="offsetSeconds")
+    hour_of_day: int | None = Field(None, alias="hourOfDay", ge=0, le=23)
+    day_of_week: DayOfWeek | None = Field(None, alias="dayOfWeek")
+    day_of_month: int | None = Field(None, alias="dayOfMonth", ge=1, le=31)
+    month: Month | None = None
+    time_zone: Literal["UTC", "REGIONAL_DATA_CENTER_TIME"] | None = Field(None, alias="timeZone")
+    retention_period: RetentionDurationDetails | None = Field(None, alias="retentionPeriod")
+    is_prevent_deletion_enabled: bool | None = Field(None, alias="isPreventDeletionEnabled")
+    is_retention_lock_enabled: bool | None = Field(None, alias="isRetentionLockEnabled")
+
+
+class CreateVolumeBackupPolicyDetails(_Body):
+    UNSUPPORTED: ClassVar[dict[str, Any]] = {"destinationRegion": None}  # no cross-region copies
+    compartment_id: str = Field(alias="compartmentId", min_length=1, max_length=255)
+    display_name: str | None = Field(None, alias="displayName")
+    schedules: list[VolumeBackupScheduleDetails] | None = None
+    freeform_tags: Tags | None = Field(None, alias="freeformTags")
+    defined_tags: Tags | None = Field(None, alias="definedTags")
+
+
+class UpdateVolumeBackupPolicyDetails(_Body):
+    UNSUPPORTED: ClassVar[dict[str, Any]] = {"destinationRegion": "none"}  # "none" resets it
+    display_name: str | None = Field(None, alias="displayName")
+    schedules: list[VolumeBackupScheduleDetails] | None = None
+    freeform_tags: Tags | None = Field(None, alias="freeformTags")
+    defined_tags: Tags | None = Field(None, alias="definedTags")
+
+
+class CreateVolumeBackupPolicyAssignmentDetails(_Body):
+    UNSUPPORTED: ClassVar[dict[str, Any]] = {"xrcKmsKeyId": None}  # no cross-region copies
+    asset_id: str = Field(alias="assetId", min_length=1, max_length=255)
+    policy_id: str = Field(alias="policyId", min_length=1, max_length=255)
 
 
 class ChangeCompartmentDetails(_Body):
@@ -60,7 +125,6 @@ class SourceDetails(_Body):
 
 class CreateBootVolumeDetails(_Body):
     UNSUPPORTED: ClassVar[dict[str, Any]] = {
-        "backupPolicyId": None,
         "clusterPlacementGroupId": None,
         "isAutoTuneEnabled": False,
         "bootVolumeReplicas": [],
@@ -74,6 +138,7 @@ class CreateBootVolumeDetails(_Body):
     size_in_gbs: int | None = Field(None, alias="sizeInGBs")
     kms_key_id: str | None = Field(None, alias="kmsKeyId", min_length=1, max_length=255)
     vpus_per_gb: int | None = Field(None, alias="vpusPerGB", ge=0, le=120)
+    backup_policy_id: str | None = Field(None, alias="backupPolicyId", min_length=1, max_length=255)
     freeform_tags: Tags | None = Field(None, alias="freeformTags")
     defined_tags: Tags | None = Field(None, alias="definedTags")
 
@@ -98,20 +163,33 @@ class UpdateBootVolumeDetails(_Body):
     defined_tags: Tags | None = Field(None, alias="definedTags")
 
 
+def _inner_model(annotation: Any) -> type[BaseModel] | None:
+    """The model inside an annotation such as `Model | None` or `list[Model] | None`."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = _inner_model(arg)
+        if found is not None:
+            return found
+    return None
+
+
 def _field_path(model: type[BaseModel], loc: tuple[Any, ...]) -> str:
-    """The wire name of the offending field, e.g. sourceDetails.id."""
-    names: list[str] = []
+    """The wire name of the offending field, e.g. sourceDetails.id or schedules[0].period."""
+    path = ""
     current: Any = model
     for part in loc:
-        if isinstance(part, int) or current is None or not hasattr(current, "model_fields"):
-            names.append(str(part))
-            current = None
+        if isinstance(part, int):
+            path += f"[{part}]"
             continue
-        info = current.model_fields.get(part)
-        names.append(info.alias if info is not None and info.alias else str(part))
-        annotation = info.annotation if info is not None else None
-        current = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
-    return ".".join(names)
+        info = None
+        if current is not None:  # pydantic names fields by alias in errors; accept either
+            fields = current.model_fields
+            info = fields.get(part) or next((f for f in fields.values() if f.alias == part), None)
+        name = info.alias if info is not None and info.alias else str(part)
+        path += f".{name}" if path else name
+        current = _inner_model(info.annotation) if info is not None else None
+    return path
 
 
 MAX_DEPTH = 32  # deeper JSON is no request of ours (tags nest two levels)

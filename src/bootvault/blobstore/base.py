@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol, runtime_checkable
 
 
@@ -64,6 +65,11 @@ class BlobStore(Protocol):
 
     def delete(self, name: str) -> None:
         """Remove the object; a missing object is not an error."""
+        ...
+
+    def retain_until(self, name: str, until: datetime) -> bool:
+        """Make the store itself refuse to delete the object before `until` (never shortening a
+        date already set); False when the store cannot (no Object Lock)."""
         ...
 
     def list(self, prefix: str) -> Iterator[str]:

@@ -13,6 +13,7 @@ import os
 import secrets
 import stat
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 from bootvault.blobstore.base import (
@@ -156,6 +157,11 @@ class LocalBlobStore:
             pass
         except OSError as exc:
             raise BlobStoreError(f"cannot delete {name}: {exc}") from exc
+
+    def retain_until(self, name: str, until: datetime) -> bool:
+        """A directory has no retention dates that would bind its owner: the service's own checks
+        are the only protection here."""
+        return False
 
     def list(self, prefix: str) -> Iterator[str]:
         """Yield names starting with prefix (a plain string prefix, like S3)."""

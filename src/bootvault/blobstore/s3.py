@@ -11,6 +11,11 @@ replacement is swapped in whole, so readers never see a partial object.
 Threads: one botocore client (thread-safe) is shared by every thread using the store; its connection
 pool has ``max_connections`` slots, which is also what ``properties.max_connections`` advertises.
 
+Object Lock: on a bucket created with Object Lock enabled (hence versioned), `retain_until` gives an
+object a COMPLIANCE retention date (only ever extended), and `delete` removes every version of the
+name, so deleting really frees space and a version under retention refuses (PermanentStoreError).
+On other buckets `retain_until` answers False and `delete` is a plain DELETE.
+
 Errors: a missing object is ObjectNotFound. A missing bucket, rejected credentials, access denied and
 other 4xx answers are PermanentStoreError with a message naming the bucket and endpoint. Network failures
 and 5xx answers (after botocore's own retries) are plain BlobStoreError.
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -86,6 +92,7 @@ class S3BlobStore:
         self.part_size = part_size
         self.properties = StoreProperties(max_connections=max_connections)
         self._bucket_ok = False  # set once a probe has seen the bucket and accepted the credentials
+        self._object_lock: bool | None = None  # learned on first use
         session = boto3.session.Session(
             aws_access_key_id=access_key,
             aws_secret_access_key=secret_key,
@@ -175,8 +182,48 @@ class S3BlobStore:
         return self._head(name) is not None
 
     def delete(self, name: str) -> None:
+        key = self._key(name)
+        if self.object_lock():  # versioned: a plain DELETE would only hide the object
+            versions = self._call("LIST", name, self._client.list_object_versions, Prefix=key)
+            for v in [*versions.get("Versions", ()), *versions.get("DeleteMarkers", ())]:
+                if v["Key"] == key:
+                    self._call("DELETE", name, self._client.delete_object, Key=key, VersionId=v["VersionId"])
+            return
         with contextlib.suppress(ObjectNotFound):  # S3 answers 204 anyway; some servers say 404
-            self._call("DELETE", name, self._client.delete_object, Key=self._key(name))
+            self._call("DELETE", name, self._client.delete_object, Key=key)
+
+    def object_lock(self) -> bool:
+        """Whether the bucket has Object Lock enabled (asked once)."""
+        if self._object_lock is None:
+            try:
+                conf = self._client.get_object_lock_configuration(Bucket=self.bucket)
+                enabled = conf.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled") == "Enabled"
+            except bce.ClientError as exc:
+                if _status(exc) >= 500 or exc.response.get("Error", {}).get("Code") == "NoSuchBucket":
+                    raise self._error(exc, "GET", None) from exc
+                enabled = False  # ObjectLockConfigurationNotFoundError, or a server without the API
+            except bce.BotoCoreError as exc:
+                raise self._error(exc, "GET", None) from exc
+            self._object_lock = enabled
+        return self._object_lock
+
+    def retain_until(self, name: str, until: datetime) -> bool:
+        """Keep the object (its current version) from deletion until `until`, COMPLIANCE mode:
+        nobody, whatever their credentials, shortens or removes it. Never shortens a date already
+        set. False when the bucket has no Object Lock."""
+        if not self.object_lock():
+            return False
+        key = self._key(name)
+        try:
+            current = self._client.get_object_retention(Bucket=self.bucket, Key=key)["Retention"]
+            if current.get("RetainUntilDate") and current["RetainUntilDate"] >= until:
+                return True
+        except bce.ClientError as exc:
+            if _status(exc) not in (400, 404):  # 404/400: no retention yet (or no object: PUT says)
+                raise self._error(exc, "GET", name) from exc
+        retention = {"Mode": "COMPLIANCE", "RetainUntilDate": until}
+        self._call("PUT", name, self._client.put_object_retention, Key=key, Retention=retention)
+        return True
 
     def list(self, prefix: str) -> Iterator[str]:
         check_prefix(prefix)

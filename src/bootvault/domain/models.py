@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from bootvault.domain.retention import Retention
+
 GIB = 1 << 30
 
 
@@ -53,6 +55,7 @@ class JobKind(enum.StrEnum):
     HYDRATE = "HYDRATE"
     GC = "GC"
     VERIFY = "VERIFY"
+    RETAIN = "RETAIN"  # give a locked backup's objects an object-store retention date
 
 
 class JobState(enum.StrEnum):
@@ -141,7 +144,9 @@ class BootVolumeBackup:
     unique_size_bytes: int | None = None
     lifecycle_details: str | None = None
     source_boot_volume_backup_id: str | None = None
-    expiration_time: datetime | None = None
+    expiration_time: datetime | None = None  # scheduled backups: the image's instant + retention
+    retention: Retention = field(default_factory=Retention)  # lock, deletion prevention, legal hold
+    schedule_retention_seconds: int | None = None  # scheduled backups: sets expiration_time
 
     @property
     def unique_size_in_gbs(self) -> int | None:

@@ -12,7 +12,12 @@ _OCID_RE = re.compile(r"^ocid1\.([a-z0-9]+)\.[a-z0-9-]+\.[a-z0-9-]*\.[a-z0-9]+$"
 
 def mint(resource_type: str, region: str = "") -> str:
     """A new OCID. Regional resources carry the region; global ones (tenancy, user) leave it empty."""
-    unique = "".join(secrets.choice(_ALPHABET) for _ in range(60))
+    n = secrets.randbelow(len(_ALPHABET) ** 60)  # one draw: uniform, and fast in bulk (scheduler)
+    digits = []
+    for _ in range(60):
+        n, d = divmod(n, len(_ALPHABET))
+        digits.append(_ALPHABET[d])
+    unique = "".join(digits)
     return f"ocid1.{resource_type}.{REALM}.{region}.aaaaaaaa{unique}"
 
 

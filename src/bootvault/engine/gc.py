@@ -86,9 +86,13 @@ def collect_garbage(
     live_manifests: list[str],
     condemned: dict[str, datetime],
     cutoff: datetime,
+    pinned_manifests: list[str] | None = None,
 ) -> GcResult:
     """One GC run for a scope. `condemned` maps pack id -> when it was condemned (the caller
-    persists the result: add `result.condemned`, drop `result.rescued` and `result.deleted`)."""
+    persists the result: add `result.condemned`, drop `result.rescued` and `result.deleted`).
+    Packs holding a block of a `pinned_manifests` backup (retention lock, legal hold; also live)
+    are never repacked, so their objects, which may carry an object-store retention date, stay
+    exactly where the lock put them."""
     result = GcResult()
     index = ScopeIndex(keys)
     index.refresh(store, exclude=set(condemned))  # condemned packs never count as a block's home
@@ -107,7 +111,12 @@ def collect_garbage(
             _sweep(store, keys, pack_id, result)
     usage = _pack_usage(index, live)
     empty = {p for p, (alive, _) in usage.items() if alive == 0}
-    sparse = sorted(p for p, (alive, total) in usage.items() if 0 < alive < REPACK_BELOW * total)
+    pinned = _mark(store, keys, pinned_manifests or [])
+    sparse = sorted(
+        p
+        for p, (alive, total) in usage.items()
+        if 0 < alive < REPACK_BELOW * total and not any(e[0] in pinned for e in index.entries(p))
+    )
     if sparse:
         result.repacked_bytes = _repack(store, keys, index, sparse, live)
         result.repacked_packs = len(sparse)

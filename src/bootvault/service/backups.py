@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection
@@ -18,6 +18,7 @@ from bootvault.domain.models import (
     SourceType,
     VolumeState,
 )
+from bootvault.domain.retention import Retention, change
 from bootvault.domain.validation import check_display_name, check_tags
 from bootvault.service import pagetokens, quotas
 from bootvault.service.context import Caller, Context
@@ -38,6 +39,7 @@ class CreateBackup:
     kms_key_id: str | None = None
     freeform_tags: dict[str, Any] | None = None
     defined_tags: dict[str, Any] | None = None
+    retention: Retention = field(default_factory=Retention)  # as requested (None: not given)
 
 
 @dataclass
@@ -46,6 +48,7 @@ class UpdateBackup:
     freeform_tags: dict[str, Any] | None = None
     defined_tags: dict[str, Any] | None = None
     kms_key_id: str | None = None
+    retention: Retention = field(default_factory=Retention)  # None fields: unchanged
 
 
 @dataclass
@@ -92,6 +95,7 @@ def create_backup(
         require_kms_key(conn, caller, req.kms_key_id)
         quotas.check_backups(ctx, conn, caller.tenancy_id)
         received = now()
+        retention = change(Retention(), req.retention, received, received, ctx.settings.retention_day_seconds)
         backup_id = ocid.mint("bootvolumebackup", ctx.settings.region)
         backup = BootVolumeBackup(
             id=backup_id,
@@ -109,6 +113,7 @@ def create_backup(
             kms_key_id=req.kms_key_id or volume.kms_key_id,
             image_id=volume.image_id,
             tags=tags,
+            retention=retention,
         )
         repo.insert_backup(conn, backup)
         jobs.enqueue(
@@ -204,9 +209,32 @@ def update_backup(
                 req.defined_tags if req.defined_tags is not None else backup.tags.defined,
             )
             values.update(freeform_tags=merged.freeform, defined_tags=merged.defined)
+        if req.retention != Retention():
+            values.update(_retention_update(ctx, conn, backup, req.retention))
         if not values:
             return backup
         return _apply_update(conn, backup_id, values, if_match)
+
+
+def _retention_update(
+    ctx: Context, conn: Connection, backup: BootVolumeBackup, requested: Retention
+) -> dict[str, Any]:
+    """The new retention columns; a lock that starts or grows on stored data also queues the job
+    that extends the objects' retention in the object store."""
+    ts = now()
+    new = change(
+        backup.retention,
+        requested,
+        backup.time_request_received,
+        ts,
+        ctx.settings.retention_day_seconds,
+        backup.id,
+    )
+    old = backup.retention
+    grew = new.locked(ts) and (not old.locked(ts) or (new.expires_at or ts) > (old.expires_at or ts))
+    if grew and backup.lifecycle_state == BackupState.AVAILABLE:
+        jobs.enqueue(conn, JobKind.RETAIN, backup.tenancy_id, backup.id, lane=backup.id)
+    return repo.retention_columns(new)
 
 
 def delete_backup(ctx: Context, caller: Caller, backup_id: str, if_match: str | None) -> None:
@@ -215,6 +243,9 @@ def delete_backup(ctx: Context, caller: Caller, backup_id: str, if_match: str | 
         _check_if_match(backup, if_match)
         if backup.lifecycle_state in (BackupState.TERMINATING, BackupState.TERMINATED):
             return
+        blocker = backup.retention.blocker(backup_id, now())
+        if blocker is not None:
+            raise Conflict(blocker)
         if backup.lifecycle_state in BACKUP_IN_PROGRESS:
             raise IncorrectState(
                 f"Boot volume backup {backup_id} is {backup.lifecycle_state}; delete it later."

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from datetime import datetime, timedelta
 
 from sqlalchemy import Connection
 
@@ -30,7 +31,8 @@ from bootvault.pool import PoolError
 from bootvault.service import hydration, maintenance
 from bootvault.service.context import Context
 from bootvault.service.lease import JobFailed, Lease, LeaseLost, finish_job
-from bootvault.store import backups, volumes
+from bootvault.store import backups, jobs, volumes
+from bootvault.store.common import now
 
 log = logging.getLogger("bootvault.jobs")
 VOLUME_FILLING = (VolumeState.RESTORING, VolumeState.PROVISIONING)
@@ -99,8 +101,9 @@ def _run_backup(ctx: Context, job: Job, lease: Lease) -> None:
     ) as view:
         if backup.type == BackupType.INCREMENTAL and not view.plan.incremental:
             log.warning("backup %s reads the whole volume: %s", backup.id, view.plan.reason)
+        imaged = {"time_imaged": view.instant, **_expiry(backup, view.instant)}
         with ctx.db.write() as conn:  # timeCreated appears with the image, while CREATING
-            backups.update_backup(conn, backup.id, {"time_imaged": view.instant})
+            backups.update_backup(conn, backup.id, imaged)
         result = repo.backup(
             view.source,
             backup.id,
@@ -119,17 +122,29 @@ def _run_backup(ctx: Context, job: Job, lease: Lease) -> None:
             extra={"bytes_read": result.bytes_read, "bytes_new": result.bytes_new},
         )
         values = {
+            **imaged,
             "lifecycle_state": BackupState.AVAILABLE.value,
             "percent_complete": 100,
-            "time_imaged": view.instant,
             "logical_size_bytes": result.logical_size,
             "unique_size_bytes": result.bytes_new,
             "lifecycle_details": None,
         }
-        finish_job(
-            ctx, job, lease, JobState.SUCCEEDED, lambda conn: backups.update_backup(conn, backup.id, values)
-        )
+
+        def done(conn: Connection) -> None:
+            backups.update_backup(conn, backup.id, values)
+            current = backups.get_backup(conn, backup.id)  # a lock may have come while it ran
+            if current is not None and current.retention.locked(now()):  # objects get its date
+                jobs.enqueue(conn, JobKind.RETAIN, backup.tenancy_id, backup.id, lane=backup.id)
+
+        finish_job(ctx, job, lease, JobState.SUCCEEDED, done)
         view.committed = True  # only now may the older bitmaps go
+
+
+def _expiry(backup: BootVolumeBackup, instant: datetime) -> dict[str, datetime]:
+    """A scheduled backup expires its schedule's retention after the image's instant."""
+    if backup.schedule_retention_seconds is None:
+        return {}
+    return {"expiration_time": instant + timedelta(seconds=backup.schedule_retention_seconds)}
 
 
 def _fill_job(ctx: Context, job: Job, lease: Lease, fill: Callable[[BootVolume, str], None]) -> None:
@@ -188,6 +203,23 @@ def _run_delete_volume(ctx: Context, job: Job, lease: Lease) -> None:
     )
 
 
+def _run_retain(ctx: Context, job: Job, lease: Lease) -> None:
+    """Give a locked backup's objects (manifest, packs, their index objects) an object-store
+    retention date equal to the lock's end, where the store supports it (S3 Object Lock)."""
+    with ctx.db.read() as conn:
+        backup = backups.get_backup(conn, job.resource_id)
+    result = "nothing to do"
+    if (
+        backup is not None
+        and backup.lifecycle_state == BackupState.AVAILABLE
+        and backup.retention.locked(now())
+    ):
+        assert backup.retention.expires_at is not None
+        repo = ctx.repository(backup.tenancy_id, backup.kms_key_id)
+        result = repo.retain(backup.id, backup.retention.expires_at)
+    finish_job(ctx, job, lease, JobState.SUCCEEDED, lambda conn: None, result=result)
+
+
 def _run_gc(ctx: Context, job: Job, lease: Lease) -> None:
     report = maintenance.report_json(maintenance.run_gc(ctx))
     finish_job(ctx, job, lease, JobState.SUCCEEDED, lambda conn: None, result=report)
@@ -209,14 +241,15 @@ HANDLERS: dict[JobKind, Callable[[Context, Job, Lease], None]] = {
     JobKind.RESIZE: _run_resize,
     JobKind.GC: _run_gc,
     JobKind.VERIFY: _run_verify,
+    JobKind.RETAIN: _run_retain,
 }
 
 
 def mark_faulty(conn: Connection, job: Job, reason: str) -> None:
     """Put the job's resource into FAULTY with a reason a user can read."""
     values = {"lifecycle_state": "FAULTY", "lifecycle_details": reason}
-    if job.kind in (JobKind.GC, JobKind.VERIFY):
-        return  # no resource of its own: the job's last_error carries the reason
+    if job.kind in (JobKind.GC, JobKind.VERIFY, JobKind.RETAIN):
+        return  # no resource state of its own: the job's last_error carries the reason
     if job.kind in (JobKind.BACKUP, JobKind.DELETE_BACKUP):
         backups.update_backup(conn, job.resource_id, values)
     else:

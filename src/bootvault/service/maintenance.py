@@ -42,21 +42,32 @@ class VerifyReport:
     faulty: dict[str, str] = field(default_factory=dict)
 
 
-def _scopes(ctx: Context) -> dict[tuple[str, str | None], list[str]]:
-    """(tenancy, kms key) -> manifests of its AVAILABLE backups; every scope that ever held data."""
-    groups: dict[tuple[str, str | None], list[str]] = defaultdict(list)
+@dataclass
+class _Scope:
+    live: list[str] = field(default_factory=list)  # manifests whose blocks GC keeps
+    pinned: list[str] = field(default_factory=list)  # of those, the locked or held ones
+
+
+def _scopes(ctx: Context) -> dict[tuple[str, str | None], _Scope]:
+    """(tenancy, kms key) -> its AVAILABLE backups' manifests, plus those of any backup a
+    retention lock or legal hold still pins (whatever its state); every scope that held data."""
+    groups: dict[tuple[str, str | None], _Scope] = defaultdict(_Scope)
+    at = now()
     with ctx.db.read() as conn:
         for b in backups.all_backups(conn):
-            live = groups[(b.tenancy_id, b.kms_key_id)]
-            if b.lifecycle_state == BackupState.AVAILABLE:
-                live.append(manifest_name(b.id))
+            scope = groups[(b.tenancy_id, b.kms_key_id)]
+            pinned = b.retention.pinned(at) and b.lifecycle_state != BackupState.TERMINATED
+            if b.lifecycle_state == BackupState.AVAILABLE or pinned:
+                scope.live.append(manifest_name(b.id))
+            if pinned:
+                scope.pinned.append(manifest_name(b.id))
     return groups
 
 
 def run_gc(ctx: Context) -> GcReport:
     report = GcReport()
     grace = timedelta(seconds=ctx.settings.gc_grace_seconds)
-    for (tenancy_id, kms_key_id), live in _scopes(ctx).items():
+    for (tenancy_id, kms_key_id), scope in _scopes(ctx).items():
         keys = ctx.keys.data_keys(tenancy_id, kms_key_id)
         with ctx.db.read() as conn:
             condemned = gc.condemned(conn, keys.scope)
@@ -64,7 +75,7 @@ def run_gc(ctx: Context) -> GcReport:
         cutoff = now() - grace
         if oldest is not None:
             cutoff = min(cutoff, oldest - SKEW_MARGIN)
-        result = collect_garbage(ctx.store, keys, live, condemned, cutoff)
+        result = collect_garbage(ctx.store, keys, scope.live, condemned, cutoff, scope.pinned)
         with ctx.db.write() as conn:
             gc.forget(conn, keys.scope, result.rescued | result.deleted)
             gc.condemn(conn, keys.scope, result.condemned, now())

@@ -25,11 +25,12 @@ from bootvault.domain.models import (
     VolumeState,
 )
 from bootvault.domain.validation import check_display_name, check_tags
-from bootvault.service import pagetokens, quotas
+from bootvault.service import pagetokens, policies, quotas
 from bootvault.service.context import Caller, Context
 from bootvault.service.identity import require_compartment, require_kms_key
 from bootvault.service.retry import idempotent_create
 from bootvault.store import backups, jobs
+from bootvault.store import policies as policy_repo
 from bootvault.store import volumes as repo
 from bootvault.store.common import new_etag, now
 
@@ -49,6 +50,7 @@ class CreateVolume:
     vpus_per_gb: int | None = None
     freeform_tags: dict[str, Any] | None = None
     defined_tags: dict[str, Any] | None = None
+    backup_policy_id: str | None = None
 
 
 @dataclass
@@ -137,6 +139,11 @@ def create_volume(ctx: Context, caller: Caller, req: CreateVolume, retry_token: 
             is_hydrated=False,
         )
         repo.insert_volume(conn, vol)
+        if req.backup_policy_id is not None:  # the volume and its assignment appear together
+            policy = policies.visible_policy(conn, caller, req.backup_policy_id, share=True)
+            if policy is None:
+                raise RelatedNotFound(f"backupPolicyId {req.backup_policy_id} not found or not authorized.")
+            policies.assign(ctx, conn, vol, policy)
         kind = JobKind.RESTORE if req.source_type == VolumeSource.BACKUP else JobKind.CLONE
         jobs.enqueue(conn, kind, caller.tenancy_id, vol.id, lane=vol.id, ad=ad)
         return vol.id
@@ -254,6 +261,7 @@ def delete_volume(ctx: Context, caller: Caller, volume_id: str, if_match: str | 
         if repo.count_restoring_from(conn, volume_id):
             raise IncorrectState(f"Boot volume {volume_id} is being cloned; delete it later.")
         _cas(conn, vol, {"lifecycle_state": VolumeState.TERMINATING.value}, if_match)
+        policy_repo.delete_assignment_of_asset(conn, volume_id)  # a deleted volume has no policy
         jobs.enqueue(
             conn,
             JobKind.DELETE_VOLUME,

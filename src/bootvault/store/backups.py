@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select
+from sqlalchemy import Connection, and_, func, insert, or_, select
 
 from bootvault.domain.models import BACKUP_IN_PROGRESS, BackupState, BackupType, BootVolumeBackup, SourceType
+from bootvault.domain.retention import Retention, RetentionDuration
 from bootvault.store.common import fetch_row, tag_columns, tags_from_row, update_with_etag
 from bootvault.store.paging import Position, keyset_page
 from bootvault.store.tables import boot_volume_backups as t
@@ -31,7 +33,32 @@ _COLUMNS = [
     "lifecycle_details",
     "source_boot_volume_backup_id",
     "expiration_time",
+    "schedule_retention_seconds",
 ]
+
+
+def _retention(row: Any) -> Retention:
+    period = None
+    if row.retention_unit is not None:
+        period = RetentionDuration(row.retention_unit, row.retention_amount)
+    return Retention(
+        period=period,
+        lock=row.is_retention_lock_enabled,
+        prevent_deletion=row.is_prevent_deletion_enabled,
+        legal_hold=row.is_indefinite_retention_enabled,
+        expires_at=row.time_retention_expires_at,
+    )
+
+
+def retention_columns(r: Retention) -> dict[str, Any]:
+    return {
+        "retention_unit": r.period.unit if r.period else None,
+        "retention_amount": r.period.amount if r.period else None,
+        "is_retention_lock_enabled": r.lock,
+        "is_prevent_deletion_enabled": r.prevent_deletion,
+        "is_indefinite_retention_enabled": r.legal_hold,
+        "time_retention_expires_at": r.expires_at,
+    }
 
 
 def _from_row(row: Any) -> BootVolumeBackup:
@@ -42,20 +69,28 @@ def _from_row(row: Any) -> BootVolumeBackup:
         type=BackupType(row.type),
         source_type=SourceType(row.source_type),
         tags=tags_from_row(row),
+        retention=_retention(row),
     )
+
+
+def _values(b: BootVolumeBackup) -> dict[str, Any]:
+    return {
+        **{name: getattr(b, name) for name in _COLUMNS},
+        "lifecycle_state": b.lifecycle_state.value,
+        "type": b.type.value,
+        "source_type": b.source_type.value,
+        **tag_columns(b.tags),
+        **retention_columns(b.retention),
+    }
 
 
 def insert_backup(conn: Connection, b: BootVolumeBackup) -> None:
-    values = {name: getattr(b, name) for name in _COLUMNS}
-    conn.execute(
-        insert(t).values(
-            **values,
-            lifecycle_state=b.lifecycle_state.value,
-            type=b.type.value,
-            source_type=b.source_type.value,
-            **tag_columns(b.tags),
-        )
-    )
+    conn.execute(insert(t).values(**_values(b)))
+
+
+def insert_backups(conn: Connection, items: list[BootVolumeBackup]) -> None:
+    if items:
+        conn.execute(insert(t), [_values(b) for b in items])
 
 
 def get_backup(conn: Connection, backup_id: str, *, lock: bool = False) -> BootVolumeBackup | None:
@@ -117,6 +152,31 @@ def list_backups(
     sort_col = t.c.display_name if sort_by_name else t.c.time_created
     rows, last = keyset_page(conn, stmt, sort_col, t.c.id, descending=descending, limit=limit, after=after)
     return [_from_row(r) for r in rows], last
+
+
+def expired(conn: Connection, at: datetime, limit: int) -> list[BootVolumeBackup]:
+    """Backups whose expirationTime has passed and that are not plainly held (the caller still
+    asks Retention.blocker); locked on PostgreSQL, skipping rows another transaction holds."""
+    held = or_(
+        t.c.is_indefinite_retention_enabled.is_(True),
+        and_(
+            t.c.time_retention_expires_at > at,
+            or_(t.c.is_retention_lock_enabled.is_(True), t.c.is_prevent_deletion_enabled.is_(True)),
+        ),
+    )
+    stmt = (
+        select(t)
+        .where(
+            t.c.expiration_time <= at,
+            t.c.lifecycle_state.in_([BackupState.AVAILABLE.value, BackupState.FAULTY.value]),
+            ~held,
+        )
+        .order_by(t.c.expiration_time)
+        .limit(limit)
+    )
+    if conn.dialect.name == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True)
+    return [_from_row(r) for r in conn.execute(stmt)]
 
 
 def all_backups(conn: Connection) -> list[BootVolumeBackup]:

@@ -59,6 +59,31 @@ def enqueue(
     return job_id
 
 
+def enqueue_many(conn: Connection, items: list[tuple[JobKind, str, str, str, str | None]]) -> None:
+    """Queue many jobs at once: (kind, tenancy, resource, lane, availability domain) each."""
+    if not items:
+        return
+    ts = now()
+    conn.execute(
+        insert(t),
+        [
+            {
+                "id": uuid.uuid4().hex,
+                "kind": kind.value,
+                "tenancy_id": tenancy_id,
+                "resource_id": resource_id,
+                "lane": lane,
+                "availability_domain": ad,
+                "state": JobState.QUEUED.value,
+                "attempts": 0,
+                "time_created": ts,
+            }
+            for kind, tenancy_id, resource_id, lane, ad in items
+        ],
+    )
+    announce(conn)
+
+
 def announce(conn: Connection) -> None:
     """Wake idle workers once this transaction commits: NOTIFY on PostgreSQL (every process),
     and the Database's in-process subscribers (see Database.write)."""

@@ -142,8 +142,62 @@ boot_volume_backups = Table(
     Column("unique_size_bytes", BigInteger, nullable=True),
     Column("lifecycle_details", Text, nullable=True),
     Column("source_boot_volume_backup_id", OCID, nullable=True),
-    Column("expiration_time", UtcDateTime, nullable=True),
+    Column("expiration_time", UtcDateTime, nullable=True, index=True),
+    Column("schedule_retention_seconds", BigInteger, nullable=True),
+    Column("retention_unit", String(8), nullable=True),  # DAYS | YEARS
+    Column("retention_amount", Integer, nullable=True),
+    Column("is_retention_lock_enabled", Boolean, nullable=True),
+    Column("is_prevent_deletion_enabled", Boolean, nullable=True),
+    Column("is_indefinite_retention_enabled", Boolean, nullable=True),
+    Column("time_retention_expires_at", UtcDateTime, nullable=True),
     Index("ix_backups_compartment", "tenancy_id", "compartment_id"),
+)
+
+volume_backup_policies = Table(
+    "volume_backup_policies",
+    metadata,
+    Column("id", OCID, primary_key=True),
+    Column("tenancy_id", OCID, nullable=False),
+    Column("compartment_id", OCID, nullable=False),
+    Column("display_name", String(255), nullable=False),
+    Column("schedules", JSON, nullable=False),  # [Schedule.to_json()]
+    Column("destination_region", String(64), nullable=True),
+    Column("time_created", UtcDateTime, nullable=False),
+    Column("etag", String(64), nullable=False),
+    Column("freeform_tags", JSON, nullable=False),
+    Column("defined_tags", JSON, nullable=False),
+    Index("ix_policies_compartment", "tenancy_id", "compartment_id"),
+)
+
+# One row per boot volume with a policy (asset_id is unique: a new assignment replaces the old).
+# next_run_at is the scheduler's cursor: the earliest due time not yet handled.
+volume_backup_policy_assignments = Table(
+    "volume_backup_policy_assignments",
+    metadata,
+    Column("id", OCID, primary_key=True),
+    Column("tenancy_id", OCID, nullable=False),
+    Column("asset_id", OCID, nullable=False, unique=True),
+    Column("policy_id", OCID, nullable=False, index=True),
+    Column("time_created", UtcDateTime, nullable=False),
+    Column("etag", String(64), nullable=False),
+    Column("xrc_kms_key_id", OCID, nullable=True),
+    Column("next_run_at", UtcDateTime, nullable=True, index=True),
+)
+
+# One row per (volume, due time) the scheduler handled, written in the transaction that queued the
+# backup: the unique key makes a second backup for the same due time impossible, whatever runs
+# the scheduler. backup_id is NULL when nothing was made (the reason says why). Pruned after days.
+scheduled_runs = Table(
+    "scheduled_runs",
+    metadata,
+    Column("asset_id", OCID, primary_key=True),
+    Column("due_time", UtcDateTime, primary_key=True),
+    Column("assignment_id", OCID, nullable=False),
+    Column("policy_id", OCID, nullable=False),
+    Column("period", String(16), nullable=False),
+    Column("backup_id", OCID, nullable=True),
+    Column("skipped_reason", Text, nullable=True),
+    Column("time_queued", UtcDateTime, nullable=False),
 )
 
 jobs = Table(

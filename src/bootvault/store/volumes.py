@@ -66,6 +66,18 @@ def get_volume(conn: Connection, volume_id: str, *, lock: bool = False) -> BootV
     return _from_row(row) if row else None
 
 
+def get_volumes(
+    conn: Connection, volume_ids: list[str], *, share_lock: bool = False
+) -> dict[str, BootVolume]:
+    """Volumes by id; share_lock holds them against a concurrent delete (PostgreSQL FOR SHARE)."""
+    if not volume_ids:
+        return {}
+    stmt = select(t).where(t.c.id.in_(volume_ids))
+    if share_lock and conn.dialect.name == "postgresql":
+        stmt = stmt.with_for_update(read=True)
+    return {row.id: _from_row(row) for row in conn.execute(stmt)}
+
+
 def update_volume(
     conn: Connection, volume_id: str, values: dict[str, Any], expected_etag: str | None = None
 ) -> str | None:

@@ -15,6 +15,7 @@ from bootvault.service import jobs as runner
 from bootvault.service import maintenance, volume_admin
 from bootvault.service.context import Context
 from bootvault.store import jobs
+from bootvault.worker.scheduler import start_scheduler
 from bootvault.worker.wakeup import Wakeup
 
 log = logging.getLogger("bootvault.worker")
@@ -93,7 +94,10 @@ class Worker:
 
 
 def start_workers(ctx: Context, count: int, stop: threading.Event) -> list[threading.Thread]:
+    """`count` worker threads and, when there is at least one, this process's scheduler thread."""
     threads = []
+    if count > 0 and (scheduler := start_scheduler(ctx, stop)) is not None:
+        threads.append(scheduler)
     for i in range(count):
         worker = Worker(ctx)
         t = threading.Thread(target=worker.run, args=(stop,), name=f"worker-{i}", daemon=True)
