@@ -226,6 +226,23 @@ def wait_state(client: oci.core.BlockstorageClient, getter: str, ident: str, sta
     )
 
 
+def wait_hydrated(client: oci.core.BlockstorageClient, volume_id: str, timeout: int = 300):  # type: ignore[no-untyped-def]
+    """A restored volume is AVAILABLE at once and copies the backup's data in the background
+    (instant restore); wait until it holds all of it (isHydrated) and return it."""
+    resp = oci.wait_until(
+        client,
+        client.get_boot_volume(volume_id),
+        evaluate_response=lambda r: (
+            r.data.is_hydrated or r.data.lifecycle_state not in ("RESTORING", "PROVISIONING", "AVAILABLE")
+        ),
+        max_wait_seconds=timeout,
+        max_interval_seconds=1,
+    )
+    vol = resp.data
+    assert vol.lifecycle_state == "AVAILABLE" and vol.is_hydrated, (vol.lifecycle_state, vol.system_tags)
+    return vol
+
+
 def raw_request(
     tenant: Tenant, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
 ):  # type: ignore[no-untyped-def]

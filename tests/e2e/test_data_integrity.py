@@ -14,7 +14,7 @@ from oci.core.models import (
     CreateBootVolumeDetails,
 )
 
-from tests.helpers import MIB, Deployment, Tenant, make_image, sha256_file, wait_state
+from tests.helpers import MIB, Deployment, Tenant, make_image, sha256_file, wait_hydrated, wait_state
 
 GIB = 1 << 30
 
@@ -33,6 +33,8 @@ def _restore(client: oci.core.BlockstorageClient, tenant: Tenant, backup_id: str
         source_details=BootVolumeSourceFromBootVolumeBackupDetails(id=backup_id),
     )
     created = client.create_boot_volume(details).data.id
+    if final == "AVAILABLE":  # available at once; the data is in the volume once hydrated
+        return wait_hydrated(client, created)
     return wait_state(client, "get_boot_volume", created, final).data
 
 

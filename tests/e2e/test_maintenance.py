@@ -15,7 +15,7 @@ from oci.core.models import (
     CreateBootVolumeDetails,
 )
 
-from tests.helpers import MIB, Deployment, Tenant, sha256_file, wait_state
+from tests.helpers import MIB, Deployment, Tenant, sha256_file, wait_hydrated, wait_state
 
 
 @pytest.fixture(scope="module")
@@ -62,8 +62,8 @@ def test_gc_frees_deleted_backups_and_keeps_live_ones(dep: Deployment, tmp_path:
         availability_domain="bootvault:AD-1",
         source_details=BootVolumeSourceFromBootVolumeBackupDetails(id=kept),
     )
-    restored = wait_state(client, "get_boot_volume", client.create_boot_volume(details).data.id, "AVAILABLE")
-    assert dep.volume_sha256(restored.data.id, 1 << 30) == sha256_file(keep_image, 1 << 30)
+    restored = wait_hydrated(client, client.create_boot_volume(details).data.id)
+    assert dep.volume_sha256(restored.id, 1 << 30) == sha256_file(keep_image, 1 << 30)
 
 
 def test_verify_marks_damaged_backup_faulty(dep: Deployment, tmp_path: Path) -> None:
@@ -113,5 +113,5 @@ def test_gc_during_a_backup_keeps_what_it_reuses(dep: Deployment, tmp_path: Path
         availability_domain="bootvault:AD-1",
         source_details=BootVolumeSourceFromBootVolumeBackupDetails(id=new),
     )
-    restored = wait_state(client, "get_boot_volume", client.create_boot_volume(details2).data.id, "AVAILABLE")
-    assert dep.volume_sha256(restored.data.id, 1 << 30) == expected
+    restored = wait_hydrated(client, client.create_boot_volume(details2).data.id)
+    assert dep.volume_sha256(restored.id, 1 << 30) == expected

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import BIN, MIB, Deployment, Tenant, make_image, sha256_file, wait_state
+from tests.helpers import BIN, MIB, Deployment, Tenant, make_image, sha256_file, wait_hydrated, wait_state
 
 AD = "bootvault:AD-1"
 IMAGE_SIZE = 4 * MIB + 12345  # not block aligned: the tail of the last block must read as zeros
@@ -62,7 +62,10 @@ def padded_sha256(path: Path, total: int) -> str:
     return h.hexdigest()
 
 
-def assert_restored_bit_exact(deployment: Deployment, volume_id: str, image: Path, size_bytes: int) -> None:
+def assert_restored_bit_exact(
+    deployment: Deployment, tenant: Tenant, volume_id: str, image: Path, size_bytes: int
+) -> None:
+    wait_hydrated(tenant.client(), volume_id)  # a restore is AVAILABLE at once, whole once hydrated
     assert deployment.volume_size(volume_id) == size_bytes
     with deployment.exported(volume_id) as path:
         assert path.stat().st_size == size_bytes
@@ -185,8 +188,8 @@ def test_list_all_and_paging(
     first = oci_json(deployment, tenant, *common, "--boot-volume-id", volume, "--limit", "1")
     assert len(first["data"]) == 1
     assert first.get("opc-next-page")
-    # Default sort is TIMECREATED descending: cli2 (newer) comes first.
-    assert first["data"][0]["id"] == backups["cli2"]
+    # Without sortBy/sortOrder the order is oldest first (as OCI answers): cli1 comes first.
+    assert first["data"][0]["id"] == backups["cli1"]
 
     second = oci_json(
         deployment,
@@ -199,7 +202,7 @@ def test_list_all_and_paging(
         "--page",
         first["opc-next-page"],
     )
-    assert [b["id"] for b in second["data"]] == [backups["cli1"]]
+    assert [b["id"] for b in second["data"]] == [backups["cli2"]]
     assert "opc-next-page" not in second
 
 
@@ -237,7 +240,7 @@ def test_restore_with_boot_volume_backup_id(
     assert data["size-in-gbs"] == 1
     assert out["etag"]
     State.restored.append(data["id"])
-    assert_restored_bit_exact(deployment, data["id"], image, data["size-in-gbs"] << 30)
+    assert_restored_bit_exact(deployment, tenant, data["id"], image, data["size-in-gbs"] << 30)
 
 
 def test_restore_with_source_details_body(
@@ -276,7 +279,7 @@ def test_restore_with_source_details_body(
     assert data["display-name"] == "cli-restored-2"
     assert data["source-details"] == {"type": "bootVolumeBackup", "id": backup_id}
     State.restored.append(volume_id)
-    assert_restored_bit_exact(deployment, volume_id, image, data["size-in-gbs"] << 30)
+    assert_restored_bit_exact(deployment, tenant, volume_id, image, data["size-in-gbs"] << 30)
 
 
 def test_delete_backup_and_wait(deployment: Deployment, tenant: Tenant, backups: dict[str, str]) -> None:

@@ -15,7 +15,16 @@ from oci.core.models import (
     UpdateBootVolumeBackupDetails,
 )
 
-from tests.helpers import MIB, Deployment, Tenant, make_image, raw_request, sha256_file, wait_state
+from tests.helpers import (
+    MIB,
+    Deployment,
+    Tenant,
+    make_image,
+    raw_request,
+    sha256_file,
+    wait_hydrated,
+    wait_state,
+)
 
 AD = "bootvault:AD-1"
 
@@ -52,7 +61,7 @@ def test_create_wait_get(tenant: Tenant, volume: tuple[str, Path]) -> None:
     assert 0 < unique < 6 * MIB  # holes cost nothing, text compresses
     assert done.unique_size_in_gbs == 1
     raw = raw_request(tenant, "GET", f"/bootVolumeBackups/{done.id}")
-    assert raw.json()["percentComplete"] == 100
+    assert raw.json()["backupProgress"] == 100 and "percentComplete" not in raw.json()
     assert raw.headers["etag"] == client.get_boot_volume_backup(done.id).headers["etag"]
 
 
@@ -60,7 +69,7 @@ def test_default_type_is_incremental_and_name_defaulted(tenant: Tenant, volume: 
     client = tenant.client()
     created = client.create_boot_volume_backup(CreateBootVolumeBackupDetails(boot_volume_id=volume[0]))
     assert created.data.type == "INCREMENTAL"
-    assert created.data.display_name.startswith("sdk-volume (Backup) ")
+    assert created.data.display_name == created.data.id.rsplit(".", 1)[-1]  # OCI's default name
     wait_state(client, "get_boot_volume_backup", created.data.id, "AVAILABLE")
 
 
@@ -78,8 +87,13 @@ def test_list_filters_sort_and_pages(tenant: Tenant, volume: tuple[str, Path]) -
     ).data
     assert set(ids) <= {b.id for b in everything}
     assert len({b.id for b in everything}) == len(everything)
-    newest_first = [b.time_created for b in everything]
-    assert newest_first == sorted(newest_first, reverse=True)
+    # Without sortBy/sortOrder: oldest first, by when each backup was requested.
+    oldest_first = [b.time_request_received for b in everything]
+    assert oldest_first == sorted(oldest_first)
+    by_time = oci.pagination.list_call_get_all_results(
+        client.list_boot_volume_backups, tenant.tenancy_id, boot_volume_id=volume[0], sort_by="TIMECREATED"
+    ).data
+    assert [b.id for b in by_time] == [b.id for b in reversed(everything)]  # TIMECREATED alone: newest first
     names = [
         b.display_name
         for b in client.list_boot_volume_backups(
@@ -155,7 +169,9 @@ def test_restore_and_delete(deployment: Deployment, tenant: Tenant, volume: tupl
     )
     created = client.create_boot_volume(details, retry_strategy=oci.retry.DEFAULT_RETRY_STRATEGY)
     assert created.data.lifecycle_state == "RESTORING" and created.data.is_hydrated is False
-    restored = wait_state(client, "get_boot_volume", created.data.id, "AVAILABLE").data
+    available = wait_state(client, "get_boot_volume", created.data.id, "AVAILABLE").data
+    assert available.size_in_gbs == 1
+    restored = wait_hydrated(client, created.data.id)  # instant restore: the data follows
     assert restored.is_hydrated and restored.size_in_gbs == 1
     assert restored.source_details.id == backup.data.id
     assert deployment.volume_sha256(restored.id, 1 << 30) == sha256_file(image, 1 << 30)
@@ -198,7 +214,7 @@ def test_sdk_errors(tenant: Tenant, volume: tuple[str, Path]) -> None:
     [
         (b"{not json", 400, "CannotParseRequest", "JSON"),
         (b"[]", 400, "CannotParseRequest", "object"),
-        (b"{}", 400, "MissingParameter", "bootVolumeId"),
+        (b"{}", 400, "InvalidParameter", "bootVolumeId"),
         (json.dumps({"bootVolumeId": "x", "type": "DAILY"}).encode(), 400, "InvalidParameter", "type"),
         (json.dumps({"bootVolumeId": 5}).encode(), 400, "InvalidParameter", "bootVolumeId"),
         (
@@ -234,7 +250,8 @@ def test_bad_list_queries(tenant: Tenant, query: str, needle: str) -> None:
 
 def test_missing_compartment_and_unknown_route(tenant: Tenant) -> None:
     resp = raw_request(tenant, "GET", "/bootVolumeBackups")
-    assert (resp.status_code, resp.json()["code"]) == (400, "MissingParameter")
+    assert (resp.status_code, resp.json()["code"]) == (400, "InvalidParameter")
+    assert "compartmentId" in resp.json()["message"]
     resp = raw_request(tenant, "GET", "/volumesThatDoNotExist")
     assert (resp.status_code, resp.json()["code"]) == (404, "NotFound")
 
@@ -254,9 +271,7 @@ def test_customer_key_backup_restores(
         availability_domain=AD,
         source_details=BootVolumeSourceFromBootVolumeBackupDetails(id=done.id),
     )
-    restored = wait_state(
-        client, "get_boot_volume", client.create_boot_volume(details).data.id, "AVAILABLE"
-    ).data
+    restored = wait_hydrated(client, client.create_boot_volume(details).data.id)
     assert restored.kms_key_id == key_id
     assert deployment.volume_sha256(restored.id, 1 << 30) == sha256_file(volume[1], 1 << 30)
     other = deployment.new_tenant("keyless")

@@ -16,7 +16,16 @@ from oci.core.models import (
     UpdateBootVolumeDetails,
 )
 
-from tests.helpers import MIB, Deployment, Tenant, make_image, raw_request, sha256_file, wait_state
+from tests.helpers import (
+    MIB,
+    Deployment,
+    Tenant,
+    make_image,
+    raw_request,
+    sha256_file,
+    wait_hydrated,
+    wait_state,
+)
 
 AD = "bootvault:AD-1"
 GIB = 1 << 30
@@ -119,7 +128,7 @@ def test_volume_errors(tenant: Tenant, source: tuple[str, Path]) -> None:
     resp = raw_request(tenant, "POST", "/bootVolumes", b'{"compartmentId": "x"}')
     assert (resp.status_code, resp.json()["code"]) == (
         400,
-        "MissingParameter",
+        "InvalidParameter",
     ) and "sourceDetails" in resp.json()["message"]
 
 
@@ -144,6 +153,7 @@ def test_backups_are_regional_and_restore_into_another_ad(tmp_path: Path) -> Non
         restored = wait_state(
             client, "get_boot_volume", client.create_boot_volume(details).data.id, "AVAILABLE"
         )
+        wait_hydrated(client, restored.data.id)
         assert restored.data.availability_domain == "bootvault:AD-2"
         path = dep.volume_path(restored.data.id)
         assert path.parent == tmp_path / "pool-ad2" and path.is_file()

@@ -17,7 +17,17 @@ from oci.core.models import (
     CreateBootVolumeDetails,
 )
 
-from tests.helpers import BIN, MIB, Deployment, Tenant, make_image, raw_request, sha256_file, wait_state
+from tests.helpers import (
+    BIN,
+    MIB,
+    Deployment,
+    Tenant,
+    make_image,
+    raw_request,
+    sha256_file,
+    wait_hydrated,
+    wait_state,
+)
 
 
 @pytest.fixture(scope="module")
@@ -118,6 +128,7 @@ def test_worker_killed_mid_backup_recovers(api_only: Deployment, tmp_path: Path)
         )
         restored = client.create_boot_volume(details).data.id
         wait_state(client, "get_boot_volume", restored, "AVAILABLE")
+        wait_hydrated(client, restored)  # the hydration copy runs on the replacement worker
     finally:
         replacement.stop()
     assert api_only.volume_sha256(restored, 1 << 30) == sha256_file(image, 1 << 30)
@@ -158,7 +169,7 @@ def test_percent_complete_rises_while_imaging(api_only: Deployment, tmp_path: Pa
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             body = raw_request(tenant, "GET", f"/bootVolumeBackups/{backup_id}").json()
-            seen.append(body["percentComplete"])
+            seen.append(body["backupProgress"])
             if body["lifecycleState"] == "AVAILABLE":
                 break
             time.sleep(0.01)
