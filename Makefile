@@ -32,8 +32,9 @@ $(STAMP): pyproject.toml | system-packages
 
 install: $(STAMP) system-packages
 
+# TLS=1: HTTPS with a local CA made on first start in $(DATA_DIR)/tls (see docs/tls.md).
 run: $(STAMP)
-	$(BIN)/bootvault serve --data-dir $(DATA_DIR) --demo
+	$(BIN)/bootvault serve --data-dir $(DATA_DIR) --demo $(if $(filter 1 yes true,$(TLS)),--tls-demo)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

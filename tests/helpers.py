@@ -24,9 +24,9 @@ MIB = 1 << 20
 NBD_WRITE = 4 * MIB  # QEMU's NBD server refuses requests over 32 MiB
 
 
-def free_port() -> int:
+def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host, 0))
         return s.getsockname()[1]
 
 
@@ -87,13 +87,29 @@ class Tenant:
 
 
 class Deployment:
-    """A bootvault data dir plus a server process (API + in-process worker)."""
+    """A bootvault data dir plus a server process (API + in-process worker).
 
-    def __init__(self, root: Path, workers: int = 1) -> None:
+    HTTPS: `tls=(cert, key)` serves with that pair, `tls_demo=True` with the demo CA that
+    `serve --tls-demo` makes (clients trust `ca_bundle`)."""
+
+    def __init__(
+        self,
+        root: Path,
+        workers: int = 1,
+        *,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        tls: tuple[Path, Path] | None = None,
+        tls_demo: bool = False,
+    ) -> None:
         self.root = root
         self.data_dir = root / "data"
-        self.port = free_port()
-        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.host = host
+        self.port = port or free_port(host)
+        self.tls = tls
+        self.tls_demo = tls_demo
+        scheme = "https" if tls or tls_demo else "http"
+        self.endpoint = f"{scheme}://{host}:{self.port}"
         self.workers = workers
         self.proc: subprocess.Popen[bytes] | None = None
         self.env = {
@@ -116,8 +132,13 @@ class Deployment:
     def start(self) -> None:
         self.cli("migrate")
         log = open(self.root / "server.log", "ab")  # noqa: SIM115 - the server process keeps it
+        args = ["serve", "--host", self.host, "--port", str(self.port), "--workers", str(self.workers)]
+        if self.tls:
+            args += ["--tls-cert", str(self.tls[0]), "--tls-key", str(self.tls[1])]
+        if self.tls_demo:
+            args.append("--tls-demo")
         self.proc = subprocess.Popen(
-            [str(BIN / "bootvault"), "serve", "--port", str(self.port), "--workers", str(self.workers)],
+            [str(BIN / "bootvault"), *args],
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -125,12 +146,17 @@ class Deployment:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", self.port)) == 0:
+                if s.connect_ex((self.host, self.port)) == 0:
                     return
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited: {(self.root / 'server.log').read_text()[-3000:]}")
             time.sleep(0.1)
         raise RuntimeError("server did not start")
+
+    @property
+    def ca_bundle(self) -> Path:
+        """What clients of a `tls_demo` deployment trust: the demo CA's certificate."""
+        return self.data_dir / "tls" / "ca.pem"
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:

@@ -43,6 +43,17 @@ def _count(nbytes: int) -> None:
     os.replace(tmp, _config["stats"])
 
 
+def _note_failure(message: str) -> None:
+    """Publish why the last read failed (EIO says nothing): the HYDRATE job gives it as the reason."""
+    if "errors" not in _config:
+        return
+    with _lock:
+        tmp = _config["errors"] + ".tmp"
+        with builtins.open(tmp, "w") as fh:
+            fh.write(message)
+        os.replace(tmp, _config["errors"])
+
+
 def config(key: str, value: str) -> None:
     _config[key] = value
 
@@ -99,5 +110,6 @@ def pread(h: int, buf: memoryview, offset: int, flags: int) -> None:
         _count(len(buf))
     except Exception as exc:
         nbdkit.debug(f"read of {len(buf)} bytes at {offset} failed: {exc}")
+        _note_failure(str(exc))
         nbdkit.set_error(errno.EIO)
         raise

@@ -115,22 +115,49 @@ def serve(
         Path | None, typer.Option(help="Serve HTTPS with this certificate chain (PEM).")
     ] = None,
     tls_key: Annotated[Path | None, typer.Option(help="The private key of --tls-cert (PEM).")] = None,
+    tls_demo: Annotated[
+        bool,
+        typer.Option(
+            help="Serve HTTPS with a local CA and certificate made on first start in <data dir>/tls "
+            "(clients trust tls/ca.pem; see docs/tls.md)."
+        ),
+    ] = False,
     demo: Annotated[bool, typer.Option(help="Create a demo tenancy and volume on first start.")] = False,
 ) -> None:
     """Serve the OCI API (and run workers in-process)."""
     from bootvault.server import run_server
+    from bootvault.tls import TlsError, check_pair, ensure_demo_tls
 
     if (tls_cert is None) != (tls_key is None):
         err.print("[red]error:[/red] --tls-cert and --tls-key go together")
+        raise typer.Exit(2)
+    if tls_demo and tls_cert is not None:
+        err.print("[red]error:[/red] --tls-demo makes its own certificate: leave out --tls-cert/--tls-key")
         raise typer.Exit(2)
     settings = settings_from(
         data_dir, database_url, store_url, host=host, port=port, tls_cert=tls_cert, tls_key=tls_key
     )
     with open_context(settings) as ctx:
+        try:
+            ca_bundle = None
+            if tls_demo:
+                warnings: list[str] = []
+                made = ensure_demo_tls(ctx.settings, warnings)
+                for w in warnings:
+                    err.print(f"[yellow]warning:[/yellow] {w}")
+                ctx.settings = ctx.settings.model_copy(update={"tls_cert": made.cert, "tls_key": made.key})
+                ca_bundle = made.ca_cert
+            elif ctx.settings.tls_cert or ctx.settings.tls_key:
+                if not (ctx.settings.tls_cert and ctx.settings.tls_key):
+                    raise TlsError("BOOTVAULT_TLS_CERT and BOOTVAULT_TLS_KEY go together")
+                check_pair(ctx.settings.tls_cert, ctx.settings.tls_key)
+        except TlsError as exc:
+            err.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(1) from exc
         if demo:
             from bootvault.demo import ensure_demo, print_demo
 
-            print_demo(ctx, ensure_demo(ctx))
+            print_demo(ctx, ensure_demo(ctx), ca_bundle)
         _serve_metrics(ctx)
         if processes > 1:
             _export_settings(ctx.settings)  # the API processes read them from the environment

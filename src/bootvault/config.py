@@ -20,6 +20,9 @@ class Settings(BaseSettings):
     database_url: str | None = None  # default: sqlite in data_dir
     store_url: str | None = None  # default: data_dir/store
     region: str = "local-1"
+    # The realm's domain in the SDK's region definition (OCI_REGION_METADATA, see docs/tls.md):
+    # clients that cannot take an endpoint call https://iaas.<region>.<realm_domain>.
+    realm_domain: str = "bootvault.test"
     availability_domains: list[str] = Field(default_factory=lambda: ["bootvault:AD-1"])
     # The deployment's master key (base64 or hex of 32 bytes), the same on every host. Without it
     # the key is read from master_key_file, by default <data_dir>/keys/master.key, made on first use.

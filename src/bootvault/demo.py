@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from bootvault.api.auth import generate_api_key
+from bootvault.config import Settings
 from bootvault.ociconfig import write_oci_config
 from bootvault.service import identity, volume_admin
 from bootvault.service.context import Context
@@ -57,13 +58,40 @@ def ensure_demo(ctx: Context) -> DemoInfo:
     return info
 
 
-def print_demo(ctx: Context, info: DemoInfo) -> None:
+def _tls_lines(s: Settings, info: DemoInfo, ca: str) -> str:
+    """How to reach the HTTPS demo: the CA bundle, and the region-only route when on port 443."""
+    from bootvault.tls import endpoint_host, region_metadata
+
+    lines = f"""
+HTTPS: clients trust {ca}. A REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE in your environment overrides
+--cert-bundle: then `export REQUESTS_CA_BUNDLE={ca}` instead (the SDK reads it too).
+Clients that take no endpoint build https://{endpoint_host(s)} from the region:
+"""
+    if s.port == 443 and s.host not in ("", "0.0.0.0", "::"):
+        lines += f"""
+  echo '{s.host} {endpoint_host(s)}  # bootvault' >> /etc/hosts      # once, as root
+  export OCI_REGION_METADATA='{json.dumps(region_metadata(s), separators=(",", ":"))}'
+  export REQUESTS_CA_BUNDLE={ca}
+  oci bv boot-volume-backup list --config-file {info.oci_config} --compartment-id {info.tenancy_id}
+"""
+    else:
+        lines += "serve on port 443 for that, see docs/tls.md.\n"
+    return lines
+
+
+def print_demo(ctx: Context, info: DemoInfo, ca_bundle: Path | None = None) -> None:
+    """The commands to try. ca_bundle: what clients trust when serving HTTPS (the demo CA)."""
     s = ctx.settings
-    common = f"--endpoint http://{s.host}:{s.port} --config-file {info.oci_config}"
+    scheme = "https" if s.tls_cert else "http"
+    base = f"{scheme}://{s.host}:{s.port}"
+    ca = str(ca_bundle or "<your CA bundle>")
+    common = f"--endpoint {base} --config-file {info.oci_config}"
+    if s.tls_cert:
+        common += f" \\\n      --cert-bundle {ca}"
     ad = s.availability_domains[0]
     print(
         f"""
-bootvault is serving the OCI Core Services API on http://{s.host}:{s.port} (data in {s.data_dir})
+bootvault is serving the OCI Core Services API on {base} (data in {s.data_dir})
 Demo tenancy {info.tenancy_id}, demo boot volume {info.volume_id}. Try, in another terminal:
 
   export OCI_CLI_SUPPRESS_FILE_PERMISSIONS_WARNING=True
@@ -75,6 +103,6 @@ Demo tenancy {info.tenancy_id}, demo boot volume {info.volume_id}. Try, in anoth
   oci bv boot-volume-backup delete {common} --boot-volume-backup-id <backup OCID> --force
 
 (`make run` installs the oci CLI into .venv: use .venv/bin/oci.)
-""",
+{_tls_lines(s, info, ca) if s.tls_cert else ""}""",
         flush=True,
     )

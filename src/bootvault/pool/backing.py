@@ -43,6 +43,7 @@ class BackingServer:
         self.sock = runtime.dir / "backing.sock"
         self.pidfile = runtime.dir / "backing.pid"
         self.stats = runtime.dir / "backing.stats"
+        self.errors = runtime.dir / "backing.error"
         self.runtime, self.env = runtime, env
 
     def backing_spec(self) -> str:
@@ -78,6 +79,7 @@ class BackingServer:
             f"pythonpath={pythonpath}",
             f"backup={backup_id}",
             f"stats={self.stats}",
+            f"errors={self.errors}",
         ]
         logfile = self.runtime.dir / "backing.log"
         try:
@@ -106,6 +108,13 @@ class BackingServer:
         except (OSError, ValueError):
             return 0
 
+    def last_failure(self) -> str | None:
+        """Why the server's last failed read failed (a damaged or missing block), if one did."""
+        try:
+            return self.errors.read_text().strip() or None
+        except OSError:
+            return None
+
     def stop(self) -> None:
         pid = self.pid()
         if pid is not None:
@@ -117,5 +126,5 @@ class BackingServer:
             if self.pid() is not None:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-        for path in (self.sock, self.pidfile, self.stats):
+        for path in (self.sock, self.pidfile, self.stats, self.errors):
             path.unlink(missing_ok=True)

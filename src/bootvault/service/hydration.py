@@ -210,8 +210,10 @@ class _Watch:
             self.failures += 1
             log.warning("hydration of %s failed (%d): %s", self.job.resource_id, self.failures, state.error)
             if self.failures > self.ctx.settings.hydrate_retries:
+                cause = pool_volume.backing.last_failure()
                 raise JobFailed(
                     f"Hydration failed {self.failures} times; the backup could not be read: {state.error}"
+                    + (f" ({cause})" if cause else "")
                 )
             self.pause = min(30.0, 2.0**self.failures)  # a store outage: back off, then retry
             with contextlib.suppress(PoolError):
