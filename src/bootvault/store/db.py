@@ -14,7 +14,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, exc
 
 JOBS_CHANGED = "bootvault_jobs_changed"  # set in conn.info by store.jobs.announce
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
-HEAD_REVISION = "0006"  # the newest file in migrations/versions (a test keeps the two in step)
+HEAD_REVISION = "0007"  # the newest file in migrations/versions (a test keeps the two in step)
 _WRITE = "bootvault_write"
 
 
