@@ -78,7 +78,9 @@ class SignedRequest:
 
 
 def _der(public_key: RSAPublicKey) -> bytes:
-    return public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return public_key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
 
 
 def _fingerprint(der: bytes) -> str:

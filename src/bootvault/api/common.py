@@ -103,7 +103,9 @@ async def authenticate(ctx: Context, request: Request) -> Caller:
         if name in seen:
             twice.add(name.decode("latin-1"))
         seen.add(name)
-    signed = prepare_request(request.method, target, request.headers, None, max_skew=skew, repeated=frozenset(twice))
+    signed = prepare_request(
+        request.method, target, request.headers, None, max_skew=skew, repeated=frozenset(twice)
+    )
     kid = signed.key
     found = identity.cached_api_key(ctx, kid.tenancy_id, kid.user_id, kid.fingerprint)
     if found is None:
