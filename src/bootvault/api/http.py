@@ -45,7 +45,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:
         if self._in_headers:
-            self._header_bytes += len(data)
+            # Only the bytes up to the blank line that ends the headers count: a client may send
+            # the start of its body in the same segment (a signed body of 100 KiB is no header).
+            end = data.find(b"\r\n\r\n")
+            self._header_bytes += len(data) if end < 0 else end + 4
             if self._header_bytes > self.max_header_bytes:
                 self._refuse(b"431 Request Header Fields Too Large")
                 return
