@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -29,8 +31,16 @@ def _private_files(database: str | None) -> None:
             os.chmod(database + suffix, 0o600)
 
 
+def _json_loads(text: str) -> Any:
+    """JSON columns (tags, two per row) as json.loads reads them; most are empty, and "{}" is
+    answered without the parser."""
+    return {} if text == "{}" else json.loads(text)
+
+
 def _sqlite_engine(url: str) -> Engine:
-    engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+    engine = create_engine(
+        url, connect_args={"timeout": 30, "check_same_thread": False}, json_deserializer=_json_loads
+    )
     _private_files(engine.url.database)
 
     @event.listens_for(engine, "connect")
