@@ -496,6 +496,7 @@ def list_queries(dep: Deployment) -> list[tuple[str, str]]:
             "page 2, AVAILABLE, DISPLAYNAME ASC",
             c + "&lifecycleState=AVAILABLE&sortBy=DISPLAYNAME&page=@TOKEN2@",
         ),
+        ("halfway through the listing, TIMECREATED DESC", c + "&page=@DEEP@"),
     ]
 
 
@@ -505,12 +506,20 @@ def pages_phase(dep: Deployment, rep: Report, size: int, seconds: float, conns: 
     c = f"compartmentId={dep.compartment_id}&limit=25"
     token = dep.page_token(c)
     token2 = dep.page_token(c + "&lifecycleState=AVAILABLE&sortBy=DISPLAYNAME")
+    # Halfway through the listing (a token does not seal the limit, so walk in large pages).
+    step = min(1000, size // 40)
+    deep = ""
+    for _ in range(size // 2 // step):
+        deep = dep.page_token(
+            f"compartmentId={dep.compartment_id}&limit={step}" + (f"&page={deep}" if deep else "")
+        )
     results = []
     for label, query in list_queries(dep):
         query = query.replace("@NAME@", name).replace("@TOKEN2@", token2).replace("@TOKEN@", token)
-        results.append(
-            run_wrk(label, dep.endpoint, dep.script(f"/bootVolumeBackups?{query}"), conns, seconds, dep.work)
-        )
+        script = dep.script(f"/bootVolumeBackups?{query.replace('@DEEP@', deep)}")
+        # The median (by p99) of three runs: one stall of a shared machine is not the query's.
+        runs = [run_wrk(label, dep.endpoint, script, conns, seconds / 3, dep.work) for _ in range(3)]
+        results.append(sorted(runs, key=lambda r: r.p99_ms)[1])
     rep.pages[size] = results
 
 
@@ -729,10 +738,10 @@ def render(rep: Report, args: argparse.Namespace) -> str:
             large_p99 <= LIST_P99_MS,
         ),
         (
-            f"... and no worse than with {SMALL:,}",
-            f"worst with {SMALL:,}: {small_p99:.1f} ms; p99 ratios per query {min(ratios):.2f}-"
-            f"{max(ratios):.2f}x",
-            large_p99 <= max(small_p99 * 1.2, small_p99 + 2.0),
+            f"... and no worse than with {SMALL:,} (per query, within the noise: 25 % or 2 ms)",
+            f"worst with {SMALL:,}: {small_p99:.1f} ms; p99 ratio {LARGE:,} / {SMALL:,} per query"
+            f" {min(ratios):.2f}-{max(ratios):.2f}x",
+            all(b.p99_ms <= max(a.p99_ms * 1.25, a.p99_ms + 2.0) for a, b in zip(small, large, strict=True)),
         ),
         (
             f"a backup created on an idle service starts within {START_MS:g} ms",
@@ -785,7 +794,8 @@ def render(rep: Report, args: argparse.Namespace) -> str:
         "",
         f"## List pages: {SMALL:,} and {LARGE:,} backups in one compartment",
         "",
-        f"limit=25, {args.page_connections} connection(s), {args.page_seconds:g} s per query. The rows"
+        f"limit=25, {args.page_connections} connection(s); each query runs three times for"
+        f" {args.page_seconds / 3:.3g} s and the run with the median p99 is shown. The rows"
         f" are inserted through the store's table ({SMALL:,} in {rep.insert_s[SMALL]:.1f} s, then"
         f" {LARGE - SMALL:,} more in {rep.insert_s[LARGE]:.1f} s), spread over {VOLUMES} volumes,"
         " states drawn at random: 80 % AVAILABLE, 10 % TERMINATED, 10 % FAULTY.",
@@ -836,7 +846,7 @@ def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seconds", type=float, default=10, help="length of each throughput run")
     p.add_argument("--connections", type=lambda v: [int(x) for x in v.split(",")], default=[1, 10, 50])
-    p.add_argument("--page-seconds", type=float, default=5)
+    p.add_argument("--page-seconds", type=float, default=6, help="per query, split over 3 runs")
     p.add_argument("--page-connections", type=int, default=1)
     p.add_argument("--processes", type=lambda v: [int(x) for x in v.split(",")], default=[1, 2, 4])
     p.add_argument("--creates", type=int, default=10)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Column, Connection, Integer, Select, and_, bindparam, or_
+from sqlalchemy import Column, Connection, Integer, Select, bindparam, or_
 
 from bootvault.store.tables import UtcDateTime
 
@@ -30,12 +30,15 @@ def keyset_statement(
     is_time = isinstance(sort_col.type, UtcDateTime)
     key = sort_col.collate("C") if dialect == "postgresql" and not is_time else sort_col
     if paged:
+        # Rows after (value, last_id): key beyond value, or key equal and id beyond last_id. The
+        # leading `key <= value` (or >=) is the same condition restated as a range the index can
+        # seek to; without it a page deep in a listing scanned every row before it.
         value = bindparam("page_value", type_=sort_col.type)
         last_id = bindparam("page_id", type_=id_col.type)
         if descending:
-            stmt = stmt.where(or_(key < value, and_(sort_col == value, id_col < last_id)))
+            stmt = stmt.where(key <= value, or_(key < value, id_col < last_id))
         else:
-            stmt = stmt.where(or_(key > value, and_(sort_col == value, id_col > last_id)))
+            stmt = stmt.where(key >= value, or_(key > value, id_col > last_id))
     order = (key.desc(), id_col.desc()) if descending else (key.asc(), id_col.asc())
     return stmt.order_by(*order).limit(bindparam("page_limit", type_=Integer))
 
