@@ -208,7 +208,7 @@ def run_wrk(
 ) -> WrkResult:
     lua = work / "wrk.lua"
     lua.write_text(script)
-    cmd = [WRK, f"-t{min(threads, connections)}", f"-c{connections}", f"-d{seconds:g}s"]
+    cmd = [WRK, f"-t{min(threads, connections)}", f"-c{connections}", f"-d{max(1, round(seconds))}s"]
     cmd += ["--timeout", "5s", "-s", str(lua), url]
     cpu0, t0 = machine_busy_cpu(), time.monotonic()
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
@@ -688,6 +688,65 @@ def bootvault_phase(dep: Deployment, rep: Report, args: argparse.Namespace) -> N
             dep.stop()
 
 
+def baseline_phase(work: Path, rev: str, args: argparse.Namespace) -> Report:
+    """GetBootVolumeBackup, the list of 25 and the list pages again, on the code of git revision
+    `rev` (the "before"), in a deployment of its own, in the same run."""
+    base = Report()
+    previous = os.environ.get(SRC_REV_ENV)
+    os.environ[SRC_REV_ENV] = rev
+    try:
+        base.facts["source"] = source_origin()
+        snapshot_source(ROOT / "src" / "bootvault", work / "src")
+    finally:
+        if previous is None:
+            del os.environ[SRC_REV_ENV]
+        else:
+            os.environ[SRC_REV_ENV] = previous
+    print(f"baseline: {base.facts['source']}", flush=True)
+    dep = Deployment(work / "run", work / "src")
+    dep.setup()
+    base.insert_s[SMALL] = dep.insert_backups(SMALL, 0)
+    dep.start(processes=1, workers=1)
+    try:
+        path = f"/bootVolumeBackups/{dep.first_backup()}"
+        for c in args.connections:
+            base.get.append(
+                run_wrk("GetBootVolumeBackup", dep.endpoint, dep.script(path), c, args.seconds, dep.work)
+            )
+        query = f"/bootVolumeBackups?compartmentId={dep.compartment_id}&limit=25"
+        base.list25.append(
+            run_wrk("ListBootVolumeBackups (25)", dep.endpoint, dep.script(query), 50, args.seconds, dep.work)
+        )
+        pages_phase(dep, base, SMALL, args.page_seconds, args.page_connections)
+        base.insert_s[LARGE] = dep.insert_backups(LARGE - SMALL, SMALL)
+        pages_phase(dep, base, LARGE, args.page_seconds, args.page_connections)
+    finally:
+        dep.stop()
+    return base
+
+
+def render_baseline(base: Report, rep: Report) -> list[str]:
+    out = [
+        "",
+        f"## Before and after, in this run: {base.facts['source']} against this code",
+        "",
+        "| measurement | before | after |",
+        "|---|---|---|",
+    ]
+    for b, a in zip(base.get + base.list25, rep.get + rep.list25, strict=True):
+        out.append(
+            f"| {a.label}, {a.connections} connection(s): req/s, p99 | {b.rps:,.0f}, {b.p99_ms:.1f} ms"
+            f" | {a.rps:,.0f}, {a.p99_ms:.1f} ms |"
+        )
+    for size in (SMALL, LARGE):
+        for b, a in zip(base.pages[size], rep.pages[size], strict=True):
+            out.append(
+                f"| list page with {size:,}: {a.label}: p50, p99 | {b.p50_ms:.2f}, {b.p99_ms:.2f} ms"
+                f" | {a.p50_ms:.2f}, {a.p99_ms:.2f} ms |"
+            )
+    return out
+
+
 # -- report --------------------------------------------------------------------------------------
 
 
@@ -700,7 +759,7 @@ def verdict(ok: bool) -> str:
     return "**met**" if ok else "**missed**"
 
 
-def render(rep: Report, args: argparse.Namespace) -> str:
+def render(rep: Report, args: argparse.Namespace, base: Report | None = None) -> str:
     bare_get = next(r for r in rep.bare if r.connections == 50 and "item" in r.label)
     bare_list = next(r for r in rep.bare if "list" in r.label)
     get50 = next(r for r in rep.get if r.connections == 50)
@@ -838,6 +897,8 @@ def render(rep: Report, args: argparse.Namespace) -> str:
         "|---|---|",
     ]
     out += [f"| {k} | {v} |" for k, v in sorted(rep.hostile.items())]
+    if base is not None:
+        out += render_baseline(base, rep)
     out += ["", rep.facts.get("notes", ""), ""]
     return "\n".join(out)
 
@@ -853,6 +914,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--hostile", type=int, default=1000)
     p.add_argument("--fresh", type=int, default=500, help="freshly signed requests, one at a time")
     p.add_argument("--out", type=Path, help="results file (default bench/RESULTS-api.md)")
+    p.add_argument("--baseline", metavar="REV", help="also measure the code of this git revision (before)")
     p.add_argument("--quiet-wait", type=float, default=120, help="max seconds to wait for a quiet machine")
     return p.parse_args()
 
@@ -896,10 +958,11 @@ def main() -> None:
         dep.setup()
         bare_phase(dep.work, rep, args.seconds, args.connections)
         bootvault_phase(dep, rep, args)
+    base = baseline_phase(BENCH / "work" / "api-baseline", args.baseline, args) if args.baseline else None
     rep.facts["notes"] = f"Load average at the end: {' / '.join(f'{x:.2f}' for x in os.getloadavg())}." + (
         f" Code from ${SRC_REV_ENV}." if os.environ.get(SRC_REV_ENV) else ""
     )
-    text = render(rep, args)
+    text = render(rep, args, base)
     out = args.out or BENCH / "RESULTS-api.md"
     out.write_text(text)
     (work / "results.json").write_text(
