@@ -43,7 +43,7 @@ from typing import Any
 
 import oci
 from bvrig import SRC_REV_ENV, snapshot_source, source_origin
-from measure import BenchError, machine_busy_cpu
+from measure import BenchError, machine_busy_cpu, proc_cpu
 from oci._vendor import requests as oci_requests
 from oci.core.models import CreateBootVolumeBackupDetails
 
@@ -198,21 +198,41 @@ class WrkResult:
     non2xx: int
     errors: int
     busy_cpus: float  # the whole machine's busy CPUs during the run (server + wrk + anything else)
+    server_us: float = 0.0  # the server's CPU time per request (all its threads and processes)
 
     def as_dict(self) -> dict[str, Any]:
         return self.__dict__.copy()
 
 
+def server_cpu(pid: int | None) -> float:
+    """CPU seconds of a server process and its children (the API processes of --processes N)."""
+    if pid is None:
+        return 0.0
+    total = 0.0
+    for p in (pid, *children(pid)):
+        with contextlib.suppress(OSError):  # a child that just exited
+            total += proc_cpu(p)
+    return total
+
+
 def run_wrk(
-    label: str, url: str, script: str, connections: int, seconds: float, work: Path, threads: int = 1
+    label: str,
+    url: str,
+    script: str,
+    connections: int,
+    seconds: float,
+    work: Path,
+    threads: int = 1,
+    pid: int | None = None,
 ) -> WrkResult:
     lua = work / "wrk.lua"
     lua.write_text(script)
     cmd = [WRK, f"-t{min(threads, connections)}", f"-c{connections}", f"-d{max(1, round(seconds))}s"]
     cmd += ["--timeout", "5s", "-s", str(lua), url]
-    cpu0, t0 = machine_busy_cpu(), time.monotonic()
+    cpu0, t0, own0 = machine_busy_cpu(), time.monotonic(), server_cpu(pid)
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
     busy = (machine_busy_cpu() - cpu0) / (time.monotonic() - t0)
+    own = server_cpu(pid) - own0
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("WRKJSON ")), None)
     if proc.returncode != 0 or line is None:
         raise BenchError(f"wrk failed ({proc.returncode}): {proc.stdout[-1500:]} {proc.stderr[-1500:]}")
@@ -229,11 +249,12 @@ def run_wrk(
         non2xx=r["non2xx"],
         errors=r["errors"],
         busy_cpus=busy,
+        server_us=own * 1e6 / max(1, r["requests"]) if pid else 0.0,
     )
     print(
         f"  {label:<44} c={connections:<3} {result.rps:>8.0f} req/s  p50 {result.p50_ms:6.2f} ms"
         f"  p99 {result.p99_ms:7.2f} ms  non2xx {result.non2xx}  err {result.errors}"
-        f"  busy {busy:.2f} CPUs",
+        f"  busy {busy:.2f} CPUs  server {result.server_us:.0f} us/req",
         flush=True,
     )
     if result.non2xx or result.errors:
@@ -390,6 +411,7 @@ class Report:
     processes: list[tuple[int, WrkResult, int]] = field(default_factory=list)
     start_ms: list[tuple[float, float]] = field(default_factory=list)  # (from response, from request)
     fresh_ms: list[float] = field(default_factory=list)
+    steps: list[tuple[str, float]] = field(default_factory=list)
     rss_load_kib: int = 0
     rss_hostile_kib: int = 0
     rss_idle_kib: int = 0
@@ -410,10 +432,20 @@ def bare_phase(work: Path, rep: Report, seconds: float, conns: list[int]) -> Non
         script = _DONE
         for c in conns:
             rep.bare.append(
-                run_wrk("bare GET /item", f"http://127.0.0.1:{port}/item", script, c, seconds, work)
+                run_wrk(
+                    "bare GET /item", f"http://127.0.0.1:{port}/item", script, c, seconds, work, pid=proc.pid
+                )
             )
         rep.bare.append(
-            run_wrk("bare GET /list (25)", f"http://127.0.0.1:{port}/list", script, 50, seconds, work)
+            run_wrk(
+                "bare GET /list (25)",
+                f"http://127.0.0.1:{port}/list",
+                script,
+                50,
+                seconds,
+                work,
+                pid=proc.pid,
+            )
         )
     finally:
         stop_process(proc)
@@ -501,6 +533,7 @@ def list_queries(dep: Deployment) -> list[tuple[str, str]]:
 
 
 def pages_phase(dep: Deployment, rep: Report, size: int, seconds: float, conns: int) -> None:
+    pid = dep.proc.pid if dep.proc else None
     print(f"list pages, {size:,} backups in the compartment, {conns} connection(s)", flush=True)
     name = dep.get(f"/bootVolumeBackups?compartmentId={dep.compartment_id}&limit=1").json()[0]["displayName"]
     c = f"compartmentId={dep.compartment_id}&limit=25"
@@ -518,7 +551,7 @@ def pages_phase(dep: Deployment, rep: Report, size: int, seconds: float, conns: 
         query = query.replace("@NAME@", name).replace("@TOKEN2@", token2).replace("@TOKEN@", token)
         script = dep.script(f"/bootVolumeBackups?{query.replace('@DEEP@', deep)}")
         # The median (by p99) of three runs: one stall of a shared machine is not the query's.
-        runs = [run_wrk(label, dep.endpoint, script, conns, seconds / 3, dep.work) for _ in range(3)]
+        runs = [run_wrk(label, dep.endpoint, script, conns, seconds / 3, dep.work, pid=pid) for _ in range(3)]
         results.append(sorted(runs, key=lambda r: r.p99_ms)[1])
     rep.pages[size] = results
 
@@ -637,6 +670,10 @@ def bootvault_phase(dep: Deployment, rep: Report, args: argparse.Namespace) -> N
         print("freshly signed GetBootVolumeBackup, 1 connection", flush=True)
         rep.fresh_ms = fresh_latency(dep, f"/bootVolumeBackups/{backup_id}", args.fresh)
         print(f"  p50 {statistics.median(rep.fresh_ms):.2f} ms, p99 {pct(rep.fresh_ms, 99):.2f} ms")
+        print("step costs, in-process", flush=True)
+        rep.steps = step_costs(dep, backup_id)
+        for name, us in rep.steps:
+            print(f"  {us:8.1f} us  {name}")
         print("bootvault serve, 1 process, 1,000 backups", flush=True)
         with RssWatch(dep.proc.pid) as watch:
             for c in conns:
@@ -648,11 +685,20 @@ def bootvault_phase(dep: Deployment, rep: Report, args: argparse.Namespace) -> N
                         c,
                         s,
                         dep.work,
+                        pid=dep.proc.pid,
                     )
                 )
             query = f"/bootVolumeBackups?compartmentId={dep.compartment_id}&limit=25"
             rep.list25.append(
-                run_wrk("ListBootVolumeBackups (25)", dep.endpoint, dep.script(query), 50, s, dep.work)
+                run_wrk(
+                    "ListBootVolumeBackups (25)",
+                    dep.endpoint,
+                    dep.script(query),
+                    50,
+                    s,
+                    dep.work,
+                    pid=dep.proc.pid,
+                )
             )
         rep.rss_load_kib = watch.peak_kib
         pages_phase(dep, rep, SMALL, args.page_seconds, args.page_connections)
@@ -682,6 +728,7 @@ def bootvault_phase(dep: Deployment, rep: Report, args: argparse.Namespace) -> N
                     50,
                     s,
                     dep.work,
+                    pid=dep.proc.pid,
                 )
             rep.processes.append((n, r, watch.peak_kib))
         finally:
@@ -711,11 +758,27 @@ def baseline_phase(work: Path, rev: str, args: argparse.Namespace) -> Report:
         path = f"/bootVolumeBackups/{dep.first_backup()}"
         for c in args.connections:
             base.get.append(
-                run_wrk("GetBootVolumeBackup", dep.endpoint, dep.script(path), c, args.seconds, dep.work)
+                run_wrk(
+                    "GetBootVolumeBackup",
+                    dep.endpoint,
+                    dep.script(path),
+                    c,
+                    args.seconds,
+                    dep.work,
+                    pid=dep.proc.pid,
+                )
             )
         query = f"/bootVolumeBackups?compartmentId={dep.compartment_id}&limit=25"
         base.list25.append(
-            run_wrk("ListBootVolumeBackups (25)", dep.endpoint, dep.script(query), 50, args.seconds, dep.work)
+            run_wrk(
+                "ListBootVolumeBackups (25)",
+                dep.endpoint,
+                dep.script(query),
+                50,
+                args.seconds,
+                dep.work,
+                pid=dep.proc.pid,
+            )
         )
         pages_phase(dep, base, SMALL, args.page_seconds, args.page_connections)
         base.insert_s[LARGE] = dep.insert_backups(LARGE - SMALL, SMALL)
@@ -735,8 +798,9 @@ def render_baseline(base: Report, rep: Report) -> list[str]:
     ]
     for b, a in zip(base.get + base.list25, rep.get + rep.list25, strict=True):
         out.append(
-            f"| {a.label}, {a.connections} connection(s): req/s, p99 | {b.rps:,.0f}, {b.p99_ms:.1f} ms"
-            f" | {a.rps:,.0f}, {a.p99_ms:.1f} ms |"
+            f"| {a.label}, {a.connections} connection(s): req/s, p99, server CPU per request"
+            f" | {b.rps:,.0f}, {b.p99_ms:.1f} ms, {b.server_us:.0f} µs | {a.rps:,.0f}, {a.p99_ms:.1f} ms,"
+            f" {a.server_us:.0f} µs |"
         )
     for size in (SMALL, LARGE):
         for b, a in zip(base.pages[size], rep.pages[size], strict=True):
@@ -745,6 +809,112 @@ def render_baseline(base: Report, rep: Report) -> list[str]:
                 f" | {a.p50_ms:.2f}, {a.p99_ms:.2f} ms |"
             )
     return out
+
+
+def step_costs(dep: Deployment, backup_id: str) -> list[tuple[str, float]]:
+    """CPU microseconds of each step of a signed GetBootVolumeBackup (and of a list of 25),
+    timed in this process on the deployment's database with the code under test: where a
+    request's time goes, without the HTTP server around it."""
+    import asyncio
+    import contextvars
+    import functools
+    import logging
+    from concurrent.futures import ThreadPoolExecutor
+
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+    from starlette.datastructures import Headers
+
+    from bootvault.api import auth, common, errors
+    from bootvault.api.shapes import backup_to_wire
+    from bootvault.config import Settings
+    from bootvault.logs import JsonFormatter
+    from bootvault.service import backups as svc
+    from bootvault.service import identity
+    from bootvault.service.context import Caller, Context
+
+    def timed(fn: Any, n: int) -> float:
+        fn()
+        t0 = time.process_time()
+        for _ in range(n):
+            fn()
+        return (time.process_time() - t0) * 1e6 / n
+
+    ctx = Context.open(Settings(data_dir=dep.data_dir), migrate=False)
+    req = sign(dep.config, dep.endpoint, "GET", f"{API}/bootVolumeBackups/{backup_id}")
+    headers = Headers(raw=[(k.encode(), v.encode()) for k, v in req.headers.items()])
+    skew = timedelta(seconds=300)
+    signed = auth.prepare_request("GET", req.path, headers, None, max_skew=skew)
+    kid = signed.key
+    found = identity.find_api_key(ctx, kid.tenancy_id, kid.user_id, kid.fingerprint)
+    assert found is not None
+    key = common._trusted_key(found.public_key_pem)
+    assert key is not None
+    caller = Caller(kid.tenancy_id, kid.user_id)
+    backup = svc.get_backup(ctx, caller, backup_id)
+    wire = backup_to_wire(backup)
+    page = svc.ListBackups(compartment_id=dep.compartment_id, limit=25)
+    items, _ = svc.list_backups(ctx, caller, page)
+    record = logging.LogRecord(
+        "bootvault.api", logging.INFO, "", 0, "%s %s -> %s", ("GET", req.path, 200), None
+    )
+    record.__dict__.update(status=200, opcRequestId="X", operation="GetBootVolumeBackup", ms=1.0)
+    formatter = JsonFormatter()
+    executor = ThreadPoolExecutor(1)
+
+    async def hops(n: int) -> None:
+        loop = asyncio.get_running_loop()
+        for _ in range(n):
+            await loop.run_in_executor(executor, functools.partial(contextvars.copy_context().run, int))
+
+    def hop_cost(n: int = 5000) -> float:
+        t0 = time.process_time()
+        asyncio.run(hops(n))
+        return (time.process_time() - t0) * 1e6 / n
+
+    verify = functools.partial(key.public_key.verify, signed.signature, signed.message)
+    steps = [
+        (
+            "signature: headers, policy, date, signing string (prepare_request)",
+            timed(lambda: auth.prepare_request("GET", req.path, headers, None, max_skew=skew), 3000),
+        ),
+        (
+            "signature: RSA verify, when not cached",
+            timed(lambda: verify(padding.PKCS1v15(), hashes.SHA256()), 1000),
+        ),
+        (
+            "signature: verified-signature cache hit (check_signature)",
+            timed(lambda: auth.check_signature(signed, key), 3000),
+        ),
+        (
+            "API key from the cache",
+            timed(lambda: identity.cached_api_key(ctx, kid.tenancy_id, kid.user_id, kid.fingerprint), 3000),
+        ),
+        (
+            "API key from the database",
+            timed(lambda: identity.find_api_key(ctx, kid.tenancy_id, kid.user_id, kid.fingerprint), 1000),
+        ),
+        ("one executor hop (event loop → thread → event loop)", hop_cost()),
+        (
+            "GetBootVolumeBackup service call (SQLite read, row → record)",
+            timed(lambda: svc.get_backup(ctx, caller, backup_id), 2000),
+        ),
+        ("backup → OCI JSON shape", timed(lambda: backup_to_wire(backup), 3000)),
+        ("JSON response (orjson)", timed(lambda: common.json_response(wire, etag="x"), 3000)),
+        ("access log line (JSON formatting only)", timed(lambda: formatter.format(record), 3000)),
+        ("request id", timed(lambda: errors.request_id(None), 3000)),
+        (
+            "ListBootVolumeBackups of 25: service call",
+            timed(lambda: svc.list_backups(ctx, caller, page), 300),
+        ),
+        (
+            "ListBootVolumeBackups of 25: shapes + JSON",
+            timed(lambda: common.json_response([backup_to_wire(b) for b in items]), 300),
+        ),
+    ]
+    executor.shutdown()
+    ctx.close()
+    return steps
 
 
 # -- report --------------------------------------------------------------------------------------
@@ -836,20 +1006,32 @@ def render(rep: Report, args: argparse.Namespace, base: Report | None = None) ->
         "",
         "## Throughput and latency",
         "",
-        "| server | request | connections | req/s | p50 ms | p90 ms | p99 ms | max ms | busy CPUs |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| server | request | connections | req/s | p50 ms | p90 ms | p99 ms | max ms | server CPU µs/request"
+        " | busy CPUs |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for server, rows in (("bare Starlette", rep.bare), ("bootvault", rep.get + rep.list25)):
         for r in rows:
             out.append(
                 f"| {server} | {r.label} | {r.connections} | {r.rps:,.0f} | {r.p50_ms:.2f} | {r.p90_ms:.2f}"
-                f" | {r.p99_ms:.2f} | {r.max_ms:.1f} | {r.busy_cpus:.2f} |"
+                f" | {r.p99_ms:.2f} | {r.max_ms:.1f} | {r.server_us:.0f} | {r.busy_cpus:.2f} |"
             )
     out += [
         "",
         f"Freshly signed GetBootVolumeBackup, one at a time over one connection ({len(rep.fresh_ms)}"
         f" requests, each with a signature of its own): p50 {statistics.median(rep.fresh_ms):.2f} ms,"
         f" p99 {pct(rep.fresh_ms, 99):.2f} ms, max {max(rep.fresh_ms):.2f} ms.",
+        "",
+        "## Where a request's CPU goes",
+        "",
+        "Each step timed on its own in the bench process (CPU time per call, the code under test,"
+        " this run's database): the server column above is their sum plus the HTTP server"
+        " (uvicorn, httptools, Starlette routing: the bare app's column) and the cost of"
+        " switching threads under the GIL.",
+        "",
+        "| step | µs |",
+        "|---|---|",
+        *[f"| {name} | {us:.1f} |" for name, us in rep.steps],
         "",
         f"## List pages: {SMALL:,} and {LARGE:,} backups in one compartment",
         "",
@@ -871,12 +1053,14 @@ def render(rep: Report, args: argparse.Namespace, base: Report | None = None) ->
         "",
         "## API processes (`serve --processes N --workers 0`), GetBootVolumeBackup at 50 connections",
         "",
-        "| processes | req/s | p50 ms | p99 ms | busy CPUs | peak RSS of one process MiB |",
-        "|---|---|---|---|---|---|",
+        "| processes | req/s | p50 ms | p99 ms | server CPU µs/request | busy CPUs"
+        " | peak RSS of one process MiB |",
+        "|---|---|---|---|---|---|---|",
     ]
     for n, r, rss in rep.processes:
         out.append(
-            f"| {n} | {r.rps:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.busy_cpus:.2f} | {rss / 1024:.0f} |"
+            f"| {n} | {r.rps:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.server_us:.0f} | {r.busy_cpus:.2f}"
+            f" | {rss / 1024:.0f} |"
         )
     out += [
         "",
