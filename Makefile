@@ -52,6 +52,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/s3.py
 	$(BIN)/python bench/policies.py
 	$(BIN)/python bench/live.py $(LIVE_ARGS)
+	$(BIN)/python bench/api.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

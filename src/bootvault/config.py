@@ -79,6 +79,13 @@ class Settings(BaseSettings):
     # How long a retentionPeriod DAY lasts (a YEAR is 365 of them). Tests shorten it so a retention
     # lock ends within a test; never change it in production.
     retention_day_seconds: float = 86400.0
+    # A registered API key is re-read from the database at most this often per process (0: on
+    # every request). Keys are never deleted today; this bounds how long a removed one would work.
+    api_key_cache_seconds: float = 10.0
+    # Threads per API process that run service calls (database work) off the event loop. Few
+    # threads suit SQLite (one writer; more threads only contend for the GIL); PostgreSQL may
+    # want more, as its calls wait on the network.
+    api_threads: int = 4
     # Per-tenancy quotas (400 LimitExceeded beyond them).
     quota_volumes: int = 1000
     quota_volume_gbs: int = 100 * 1024  # provisioned size of all volumes (they are thin)

@@ -107,3 +107,69 @@ def test_workers_claim_only_jobs_of_their_availability_domains(db: Database) -> 
     with db.write() as conn:
         third = jobs.claim(conn, "ad2-worker", lease, ads=["site:AD-2"])
     assert third is not None and third.id == ad2
+
+
+def test_backup_pages_walk_every_row_once_in_order(db: Database) -> None:
+    """Keyset pages (both sorts, both directions, with and without filters) list exactly the
+    sorted rows, ties in time and in name included; names sort bytewise on both databases."""
+    import random
+    from datetime import UTC, datetime
+
+    from bootvault.domain.models import BackupState
+    from bootvault.store import backups as repo
+    from bootvault.store.tables import boot_volume_backups
+
+    rng = random.Random(3)
+    base = datetime(2026, 1, 1, tzinfo=UTC)
+    rows = [
+        {
+            "id": f"id{rng.randrange(10**6):06d}-{i}",
+            "tenancy_id": "T",
+            "compartment_id": "C" if i % 9 else "other",
+            "boot_volume_id": f"v{rng.randrange(3)}",
+            "display_name": rng.choice(["a", "b", "B", "é", "c"]) + str(rng.randrange(3)),
+            "lifecycle_state": rng.choice(["AVAILABLE", "FAULTY"]),
+            "type": "FULL",
+            "source_type": "MANUAL",
+            "time_request_received": base,
+            "time_created": base + timedelta(seconds=rng.randrange(30)),
+            "etag": "e",
+            "size_in_gbs": 1,
+            "freeform_tags": {},
+            "defined_tags": {},
+            "percent_complete": 0,
+        }
+        for i in range(300)
+    ]
+    with db.write() as conn:
+        conn.execute(boot_volume_backups.insert(), rows)
+    filters = [
+        repo.BackupFilter("C"),
+        repo.BackupFilter("C", lifecycle_state=BackupState.FAULTY),
+        repo.BackupFilter("C", boot_volume_id="v1", lifecycle_state=BackupState.AVAILABLE),
+    ]
+    for by_name in (False, True):
+        for descending in (False, True):
+            for flt in filters:
+                got: list[str] = []
+                after = None
+                while True:
+                    with db.read() as conn:
+                        items, after = repo.list_backups(
+                            conn, "T", flt, sort_by_name=by_name, descending=descending, limit=7, after=after
+                        )
+                    got += [b.id for b in items]
+                    if after is None:
+                        break
+                chosen = [
+                    r
+                    for r in rows
+                    if r["compartment_id"] == "C"
+                    and (flt.lifecycle_state is None or r["lifecycle_state"] == flt.lifecycle_state.value)
+                    and (flt.boot_volume_id is None or r["boot_volume_id"] == flt.boot_volume_id)
+                ]
+                if by_name:
+                    chosen.sort(key=lambda r: (r["display_name"].encode(), r["id"]), reverse=descending)
+                else:
+                    chosen.sort(key=lambda r: (r["time_created"], r["id"]), reverse=descending)
+                assert got == [r["id"] for r in chosen], (by_name, descending, flt)

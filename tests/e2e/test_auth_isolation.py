@@ -427,3 +427,34 @@ def test_opc_request_id_is_echoed(tenant: Tenant, backup: oci.core.models.BootVo
     # Without one, the server makes one up.
     resp = client.get_boot_volume_backup(backup.id)
     assert resp.headers.get("opc-request-id")
+
+
+def test_header_cap_counts_headers_only(tenant: Tenant) -> None:
+    """A body sent in the same write as its headers is no header: only headers past the cap
+    (32 KiB) answer 431."""
+    import contextlib
+    import socket
+    from urllib.parse import urlsplit
+
+    host, port = urlsplit(tenant.endpoint).hostname, urlsplit(tenant.endpoint).port
+
+    def status_of(raw: bytes) -> int:
+        with socket.create_connection((host, port), timeout=30) as s:
+            with contextlib.suppress(OSError):  # answered and closed before the body was sent
+                s.sendall(raw)
+            data = b""
+            while b"\r\n" not in data:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+        return int(data[9:12])
+
+    body = b'{"displayName": "' + b"x" * (100 << 10) + b'"}'
+    head = (
+        f"POST /20160918/bootVolumeBackups HTTP/1.1\r\nhost: {host}:{port}\r\n"
+        f"content-type: application/json\r\ncontent-length: {len(body)}\r\nconnection: close\r\n\r\n"
+    ).encode()
+    assert status_of(head + body) == 401  # unsigned: refused without its body being read
+    big_headers = "".join(f"x-pad-{i}: {'v' * 1000}\r\n" for i in range(40))
+    assert status_of(f"GET / HTTP/1.1\r\nhost: {host}\r\n{big_headers}\r\n".encode()) == 431

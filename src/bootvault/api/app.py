@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from bootvault.api import routes_backups, routes_policies, routes_volumes
+from bootvault.api.common import api_executor, offload
 from bootvault.api.errors import error_response, request_id
 from bootvault.service.context import Context
 
@@ -33,7 +33,7 @@ async def readyz(request: Request) -> Response:
     """Readiness: the database and the object store answer."""
     ctx: Context = request.app.state.ctx
     try:
-        await run_in_threadpool(_check_ready, ctx)
+        await offload(request, _check_ready, ctx)
     except Exception as exc:
         return JSONResponse(
             {"status": "unavailable", "reason": f"{type(exc).__name__}: {exc}"}, status_code=503
@@ -62,4 +62,5 @@ def create_app(ctx: Context) -> Starlette:
     # from the client's Host header and before any authentication: OCI paths have one spelling.
     app.router.redirect_slashes = False
     app.state.ctx = ctx
+    app.state.executor = api_executor(ctx)
     return app

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 from bootvault.blobstore import BlobStore, open_blobstore
 from bootvault.config import Settings
@@ -49,6 +50,8 @@ class Context:
     store: BlobStore
     keys: KeyRing
     indexes: IndexCache = field(default_factory=IndexCache)
+    # (tenancy, user, fingerprint) -> (ApiKey, expiry on time.monotonic()); see service/identity.py
+    api_key_cache: dict[tuple[str, str, str], tuple[Any, float]] = field(default_factory=dict)
 
     @classmethod
     def open(cls, settings: Settings, *, migrate: bool = True) -> Context:

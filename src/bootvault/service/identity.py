@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from bootvault.domain import ocid
@@ -53,9 +54,31 @@ def create_kms_key(ctx: Context, compartment_id: str, display_name: str) -> str:
     return key_id
 
 
+API_KEY_CACHE_MAX = 10_000
+
+
 def find_api_key(ctx: Context, tenancy_id: str, user_id: str, fingerprint: str) -> ApiKey | None:
+    """The registered key, read from the database; a key found is remembered for
+    `api_key_cache_seconds` (see cached_api_key). Unknown keys are never remembered, so a key
+    registered a moment ago works at once."""
     with ctx.db.read() as conn:
-        return repo.find_api_key(conn, tenancy_id, user_id, fingerprint)
+        found = repo.find_api_key(conn, tenancy_id, user_id, fingerprint)
+    ttl = ctx.settings.api_key_cache_seconds
+    if found is not None and ttl > 0:
+        cache = ctx.api_key_cache
+        if len(cache) >= API_KEY_CACHE_MAX:
+            cache.clear()
+        cache[(tenancy_id, user_id, fingerprint)] = (found, time.monotonic() + ttl)
+    return found
+
+
+def cached_api_key(ctx: Context, tenancy_id: str, user_id: str, fingerprint: str) -> ApiKey | None:
+    """The key if find_api_key found it less than `api_key_cache_seconds` ago; otherwise None
+    (then ask find_api_key). Needs no database, so it can run on the event loop."""
+    entry = ctx.api_key_cache.get((tenancy_id, user_id, fingerprint))
+    if entry is None or entry[1] < time.monotonic():
+        return None
+    return entry[0]
 
 
 def require_compartment(conn: object, caller: Caller, compartment_id: str, *, in_body: bool) -> Compartment:

@@ -6,12 +6,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, insert, or_, select
+from sqlalchemy import Connection, Select, and_, bindparam, func, insert, or_, select
 
 from bootvault.domain.models import BACKUP_IN_PROGRESS, BackupState, BackupType, BootVolumeBackup, SourceType
 from bootvault.domain.retention import Retention, RetentionDuration
 from bootvault.store.common import fetch_row, tag_columns, tags_from_row, update_with_etag
-from bootvault.store.paging import Position, keyset_page
+from bootvault.store.paging import Position, keyset_statement, run_page
 from bootvault.store.tables import boot_volume_backups as t
 
 _COLUMNS = [
@@ -62,12 +62,12 @@ def retention_columns(r: Retention) -> dict[str, Any]:
 
 
 def _from_row(row: Any) -> BootVolumeBackup:
-    fields = {name: getattr(row, name) for name in _COLUMNS}
+    m = row._mapping
     return BootVolumeBackup(
-        **fields,
-        lifecycle_state=BackupState(row.lifecycle_state),
-        type=BackupType(row.type),
-        source_type=SourceType(row.source_type),
+        **{name: m[name] for name in _COLUMNS},
+        lifecycle_state=BackupState(m["lifecycle_state"]),
+        type=BackupType(m["type"]),
+        source_type=SourceType(m["source_type"]),
         tags=tags_from_row(row),
         retention=_retention(row),
     )
@@ -130,6 +130,32 @@ class BackupFilter:
     lifecycle_state: BackupState | None = None
 
 
+_LIST_STATEMENTS: dict[tuple[Any, ...], Select[Any]] = {}
+
+
+def _list_statement(shape: tuple[Any, ...]) -> Select[Any]:
+    """The statement of one query shape (which filters, which sort, first page or not), with
+    bind parameters for every value; built once per shape (see store/paging.py)."""
+    stmt = _LIST_STATEMENTS.get(shape)
+    if stmt is None:
+        dialect, volume, name, source, state, by_name, descending, paged = shape
+        stmt = select(t).where(
+            t.c.tenancy_id == bindparam("tenancy_id"), t.c.compartment_id == bindparam("compartment_id")
+        )
+        for present, col in (
+            (volume, t.c.boot_volume_id),
+            (name, t.c.display_name),
+            (source, t.c.source_boot_volume_backup_id),
+            (state, t.c.lifecycle_state),
+        ):
+            if present:
+                stmt = stmt.where(col == bindparam(col.name))
+        sort_col = t.c.display_name if by_name else t.c.time_created
+        stmt = keyset_statement(stmt, sort_col, t.c.id, descending=descending, paged=paged, dialect=dialect)
+        _LIST_STATEMENTS[shape] = stmt
+    return stmt
+
+
 def list_backups(
     conn: Connection,
     tenancy_id: str,
@@ -140,17 +166,26 @@ def list_backups(
     limit: int,
     after: Position | None,
 ) -> tuple[list[BootVolumeBackup], Position | None]:
-    stmt = select(t).where(t.c.tenancy_id == tenancy_id, t.c.compartment_id == flt.compartment_id)
-    if flt.boot_volume_id:
-        stmt = stmt.where(t.c.boot_volume_id == flt.boot_volume_id)
-    if flt.display_name is not None:
-        stmt = stmt.where(t.c.display_name == flt.display_name)
-    if flt.source_boot_volume_backup_id:
-        stmt = stmt.where(t.c.source_boot_volume_backup_id == flt.source_boot_volume_backup_id)
-    if flt.lifecycle_state:
-        stmt = stmt.where(t.c.lifecycle_state == flt.lifecycle_state.value)
+    params = {
+        "tenancy_id": tenancy_id,
+        "compartment_id": flt.compartment_id,
+        "boot_volume_id": flt.boot_volume_id or None,
+        "display_name": flt.display_name,
+        "source_boot_volume_backup_id": flt.source_boot_volume_backup_id or None,
+        "lifecycle_state": flt.lifecycle_state.value if flt.lifecycle_state else None,
+    }
+    shape = (
+        conn.dialect.name,
+        params["boot_volume_id"] is not None,
+        params["display_name"] is not None,
+        params["source_boot_volume_backup_id"] is not None,
+        params["lifecycle_state"] is not None,
+        sort_by_name,
+        descending,
+        after is not None,
+    )
     sort_col = t.c.display_name if sort_by_name else t.c.time_created
-    rows, last = keyset_page(conn, stmt, sort_col, t.c.id, descending=descending, limit=limit, after=after)
+    rows, last = run_page(conn, _list_statement(shape), params, sort_col, t.c.id, limit=limit, after=after)
     return [_from_row(r) for r in rows], last
 
 

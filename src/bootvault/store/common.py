@@ -6,7 +6,7 @@ import secrets
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, select, update
+from sqlalchemy import Connection, Select, Table, bindparam, select, update
 
 from bootvault.domain.models import Tags
 
@@ -27,11 +27,18 @@ def tag_columns(tags: Tags) -> dict[str, Any]:
     return {"freeform_tags": tags.freeform, "defined_tags": tags.defined}
 
 
+_FETCH: dict[tuple[str, bool], Select[Any]] = {}
+
+
 def fetch_row(conn: Connection, table: Table, ident: str, *, lock: bool = False) -> Any | None:
-    stmt = select(table).where(table.c.id == ident)
-    if lock and conn.dialect.name == "postgresql":
-        stmt = stmt.with_for_update()
-    return conn.execute(stmt).first()
+    lock = lock and conn.dialect.name == "postgresql"
+    stmt = _FETCH.get((table.name, lock))
+    if stmt is None:  # built once: building a statement costs more than a lookup by key on SQLite
+        stmt = select(table).where(table.c.id == bindparam("ident"))
+        if lock:
+            stmt = stmt.with_for_update()
+        _FETCH[(table.name, lock)] = stmt
+    return conn.execute(stmt, {"ident": ident}).first()
 
 
 def update_with_etag(

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -13,7 +16,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, exc
 
 JOBS_CHANGED = "bootvault_jobs_changed"  # set in conn.info by store.jobs.announce
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
-HEAD_REVISION = "0007"  # the newest file in migrations/versions (a test keeps the two in step)
+HEAD_REVISION = "0008"  # the newest file in migrations/versions (a test keeps the two in step)
 _WRITE = "bootvault_write"
 
 
@@ -28,8 +31,16 @@ def _private_files(database: str | None) -> None:
             os.chmod(database + suffix, 0o600)
 
 
+def _json_loads(text: str) -> Any:
+    """JSON columns (tags, two per row) as json.loads reads them; most are empty, and "{}" is
+    answered without the parser."""
+    return {} if text == "{}" else json.loads(text)
+
+
 def _sqlite_engine(url: str) -> Engine:
-    engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+    engine = create_engine(
+        url, connect_args={"timeout": 30, "check_same_thread": False}, json_deserializer=_json_loads
+    )
     _private_files(engine.url.database)
 
     @event.listens_for(engine, "connect")
@@ -46,8 +57,10 @@ def _sqlite_engine(url: str) -> Engine:
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
         # Writers take the lock up front so two writers never deadlock upgrading a read lock.
+        # Straight to the driver: SQLAlchemy's statement machinery would cost more than the
+        # query a short read transaction is for.
         mode = "IMMEDIATE" if conn.get_execution_options().get(_WRITE) else "DEFERRED"
-        conn.exec_driver_sql(f"BEGIN {mode}")
+        conn.connection.driver_connection.execute(f"BEGIN {mode}")  # type: ignore[union-attr]
 
     return engine
 
@@ -59,6 +72,9 @@ class Database:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         self._subscribers: list[Callable[[], None]] = []
+        self._local = threading.local()  # SQLite: each thread's read connection, kept open
+        self._held: list[Connection] = []
+        self._held_lock = threading.Lock()
         if self.is_sqlite:
             self.engine = _sqlite_engine(url)
         else:
@@ -84,8 +100,32 @@ class Database:
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
-        with self.engine.connect() as conn, conn.begin():
+        if not self.is_sqlite:
+            with self.engine.connect() as conn, conn.begin():
+                yield conn
+            return
+        # SQLite: a thread keeps one connection for its reads, so a read costs BEGIN and COMMIT
+        # and not a pool checkout, a reset and a return (more than a small query costs). A read
+        # inside a read of the same thread gets a connection of its own, as before.
+        conn = self._read_connection()
+        if conn is None:
+            with self.engine.connect() as fresh, fresh.begin():
+                yield fresh
+            return
+        with conn.begin():
             yield conn
+
+    def _read_connection(self) -> Connection | None:
+        conn: Connection | None = getattr(self._local, "conn", None)
+        if conn is not None and (conn.closed or conn.invalidated):
+            conn = None
+        if conn is None:
+            conn = self.engine.connect()
+            self._local.conn = conn
+            with self._held_lock:
+                self._held = [c for c in self._held if not c.closed]
+                self._held.append(conn)
+        return None if conn.in_transaction() else conn
 
     def schema_revision(self) -> str | None:
         try:
@@ -110,4 +150,8 @@ class Database:
             command.upgrade(cfg, "head")
 
     def dispose(self) -> None:
+        with self._held_lock:
+            held, self._held = self._held, []
+        for conn in held:
+            conn.close()
         self.engine.dispose()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, bindparam, insert, select
 
 from bootvault.domain.models import ApiKey, Compartment
 from bootvault.store.common import now
@@ -36,14 +36,17 @@ def add_api_key(conn: Connection, key: ApiKey) -> None:
     )
 
 
+_FIND_API_KEY = select(api_keys).where(
+    api_keys.c.user_id == bindparam("user_id"),
+    api_keys.c.fingerprint == bindparam("fingerprint"),
+    api_keys.c.tenancy_id == bindparam("tenancy_id"),
+)
+_GET_COMPARTMENT = select(compartments).where(compartments.c.id == bindparam("ident"))
+
+
 def find_api_key(conn: Connection, tenancy_id: str, user_id: str, fingerprint: str) -> ApiKey | None:
-    row = conn.execute(
-        select(api_keys).where(
-            api_keys.c.user_id == user_id,
-            api_keys.c.fingerprint == fingerprint,
-            api_keys.c.tenancy_id == tenancy_id,
-        )
-    ).first()
+    params = {"user_id": user_id, "fingerprint": fingerprint, "tenancy_id": tenancy_id}
+    row = conn.execute(_FIND_API_KEY, params).first()
     if row is None:
         return None
     return ApiKey(row.tenancy_id, row.user_id, row.fingerprint, row.public_key_pem)
@@ -62,7 +65,7 @@ def create_compartment(conn: Connection, comp: Compartment) -> None:
 
 
 def get_compartment(conn: Connection, compartment_id: str) -> Compartment | None:
-    row = conn.execute(select(compartments).where(compartments.c.id == compartment_id)).first()
+    row = conn.execute(_GET_COMPARTMENT, {"ident": compartment_id}).first()
     if row is None:
         return None
     return Compartment(row.id, row.tenancy_id, row.parent_id, row.name, row.time_created)

@@ -1,15 +1,69 @@
 """Keyset pagination over (sort column, id). Page tokens themselves are the service's
-(service/pagetokens.py): the store takes and returns positions."""
+(service/pagetokens.py): the store takes and returns positions.
+
+A page's statement takes its values as bind parameters (`page_value`, `page_id`, `page_limit`),
+so a caller can build it once per query shape and reuse it: building and hashing a SQLAlchemy
+statement costs more than running a small query on SQLite."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Column, Connection, Select, and_, or_
+from sqlalchemy import Column, Connection, Integer, Select, bindparam, or_
 
 from bootvault.store.tables import UtcDateTime
 
 Position = tuple[Any, str]
+
+
+def keyset_statement(
+    stmt: Select[Any],
+    sort_col: Column[Any],
+    id_col: Column[Any],
+    *,
+    descending: bool,
+    paged: bool,
+    dialect: str,
+) -> Select[Any]:
+    """`stmt` ordered by (sort_col, id), limited to `page_limit` rows and, when `paged`, starting
+    after the position (`page_value`, `page_id`)."""
+    is_time = isinstance(sort_col.type, UtcDateTime)
+    key = sort_col.collate("C") if dialect == "postgresql" and not is_time else sort_col
+    if paged:
+        # Rows after (value, last_id): key beyond value, or key equal and id beyond last_id. The
+        # leading `key <= value` (or >=) is the same condition restated as a range the index can
+        # seek to; without it a page deep in a listing scanned every row before it.
+        value = bindparam("page_value", type_=sort_col.type)
+        last_id = bindparam("page_id", type_=id_col.type)
+        if descending:
+            stmt = stmt.where(key <= value, or_(key < value, id_col < last_id))
+        else:
+            stmt = stmt.where(key >= value, or_(key > value, id_col > last_id))
+    order = (key.desc(), id_col.desc()) if descending else (key.asc(), id_col.asc())
+    return stmt.order_by(*order).limit(bindparam("page_limit", type_=Integer))
+
+
+def run_page(
+    conn: Connection,
+    stmt: Select[Any],
+    params: dict[str, Any],
+    sort_col: Column[Any],
+    id_col: Column[Any],
+    *,
+    limit: int,
+    after: Position | None,
+) -> tuple[list[Any], Position | None]:
+    """Run a statement of keyset_statement (built with paged=after is not None) for one page;
+    the rows and, if more rows follow, the position of its last row."""
+    params = {**params, "page_limit": limit + 1}
+    if after is not None:
+        params["page_value"], params["page_id"] = after
+    rows = list(conn.execute(stmt, params))
+    if len(rows) <= limit:
+        return rows, None
+    rows = rows[:limit]
+    last = rows[-1]._mapping
+    return rows, (last[sort_col.name], last[id_col.name])
 
 
 def keyset_page(
@@ -24,18 +78,7 @@ def keyset_page(
 ) -> tuple[list[Any], Position | None]:
     """Run `stmt` ordered by (sort_col, id) from after `after`; one page and, if more rows
     follow, the position of its last row."""
-    is_time = isinstance(sort_col.type, UtcDateTime)
-    key = sort_col.collate("C") if conn.dialect.name == "postgresql" and not is_time else sort_col
-    if after is not None:
-        value, last_id = after
-        if descending:
-            stmt = stmt.where(or_(key < value, and_(sort_col == value, id_col < last_id)))
-        else:
-            stmt = stmt.where(or_(key > value, and_(sort_col == value, id_col > last_id)))
-    order = (key.desc(), id_col.desc()) if descending else (key.asc(), id_col.asc())
-    rows = list(conn.execute(stmt.order_by(*order).limit(limit + 1)))
-    if len(rows) <= limit:
-        return rows, None
-    rows = rows[:limit]
-    last = rows[-1]
-    return rows, (getattr(last, sort_col.name), getattr(last, id_col.name))
+    full = keyset_statement(
+        stmt, sort_col, id_col, descending=descending, paged=after is not None, dialect=conn.dialect.name
+    )
+    return run_page(conn, full, {}, sort_col, id_col, limit=limit, after=after)

@@ -123,7 +123,7 @@ boot_volume_backups = Table(
     Column("id", OCID, primary_key=True),
     Column("tenancy_id", OCID, nullable=False),
     Column("compartment_id", OCID, nullable=False),
-    Column("boot_volume_id", OCID, nullable=False, index=True),
+    Column("boot_volume_id", OCID, nullable=False),
     Column("display_name", String(255), nullable=False),
     Column("lifecycle_state", String(32), nullable=False),
     Column("type", String(16), nullable=False),
@@ -150,7 +150,17 @@ boot_volume_backups = Table(
     Column("is_prevent_deletion_enabled", Boolean, nullable=True),
     Column("is_indefinite_retention_enabled", Boolean, nullable=True),
     Column("time_retention_expires_at", UtcDateTime, nullable=True),
-    Index("ix_backups_compartment", "tenancy_id", "compartment_id"),
+    # List pages read rows in index order (migration 0007): by compartment, compartment and
+    # state, volume, or volume and state, each then by time or by name, then id. On PostgreSQL
+    # the name indexes use COLLATE "C", the order store/paging.py sorts names in.
+    Index("ix_backups_time", "tenancy_id", "compartment_id", "time_created", "id"),
+    Index("ix_backups_name", "tenancy_id", "compartment_id", "display_name", "id"),
+    Index("ix_backups_state_time", "tenancy_id", "compartment_id", "lifecycle_state", "time_created", "id"),
+    Index("ix_backups_state_name", "tenancy_id", "compartment_id", "lifecycle_state", "display_name", "id"),
+    Index("ix_backups_volume_time", "boot_volume_id", "time_created", "id"),
+    Index("ix_backups_volume_name", "boot_volume_id", "display_name", "id"),
+    Index("ix_backups_volume_state_time", "boot_volume_id", "lifecycle_state", "time_created", "id"),
+    Index("ix_backups_volume_state_name", "boot_volume_id", "lifecycle_state", "display_name", "id"),
 )
 
 volume_backup_policies = Table(
