@@ -1024,10 +1024,11 @@ def render(rep: Report, args: argparse.Namespace, base: Report | None = None) ->
         "",
         "## Where a request's CPU goes",
         "",
-        "Each step timed on its own in the bench process (CPU time per call, the code under test,"
-        " this run's database): the server column above is their sum plus the HTTP server"
-        " (uvicorn, httptools, Starlette routing: the bare app's column) and the cost of"
-        " switching threads under the GIL.",
+        "Each step timed on its own in the bench process (CPU time per call in a tight loop, the code"
+        " under test, this run's database). A loop keeps the interpreter's caches warm: inside the"
+        " server, between all the other steps, the same code costs more, so the server's CPU per"
+        " request above is well above the sum of these plus the HTTP server (the bare app's"
+        " column).",
         "",
         "| step | µs |",
         "|---|---|",
