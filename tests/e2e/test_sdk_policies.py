@@ -5,7 +5,6 @@ lists of the wire models, and bad input that answers 400 naming the field and st
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import oci
@@ -337,71 +336,3 @@ def test_retention_fields_round_trip_and_bad_ones_are_400(tenant: Tenant, volume
         assert (
             len(client.list_boot_volume_backups(tenant.tenancy_id, boot_volume_id=volume_id).data) == before
         )
-
-
-def test_cli_policy_and_assignment_commands(
-    deployment: Deployment, tenant: Tenant, volume_id: str, tmp_path: Path
-) -> None:
-    from tests.e2e.test_oci_cli import oci_json, run_oci
-
-    schedules = json.dumps([{"backupType": "FULL", "period": "ONE_WEEK", "retentionSeconds": 604800}])
-    created = oci_json(
-        deployment,
-        tenant,
-        "bv",
-        "volume-backup-policy",
-        "create",
-        "--compartment-id",
-        tenant.tenancy_id,
-        "--display-name",
-        "from-cli",
-        "--schedules",
-        schedules,
-    )["data"]
-    assert created["schedules"][0]["period"] == "ONE_WEEK"
-    oracle = oci_json(deployment, tenant, "bv", "volume-backup-policy", "list", "--all")["data"]
-    assert {p["display-name"] for p in oracle} == {"gold", "silver", "bronze"}
-    renamed = oci_json(
-        deployment,
-        tenant,
-        "bv",
-        "volume-backup-policy",
-        "update",
-        "--policy-id",
-        created["id"],
-        "--display-name",
-        "cli2",
-        "--force",
-    )["data"]
-    assert renamed["display-name"] == "cli2"
-    assigned = oci_json(
-        deployment,
-        tenant,
-        "bv",
-        "volume-backup-policy-assignment",
-        "create",
-        "--asset-id",
-        volume_id,
-        "--policy-id",
-        created["id"],
-    )["data"]
-    found = oci_json(
-        deployment,
-        tenant,
-        "bv",
-        "volume-backup-policy-assignment",
-        "get-volume-backup-policy-asset-assignment",
-        "--asset-id",
-        volume_id,
-    )["data"]
-    assert [a["id"] for a in found] == [assigned["id"]]
-    denied = run_oci(
-        deployment, tenant, "bv", "volume-backup-policy", "delete", "--policy-id", created["id"], "--force"
-    )
-    assert denied.returncode != 0 and "409" in denied.stderr + denied.stdout
-    for args in (
-        ("volume-backup-policy-assignment", "delete", "--policy-assignment-id", assigned["id"], "--force"),
-        ("volume-backup-policy", "delete", "--policy-id", created["id"], "--force"),
-    ):
-        proc = run_oci(deployment, tenant, "bv", *args)
-        assert proc.returncode == 0, proc.stderr
