@@ -424,22 +424,17 @@ FORGED_PAGES = {
 }
 
 
-ONLY_BAD_AS_TIMES = {"naive time", "a date only", "year 1 east of UTC", "year 9999 west of UTC"}
-
-
 @pytest.mark.parametrize("kind", list(FORGED_PAGES))
 def test_forged_page_tokens_are_400(server: Live, kind: str) -> None:
     """Tokens this service never issues: 400 InvalidParameter, never a 500 from the database or
-    the date arithmetic. (A time-like string is a fine display name, so those four are forged only
-    for the time-sorted lists.)"""
+    the date arithmetic."""
     page, comp = FORGED_PAGES[kind], server.compartment
     queries = [
         f"/bootVolumes?compartmentId={comp}&page={page}",
         f"/bootVolumeBackups?compartmentId={comp}&page={page}",
         f"/bootVolumeBackups?compartmentId={comp}&sortBy=TIMECREATED&sortOrder=ASC&page={page}",
+        f"/bootVolumeBackups?compartmentId={comp}&sortBy=DISPLAYNAME&page={page}",
     ]
-    if kind not in ONLY_BAD_AS_TIMES:
-        queries.append(f"/bootVolumeBackups?compartmentId={comp}&sortBy=DISPLAYNAME&page={page}")
     for query in queries:
         doc = assert_error(server.client.request("GET", API + query), 400, "InvalidParameter")
         assert "page" in doc["message"]
@@ -479,7 +474,7 @@ def test_growing_a_volume_to_32768_gb_works(limited: Live) -> None:
     assert grown.size_in_gbs == 32768, grown.system_tags
     over = limited.client.call("PUT", f"/bootVolumes/{volume}", {"sizeInGBs": 32769})
     assert "32768" in assert_error(over, 400, "InvalidParameter")["message"]
-    assert sdk.delete_boot_volume(volume).status == 204
+    assert sdk.delete_boot_volume(volume).status in (202, 204)
 
 
 def test_a_restore_at_20000_gb_becomes_available(limited: Live) -> None:
