@@ -441,16 +441,6 @@ def _plants(t: Target, *paths: str) -> dict[str, st.SearchStrategy[Any]]:
     return {p: table[p] for p in paths}
 
 
-def _item(t: Target, collection: str, known: list[str]) -> st.SearchStrategy[bytes]:
-    @st.composite
-    def build(draw: st.DrawFn) -> bytes:
-        ident = draw(st.one_of(st.sampled_from(known), ids(tuple(t.ids))))
-        suffix = draw(st.sampled_from([b"", b"", b"/actions/changeCompartment", b"/", b"/actions/x"]))
-        return f"{API}/{collection}/".encode() + draw(segment(ident)) + suffix
-
-    return build()
-
-
 Route = Callable[[Target], st.SearchStrategy[tuple[str, bytes, bytes | None, dict[str, str]]]]
 
 
@@ -485,15 +475,29 @@ def create_volume(t: Target) -> Any:
 
 
 def _item_route(t: Target, collection: str, known: list[str], update: type, sizes_too: bool) -> Any:
+    """Get, update, delete and change compartment of one resource, mostly each with its own path
+    and body (so that most requests reach the handler), now and then with another's."""
     fields = ["displayName", "freeformTags", "definedTags"] + (["sizeInGBs"] if sizes_too else [])
-    payload = st.one_of(
-        body(update, _plants(t, *fields)),
-        body(wire.ChangeCompartmentDetails, _plants(t, "compartmentId")),
-        st.none(),
-    )
-    return _request(
-        st.sampled_from(["GET", "PUT", "DELETE", "POST"]), _item(t, collection, known), payload, headers(True)
-    )
+    bodies = {
+        "PUT": body(update, _plants(t, *fields)),
+        "POST": body(wire.ChangeCompartmentDetails, _plants(t, "compartmentId")),
+    }
+    odd_suffix = st.sampled_from([b"", b"/actions/changeCompartment", b"/", b"/actions/x", b"//"])
+
+    @st.composite
+    def request(draw: st.DrawFn) -> tuple[str, bytes, bytes | None, dict[str, str]]:
+        method = draw(st.sampled_from(["GET", "PUT", "DELETE", "POST"]))
+        fitting = draw(st.integers(0, 4)) > 0
+        suffix = (b"/actions/changeCompartment" if method == "POST" else b"") if fitting else draw(odd_suffix)
+        ident = draw(st.one_of(st.sampled_from(known), ids(tuple(t.ids))))
+        target = f"{API}/{collection}/".encode() + draw(segment(ident)) + suffix
+        if fitting:
+            payload = draw(bodies[method]) if method in bodies else None
+        else:
+            payload = draw(st.one_of(st.none(), *bodies.values()))
+        return method, target, payload, draw(headers(True))
+
+    return request()
 
 
 def backup_items(t: Target) -> Any:

@@ -424,22 +424,17 @@ FORGED_PAGES = {
 }
 
 
-ONLY_BAD_AS_TIMES = {"naive time", "a date only", "year 1 east of UTC", "year 9999 west of UTC"}
-
-
 @pytest.mark.parametrize("kind", list(FORGED_PAGES))
 def test_forged_page_tokens_are_400(server: Live, kind: str) -> None:
     """Tokens this service never issues: 400 InvalidParameter, never a 500 from the database or
-    the date arithmetic. (A time-like string is a fine display name, so those four are forged only
-    for the time-sorted lists.)"""
+    the date arithmetic."""
     page, comp = FORGED_PAGES[kind], server.compartment
     queries = [
         f"/bootVolumes?compartmentId={comp}&page={page}",
         f"/bootVolumeBackups?compartmentId={comp}&page={page}",
         f"/bootVolumeBackups?compartmentId={comp}&sortBy=TIMECREATED&sortOrder=ASC&page={page}",
+        f"/bootVolumeBackups?compartmentId={comp}&sortBy=DISPLAYNAME&page={page}",
     ]
-    if kind not in ONLY_BAD_AS_TIMES:
-        queries.append(f"/bootVolumeBackups?compartmentId={comp}&sortBy=DISPLAYNAME&page={page}")
     for query in queries:
         doc = assert_error(server.client.request("GET", API + query), 400, "InvalidParameter")
         assert "page" in doc["message"]
@@ -479,28 +474,70 @@ def test_growing_a_volume_to_32768_gb_works(limited: Live) -> None:
     assert grown.size_in_gbs == 32768, grown.system_tags
     over = limited.client.call("PUT", f"/bootVolumes/{volume}", {"sizeInGBs": 32769})
     assert "32768" in assert_error(over, 400, "InvalidParameter")["message"]
-    assert sdk.delete_boot_volume(volume).status == 204
+    assert sdk.delete_boot_volume(volume).status in (202, 204)
 
 
-def test_a_restore_at_20000_gb_becomes_available(limited: Live) -> None:
-    sdk = limited.sdk()
+def _restore(srv: Live, backup_id: str, size_in_gbs: int | None = None, hydrated: bool = False) -> Any:
+    """Restore the backup into a new volume; wait until it is AVAILABLE (and hydrated, if asked)
+    or FAULTY."""
+    sdk = srv.sdk()
     details = CreateBootVolumeDetails(
-        compartment_id=limited.compartment,
+        compartment_id=srv.compartment,
         availability_domain=AD,
-        size_in_gbs=20000,
-        source_details=BootVolumeSourceFromBootVolumeBackupDetails(id=limited.backup),
+        size_in_gbs=size_in_gbs,
+        source_details=BootVolumeSourceFromBootVolumeBackupDetails(id=backup_id),
     )
     vol = sdk.create_boot_volume(details).data
-    done = oci.wait_until(
+    return oci.wait_until(
         sdk,
         sdk.get_boot_volume(vol.id),
-        evaluate_response=lambda r: r.data.lifecycle_state in ("AVAILABLE", "FAULTY"),
+        evaluate_response=lambda r: (
+            r.data.lifecycle_state == "FAULTY"
+            or (r.data.lifecycle_state == "AVAILABLE" and (r.data.is_hydrated or not hydrated))
+        ),
         max_wait_seconds=180,
         max_interval_seconds=1,
     ).data
-    assert done.lifecycle_state == "AVAILABLE", done.system_tags
-    assert done.size_in_gbs == 20000 and done.is_hydrated
-    sdk.delete_boot_volume(vol.id)
+
+
+def test_a_restore_at_20000_gb_becomes_available(limited: Live) -> None:
+    """A small backup restored into a 20,000 GB volume is AVAILABLE (it went FAULTY: qemu-io
+    refused to mark the 19,999 GB beyond the backup's end as zeros in one write), and thin: that
+    space is neither fetched nor described cluster by cluster."""
+    done = _restore(limited, limited.backup, 20000)
+    try:
+        assert done.lifecycle_state == "AVAILABLE", done.system_tags
+        assert done.size_in_gbs == 20000
+        assert limited.dep.volume_size(done.id) == 20000 << 30
+        assert limited.dep.volume_path(done.id).stat().st_blocks * 512 < 64 * MIB
+    finally:
+        limited.sdk().delete_boot_volume(done.id)  # its hydration walks 20,000 GB: stop it
+
+
+def test_a_backup_with_holes_over_2_gib_restores(limited: Live) -> None:
+    """A sparse 5 GiB volume (data at both ends, a hole of 5 GiB - 2 MiB between) restores bit for
+    bit and hydrates: the hole is marked zero in pieces qemu-io takes."""
+    sdk, gib = limited.sdk(), 1 << 30
+    image = limited.dep.root / "sparse.img"
+    head, tail = os.urandom(MIB), os.urandom(MIB)
+    with open(image, "wb") as fh:
+        fh.write(head)
+        fh.seek(5 * gib - MIB)
+        fh.write(tail)
+    volume = limited.dep.import_volume(limited.tenant, image, "sparse")
+    image.unlink()
+    backup = sdk.create_boot_volume_backup(CreateBootVolumeBackupDetails(boot_volume_id=volume)).data
+    wait_state(sdk, "get_boot_volume_backup", backup.id, "AVAILABLE")
+    done = _restore(limited, backup.id, hydrated=True)
+    assert (done.lifecycle_state, done.is_hydrated) == ("AVAILABLE", True), done.system_tags
+    with limited.dep.exported(done.id) as raw, open(raw, "rb") as fh:
+        assert fh.read(MIB) == head
+        fh.seek(3 * gib)
+        assert fh.read(MIB) == bytes(MIB)
+        fh.seek(5 * gib - MIB)
+        assert fh.read(MIB) == tail
+    for ident in (done.id, volume):
+        sdk.delete_boot_volume(ident)
 
 
 def _admin(dep: Deployment, *args: str, umask: int | None = None) -> subprocess.CompletedProcess[str]:

@@ -115,12 +115,19 @@ def rebase_unsafe(path: Path, backing: str) -> None:
     )
 
 
+ZERO_PIECE = 1 << 30  # qemu-io's `write -z` takes at most 2 GiB - 512 bytes at once (without -n)
+
+
 def zero_ranges(path: Path, ranges: list[tuple[int, int]]) -> None:
     """Mark [start, end) ranges of a new qcow2 (no backing yet) as zero clusters: allocated as
     zeros in this layer, so reads and QEMU's block-stream never go to the backing for them."""
     if not ranges:
         return
-    script = "".join(f"write -z {start} {end - start}\n" for start, end in ranges)
+    script = "".join(
+        f"write -z {pos} {min(end, pos + ZERO_PIECE) - pos}\n"
+        for start, end in ranges
+        for pos in range(start, end, ZERO_PIECE)
+    )
     out = subprocess.run(
         ["qemu-io", "-f", "qcow2", str(path)], input=script, capture_output=True, text=True, timeout=600
     )
