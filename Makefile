@@ -53,6 +53,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/policies.py
 	$(BIN)/python bench/live.py $(LIVE_ARGS)
 	$(BIN)/python bench/api.py
+	$(BIN)/python bench/instant.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
