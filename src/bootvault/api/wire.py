@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from bootvault.api.errors import WireError, printable
 from bootvault.domain.errors import InvalidArgument, MissingArgument
+from bootvault.domain.policies import DAYS_OF_WEEK, MONTHS
 from bootvault.domain.retention import RetentionDuration
 
 M = TypeVar("M", bound=BaseModel)
@@ -58,21 +59,8 @@ class UpdateBootVolumeBackupDetails(_RetentionFields):
     defined_tags: Tags | None = Field(None, alias="definedTags")
 
 
-DayOfWeek = Literal["MONDAY", "TUESDAY", "WEDNESDAY", "THURSDAY", "FRIDAY", "SATURDAY", "SUNDAY"]
-Month = Literal[
-    "JANUARY",
-    "FEBRUARY",
-    "MARCH",
-    "APRIL",
-    "MAY",
-    "JUNE",
-    "JULY",
-    "AUGUST",
-    "SEPTEMBER",
-    "OCTOBER",
-    "NOVEMBER",
-    "DECEMBER",
-]
+DayOfWeek = Literal[tuple(DAYS_OF_WEEK)]  # type: ignore[valid-type]  # the domain's lists, one spelling
+Month = Literal[tuple(MONTHS)]  # type: ignore[valid-type]
 
 
 class VolumeBackupScheduleDetails(_Body):
