@@ -211,7 +211,8 @@ def report(results: list[dict[str, Any]], out: Path) -> None:
         "default); the one that is queueing is SIGKILLed as soon as the first backups are queued,",
         "and restarted a second later. Volumes are rows only and the workers never run the backups",
         "(see the script's docstring): the figures are for queueing a backup (its row, its job and",
-        "its due-time row in one transaction). Seconds are after the due time.",
+        "its due-time row in one transaction). Seconds are after the due time. Load average at the",
+        f"end: {' '.join(f'{x:.1f}' for x in os.getloadavg())} (the 2-core machine is shared).",
         "",
         "| database | volumes | queued | lost | doubled | jobs | first s | median s | p99 s | last s "
         "| queued/s | killed after |",
