@@ -5,7 +5,7 @@ through `VolumePool.volume`, so paths are spelled here and nowhere else."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from bootvault.pool import hydrate
@@ -66,15 +66,22 @@ class VolumePool:
                 continue
             yield volume_id, Runtime(self.run_root, volume_id)
 
-    def reap_stale(self, attached_ids: set[str]) -> list[str]:
+    def reap_stale(
+        self, attached_ids: set[str], still_wanted: Callable[[str], bool] | None = None
+    ) -> list[str]:
         """Stop daemons no record asks for (their job died) unless an operation holds them, and
-        clear the files of daemons that are gone. Returns the volume ids it stopped."""
+        clear the files of daemons that are gone. A served or hydrating daemon that was started
+        after the caller read its records is asked about again (still_wanted) before it goes.
+        Returns the volume ids it stopped."""
         stopped = []
         for volume_id, runtime in self.runtimes():
             if volume_id in attached_ids:
                 continue
             try:
                 with runtime.lock(0):
+                    recorded = runtime.mode() in ("attached", "hydrating")
+                    if recorded and still_wanted is not None and still_wanted(volume_id):
+                        continue
                     if runtime.pid() is not None:
                         runtime.stop()
                         stopped.append(volume_id)

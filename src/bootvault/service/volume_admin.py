@@ -158,17 +158,33 @@ def export_volume(
         )
 
 
+def _still_wanted(ctx: Context, volume_id: str) -> bool:
+    """A fresh look at one volume: attached, or restored and not yet hydrated."""
+    with ctx.db.read() as conn:
+        vol = repo.get_volume(conn, volume_id)
+    if vol is None:
+        return False
+    hydrating = vol.lifecycle_state in (VolumeState.RESTORING, VolumeState.AVAILABLE) and not vol.is_hydrated
+    return vol.attachment_uri is not None or hydrating
+
+
 def reconcile_daemons(ctx: Context) -> None:
     """On a worker: serve every attached volume of the ADs it serves whose daemon has gone (a
     crash or a reboot), and stop daemons whose job died. Volumes in use by an operation are
     left to it."""
+    everywhere = ctx.settings.availability_domains
     with ctx.db.read() as conn:
-        attached = repo.attached_volumes(conn, ctx.settings.served_availability_domains)
-        hydrating = repo.hydrating_volumes(conn, ctx.settings.served_availability_domains)
+        attached = repo.attached_volumes(conn, everywhere)
+        hydrating = repo.hydrating_volumes(conn, everywhere)
+    served = set(ctx.settings.served_availability_domains)
     for vol in attached:
+        if vol.availability_domain not in served:
+            continue  # another worker's domain (the run directory may be shared on this host)
         done = ctx.pool.volume(vol.availability_domain, vol.id).reconcile(attached=True)
         if done:
             log.warning("volume %s: %s", vol.id, done, extra={"volume": vol.id})
-    keep = {v.id for v in attached} | {v.id for v in hydrating}  # their HYDRATE jobs watch the rest
-    for volume_id in ctx.pool.reap_stale(keep):
+    # Keep every volume a record asks for, whatever its domain: a worker of one domain must not
+    # stop the daemons of another's; HYDRATE jobs watch the hydrating ones.
+    keep = {v.id for v in attached} | {v.id for v in hydrating}
+    for volume_id in ctx.pool.reap_stale(keep, lambda volume_id: _still_wanted(ctx, volume_id)):
         log.warning("volume %s: stopped a daemon whose job had died", volume_id, extra={"volume": volume_id})
