@@ -589,35 +589,6 @@ def test_export_refusals(pool: VolumePool, tmp_path: Path) -> None:
     assert vol.attached()  # exporting does not disturb the machine
 
 
-def test_fill_through_the_volumes_own_daemon(pool: VolumePool, tmp_path: Path) -> None:
-    vol = _vol(pool)
-    blocks = {0: os.urandom(BS), 17 * MIB: os.urandom(3 * BS), SIZE - BS: os.urandom(BS)}
-
-    def write(sink) -> None:  # type: ignore[no-untyped-def]
-        assert sink.size == SIZE and sink.sparse
-        for offset, data in blocks.items():
-            sink.write(offset, data)
-
-    vol.fill(SIZE, write)
-    want = bytearray(SIZE)
-    for offset, data in blocks.items():
-        want[offset : offset + len(data)] = data
-    assert _export(vol, tmp_path / "filled.raw") == want
-    assert qemuimg.info(vol.path, "qcow2").bitmaps == {"bv.origin": ["auto"]}
-    assert not list(vol.dir.glob(".tmp-*"))
-    assert all(rt.pid() is None for _, rt in pool.runtimes())  # the fill daemon is gone
-
-    def broken(sink) -> None:  # type: ignore[no-untyped-def]
-        sink.write(0, b"half")
-        raise RuntimeError("restore failed")
-
-    other = _vol(pool, "ocid1.bootvolume.oc1..failed")
-    with pytest.raises(RuntimeError):
-        other.fill(SIZE, broken)
-    assert not other.exists() and not list(other.dir.glob(f".tmp-*{other.volume_id}*"))
-    assert all(rt.pid() is None for _, rt in pool.runtimes())
-
-
 def test_grow_and_delete(pool: VolumePool, tmp_path: Path) -> None:
     vol = _vol(pool)
     vol.create_empty(SIZE)

@@ -134,26 +134,3 @@ class NbdSource:
 
     def close(self) -> None:
         self._conns.close()
-
-
-class NbdSink:
-    """Writes restored blocks into a new volume through its daemon's writable export. A fresh
-    qcow2 reads as zeros where nothing was written, so zero pages are simply not sent."""
-
-    sparse = True
-
-    def __init__(self, uri: str) -> None:
-        self._conns = Connections(uri)
-        self.size = self._conns.handle().get_size()
-
-    def write(self, offset: int, data: bytes | bytearray | memoryview) -> None:
-        view = memoryview(data)
-        h = self._conns.handle()
-        for pos in range(0, len(view), MAX_REQUEST):
-            h.pwrite(view[pos : pos + MAX_REQUEST], offset + pos)
-
-    def flush(self) -> None:
-        self._conns.handle().flush()
-
-    def close(self) -> None:
-        self._conns.close()

@@ -31,7 +31,7 @@ from bootvault.pool import qemuimg, snapshot
 from bootvault.pool.backing import BackingServer
 from bootvault.pool.daemon import EXPORT, NODE, STREAM_JOB, Runtime
 from bootvault.pool.errors import ImageRejected, PoolError, VolumeBusy
-from bootvault.pool.nbd import NbdSink, NbdSource
+from bootvault.pool.nbd import NbdSource
 
 log = logging.getLogger("bootvault.pool")
 ORIGIN_BITMAP = "bv.origin"  # records from creation on; no backup starts there, so never read
@@ -59,7 +59,6 @@ class PoolVolume:
         self.backing_file = directory / f"{volume_id}.backing"  # the source backup, while hydrating
         self.runtime = Runtime(run_root, volume_id)
         self.backing = BackingServer(self.runtime, env)
-        self._fill_runtime = Runtime(run_root, f"fill:{volume_id}")
 
     def exists(self) -> bool:
         return self.path.exists() or self.legacy_path.exists()
@@ -109,9 +108,7 @@ class PoolVolume:
                 qemuimg.rebase_unsafe(tmp, self.backing.backing_spec())
 
     def _clear_tmp(self) -> None:
-        """A job that died while creating this volume left a temporary file (and maybe a daemon)."""
-        with self._fill_runtime.lock(JOB_LOCK_WAIT):
-            self._fill_runtime.stop()
+        """A job that died while creating this volume left a temporary file."""
         for leftover in self.dir.glob(f"{TMP_PREFIX}*-{self.volume_id}.qcow2"):
             leftover.unlink(missing_ok=True)
 
@@ -143,25 +140,6 @@ class PoolVolume:
     def clone_from(self, source: PoolVolume, size: int) -> None:
         with source.read_view() as (uri, fmt):
             self._create(lambda tmp: qemuimg.convert(uri, fmt, tmp, "qcow2"), size)
-
-    def fill(self, size: int, write: Callable[[NbdSink], None]) -> None:
-        """Create the volume with `write` filling it through a daemon of its own (restores)."""
-
-        def through_daemon(tmp: Path) -> None:
-            qemuimg.create(tmp, size)
-            with self._fill_runtime.lock(JOB_LOCK_WAIT):
-                self._fill_runtime.spawn(tmp, writable_export=True, mode="transient")
-                try:
-                    sink = NbdSink(self._fill_runtime.uri())
-                    try:
-                        write(sink)
-                        sink.flush()
-                    finally:
-                        sink.close()
-                finally:
-                    self._fill_runtime.stop()
-
-        self._create(through_daemon, size)
 
     # -- reading ---------------------------------------------------------------------------
 
