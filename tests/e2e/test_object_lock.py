@@ -12,7 +12,9 @@ from __future__ import annotations
 import base64
 import json
 import os
+import sqlite3
 import time
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -97,12 +99,13 @@ def test_locked_backup_objects_are_retained_until_the_lock_ends(s3_server: S3Ser
         s3 = s3_server.client()
         manifest = f"bv/manifests/{backup.id}"
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:  # the RETAIN job runs after the backup
+        retained = None
+        while retained is None and time.monotonic() < deadline:  # the RETAIN job runs after the backup
             try:
                 retained = s3.get_object_retention(Bucket=bucket, Key=manifest)["Retention"]
-                break
-            except Exception:
+            except s3.exceptions.ClientError:
                 time.sleep(0.5)
+        assert retained is not None, _retain_jobs(dep)
         assert retained["Mode"] == "COMPLIANCE"
         assert abs((retained["RetainUntilDate"] - until).total_seconds()) < 1
         packs = [k for k in _versions(s3_server, bucket, "bv/packs/")]
@@ -121,3 +124,9 @@ def test_locked_backup_objects_are_retained_until_the_lock_ends(s3_server: S3Ser
         assert _versions(s3_server, bucket, "bv/packs/") == []  # really freed, every version
     finally:
         dep.stop()
+
+
+def _retain_jobs(dep: Deployment) -> list[tuple[str, str | None]]:
+    """The RETAIN jobs' states and errors, to say why an object has no retention."""
+    with closing(sqlite3.connect(dep.data_dir / "bootvault.db")) as db:
+        return db.execute("SELECT state, last_error FROM jobs WHERE kind = 'RETAIN'").fetchall()

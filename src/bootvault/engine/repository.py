@@ -6,12 +6,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 from bootvault.blobstore import BlobStore
 from bootvault.engine.backup import BackupResult, run_backup
 from bootvault.engine.index import ScopeIndex
 from bootvault.engine.keys import DataKeys
 from bootvault.engine.manifest import Manifest, load_manifest
+from bootvault.engine.packs import index_name, pack_name
 from bootvault.engine.restore import verify_manifest
 from bootvault.engine.source import VolumeSource
 
@@ -60,6 +62,26 @@ class Repository:
             progress=progress,
             workers=self.threads,
         )
+
+    def objects_of(self, backup_id: str) -> list[str]:
+        """Every object a backup's restore reads: its manifest, and the pack each of its blocks
+        is read from (with the pack's index object)."""
+        wanted = {bid for _, bid in self.manifest(backup_id).entries()}
+        self.index.refresh(self.store, demote=self.condemned)
+        homes = (self.index.lookup(bid) for bid in wanted)  # where a restore reads each block
+        packs = sorted({home[0] for home in homes if home is not None})
+        scope = self.keys.scope
+        return [manifest_name(backup_id)] + [
+            n for p in packs for n in (pack_name(scope, p), index_name(scope, p))
+        ]
+
+    def retain(self, backup_id: str, until: datetime) -> str:
+        """Object-store retention until `until` on everything the backup needs (see objects_of)."""
+        names = self.objects_of(backup_id)
+        applied = sum(1 for name in names if self.store.retain_until(name, until))
+        if not applied:
+            return "the object store has no object lock: the service alone protects the backup"
+        return f"retention until {until.isoformat()} on {applied} of {len(names)} objects"
 
     def verify(self, manifest: Manifest, progress: Progress | None = None) -> None:
         verify_manifest(
