@@ -5,7 +5,6 @@ stay live for GC."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 
@@ -130,6 +129,7 @@ class _Watch:
         self.total = 0
         self.checked = self.state_checked = 0.0
         self.guest_seen, self.chunk_pause = 0, 0.0
+        self.restart_error: str | None = None
 
     def volume(self) -> BootVolume | None:
         with self.ctx.db.read() as conn:
@@ -156,6 +156,7 @@ class _Watch:
             return
         except PoolError as exc:  # counted; the stream job copies what is left
             self.failures += 1
+            self.restart_error = str(exc)
             log.warning("prefill of %s failed: %s", vol.id, exc)
 
     def _data_ranges(self, vol: BootVolume) -> list[tuple[int, int]]:
@@ -214,14 +215,17 @@ class _Watch:
             self.failures += 1
             log.warning("hydration of %s failed (%d): %s", self.job.resource_id, self.failures, state.error)
             if self.failures > self.ctx.settings.hydrate_retries:
-                cause = pool_volume.backing.last_failure()
+                cause = pool_volume.backing.last_failure() or self.restart_error
                 raise JobFailed(
                     f"Hydration failed {self.failures} times; the backup could not be read: {state.error}"
                     + (f" ({cause})" if cause else "")
                 )
             self.pause = min(30.0, 2.0**self.failures)  # a store outage: back off, then retry
-            with contextlib.suppress(PoolError):
+            try:
                 hydrate.start(pool_volume, self.cap)  # the retry (the daemon again, the job again)
+            except PoolError as exc:  # said in the reason if the retries run out
+                self.restart_error = str(exc)
+                log.warning("hydration of %s could not restart: %s", self.job.resource_id, exc)
             return state
         self.pause = POLL_S
         if state.total:
