@@ -166,6 +166,16 @@ class Deployment:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        self._print_warnings()
+
+    def _print_warnings(self, last: int = 30) -> None:
+        """The server's last warnings and errors, on stdout: pytest shows them when a test fails."""
+        log = self.root / "server.log"
+        if log.exists():
+            lines = log.read_text(errors="replace").splitlines()
+            noisy = [line for line in lines if '"level": "WARNING"' in line or '"level": "ERROR"' in line]
+            for line in noisy[-last:]:
+                print("server:", line[:600])
 
     def new_tenant(self, name: str) -> Tenant:
         config = self.root / f"oci-{name}" / "config"
