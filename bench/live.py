@@ -349,7 +349,12 @@ class Live:
         self.writers.append(self.writer("idle", during_backup=False))
         self.writers.append(self.writer("during FULL", during_backup=True))
         for st in [*self.steps, *[w.backup for w in self.writers if w.backup is not None]]:
-            times = job_times(self.rig, str(st.sample.extra["backup_id"]))  # the job ends after AVAILABLE
+            times = None
+            for _ in range(100):  # the job ends after AVAILABLE (view teardown): wait for its line
+                times = job_times(self.rig, str(st.sample.extra["backup_id"]))
+                if times is not None:
+                    break
+                time.sleep(0.1)
             if times is not None:
                 st.pickup_s, st.job_s = times[0] - float(st.sample.extra["created_at"]), times[1] - times[0]
         self.facts["other load"] = (

@@ -130,7 +130,7 @@ class Runtime:
             QSD,
             "--daemonize",
             "--blockdev",
-            f"driver=file,filename={image},node-name=file0,discard=unmap",
+            f"driver=file,filename={image},node-name=file0,discard=unmap{_file_cache(image)}",
             "--blockdev",
             f"driver=qcow2,file=file0,node-name={NODE},cache-size={CACHE_BYTES},cache-clean-interval=60",
             "--nbd-server",
@@ -191,6 +191,18 @@ class Runtime:
             return
         for path in (self.qmp_sock, self.nbd_sock, self.pidfile, self.modefile):
             path.unlink(missing_ok=True)
+
+
+def _file_cache(image: Path) -> str:
+    """Open the image with O_DIRECT (QEMU's cache=none, as production machines run) where the
+    filesystem allows it. Through the page cache, every read of a freshly written qcow2 cluster
+    made the kernel zero-fill pages for the parts the write never touched, and read ahead more of
+    them: 40 % of the daemon's time in a scattered incremental. tmpfs has no O_DIRECT."""
+    try:
+        os.close(os.open(image, os.O_RDONLY | os.O_DIRECT | os.O_CLOEXEC))
+    except OSError:  # EINVAL: no O_DIRECT here; anything else, QSD will say what is wrong
+        return ""
+    return ",cache.direct=on,aio=native"
 
 
 def _wait_gone(pid: int, timeout: float) -> bool:
