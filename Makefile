@@ -40,8 +40,11 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests
 
+# The e2e tests mostly wait on servers, daemons and clients: TEST_JOBS pytest workers (whole files
+# each, in order, so module fixtures stay whole) overlap those waits on CI's 2 cores.
+TEST_JOBS ?= 3
 test: $(STAMP) lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_JOBS) --dist loadfile
 
 # BENCH_ARGS, e.g. "--size-mib 256" for a quick run of the peer comparison; see bench/run.py --help.
 # LIVE_ARGS, e.g. "--quick", for the live-volume run (bench/live.py --help); it reads bench/run.py's

@@ -158,6 +158,13 @@ class Deployment:
         """What clients of a `tls_demo` deployment trust: the demo CA's certificate."""
         return self.data_dir / "tls" / "ca.pem"
 
+    @property
+    def run_dir(self) -> Path:
+        """Where the server's volume daemons keep their sockets (short enough for them)."""
+        from bootvault.pool.daemon import socket_root
+
+        return socket_root(self.data_dir / "run")
+
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)

@@ -185,7 +185,7 @@ def test_restore_requests_that_cannot_be(slow: Deployment, tmp_path: Path) -> No
 
 
 def _daemon_pid(dep: Deployment, volume_id: str, name: str) -> int:
-    for runtime in (dep.data_dir / "run").iterdir():
+    for runtime in dep.run_dir.iterdir():
         if (runtime / "volume").exists() and (runtime / "volume").read_text() == volume_id:
             return int((runtime / name).read_text())
     raise AssertionError(f"no runtime directory for {volume_id}")

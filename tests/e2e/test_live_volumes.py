@@ -52,7 +52,7 @@ def dep(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     d.start()
     yield d
     d.stop()
-    stop_daemons(d.data_dir / "run")
+    stop_daemons(d.run_dir)
 
 
 # -- small helpers ----------------------------------------------------------------------------------
@@ -63,7 +63,7 @@ def _pool_dir(d: Deployment) -> Path:
 
 
 def _runtime(d: Deployment, volume_id: str) -> Runtime:
-    return Runtime(d.data_dir / "run", volume_id)
+    return Runtime(d.run_dir, volume_id)
 
 
 def _attach(d: Deployment, volume_id: str) -> str:
@@ -197,7 +197,7 @@ def _leftovers(d: Deployment) -> list[str]:
     """Fleece overlays and temporary files in the pool, and sockets and pid files in the run
     directory of daemons that are gone."""
     found = [p.name for p in _pool_dir(d).glob(".fleece-*")] + [p.name for p in _pool_dir(d).glob(".tmp-*")]
-    run = d.data_dir / "run"
+    run = d.run_dir
     for entry in run.iterdir():
         named = entry / "volume"
         if named.exists() and Runtime(run, named.read_text().strip()).pid() is not None:
@@ -473,7 +473,7 @@ def test_worker_killed_during_a_backup_of_an_attached_volume(tmp_path: Path) -> 
         if worker is not None:
             worker.stop()
         d.stop()
-        stop_daemons(d.data_dir / "run")
+        stop_daemons(d.run_dir)
 
 
 # -- misuse ------------------------------------------------------------------------------------------

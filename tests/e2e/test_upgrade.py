@@ -86,7 +86,7 @@ def dep(tmp_path: Path) -> Iterator[Deployment]:
     d = Deployment(tmp_path / "d")
     yield d
     d.stop()
-    stop_daemons(d.data_dir / "run")
+    stop_daemons(d.run_dir)
 
 
 def _backup(client: oci.core.BlockstorageClient, volume_id: str, kind: str) -> str:

@@ -16,7 +16,7 @@ from pathlib import Path
 import nbd
 import pytest
 
-from bootvault.pool import ImageRejected, PoolVolume, VolumeBusy, VolumePool, qemuimg, snapshot
+from bootvault.pool import ImageRejected, PoolError, PoolVolume, VolumeBusy, VolumePool, qemuimg, snapshot
 from bootvault.pool.daemon import Runtime
 from tests.helpers import MIB, make_image
 
@@ -603,3 +603,22 @@ def test_grow_and_delete(pool: VolumePool, tmp_path: Path) -> None:
     vol.delete()
     assert not vol.exists() and vol.runtime.pid() is None
     assert Runtime(pool.run_root, vol.volume_id).pid() is None
+
+
+def test_a_run_dir_too_long_for_sockets_moves_them_to_a_private_short_one(tmp_path: Path) -> None:
+    from bootvault.pool import socket_root
+
+    long_root = tmp_path / ("r" * 80) / "run"
+    short = socket_root(long_root)
+    try:
+        assert short != long_root and short == socket_root(long_root)  # the same in every process
+        assert os.stat(short).st_mode & 0o777 == 0o700
+        pool = VolumePool({}, tmp_path / "vols", long_root, BS)
+        assert pool.run_root == short and len(str(pool.volume(AD, "v").backing.sock)) <= 107
+        os.chmod(short, 0o755)  # another user could reach the sockets: refused, not used
+        with pytest.raises(PoolError, match="not a private directory"):
+            socket_root(long_root)
+    finally:
+        os.rmdir(short)
+    short_root = tmp_path / "run"
+    assert socket_root(short_root) == short_root

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from bootvault.pool import hydrate
 from bootvault.pool.backing import BackingServer
-from bootvault.pool.daemon import Runtime
+from bootvault.pool.daemon import Runtime, socket_root
 from bootvault.pool.errors import DaemonFailed, ImageRejected, PoolError, VolumeBusy
 from bootvault.pool.volume import BackupView, PoolVolume
 
@@ -23,9 +23,8 @@ __all__ = [
     "PoolVolume",
     "VolumeBusy",
     "VolumePool",
+    "socket_root",
 ]
-
-SOCKET_PATH_MAX = 107  # sun_path
 
 
 class VolumePool:
@@ -38,11 +37,8 @@ class VolumePool:
         env: dict[str, str] | None = None,
     ) -> None:
         self.pool_dirs, self.default_root = pool_dirs, default_root
-        self.run_root, self.block_size = run_root, block_size
+        self.run_root, self.block_size = socket_root(run_root), block_size
         self.env = env or {}  # settings for the backing servers this host starts
-        longest = len(str(Runtime(run_root, "x").nbd_sock))
-        if longest > SOCKET_PATH_MAX:
-            raise PoolError(f"run directory {run_root} is too long for unix sockets; set BOOTVAULT_RUN_DIR")
 
     def directory(self, availability_domain: str) -> Path:
         """Each availability domain has its own pool directory, as volumes are AD-local in OCI."""

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import bootvault
-from bootvault.pool.daemon import Runtime
+from bootvault.pool.daemon import BACKING_SOCK, Runtime
 from bootvault.pool.errors import DaemonFailed
 
 log = logging.getLogger("bootvault.pool")
@@ -40,7 +40,7 @@ def _package_paths() -> list[str]:
 
 class BackingServer:
     def __init__(self, runtime: Runtime, env: dict[str, str]) -> None:
-        self.sock = runtime.dir / "backing.sock"
+        self.sock = runtime.dir / BACKING_SOCK
         self.pidfile = runtime.dir / "backing.pid"
         self.stats = runtime.dir / "backing.stats"
         self.errors = runtime.dir / "backing.error"

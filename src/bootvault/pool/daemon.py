@@ -11,6 +11,11 @@ socket path is limited to 107 bytes):
     mode        "attached" (export `disk` served), "hydrating" (no export, copying from its
                 backing: pool/hydrate.py) or "transient" (started by a job for its own duration)
     volume      the volume id (the directory name is only its hash)
+    backing.sock, backing.pid, ...  an instant restore's backing server (pool/backing.py)
+
+A unix socket path holds at most 107 bytes. When `<run dir>/<hash>/backing.sock` would not fit,
+the runtime directories go to a private directory named after the run dir in the system's
+temporary directory instead (`socket_root`), the same for every process of that run dir.
 
 QSD daemonizes (`--daemonize`: the parent exits once the sockets exist), so a daemon outlives
 the process that started it: serving survives an API or worker restart, and a job that died
@@ -26,7 +31,9 @@ import hashlib
 import logging
 import os
 import signal
+import stat
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,6 +51,31 @@ STREAM_JOB = "hydrate"  # the block-stream job that ends an instant restore's hy
 NODE = "disk0"
 CACHE_BYTES = 8 << 20  # qcow2 metadata cache: covers 64 GiB of 64 KiB clusters, and no more
 STOP_WAIT_S = 15.0
+
+
+SOCKET_PATH_MAX = 107  # sun_path
+BACKING_SOCK = "backing.sock"  # the longest socket name of a runtime directory
+
+
+def _fits(run_root: Path) -> bool:
+    return len(str(run_root / ("0" * 16) / BACKING_SOCK)) <= SOCKET_PATH_MAX
+
+
+def socket_root(run_root: Path) -> Path:
+    """run_root, or if its sockets' paths would be too long, /tmp/bootvault-<uid>-<hash of it>:
+    created 0700, and refused unless it is a directory of ours that no one else can enter."""
+    if _fits(run_root):
+        return run_root
+    digest = hashlib.sha256(str(run_root).encode()).hexdigest()[:12]
+    short = Path(tempfile.gettempdir()) / f"bootvault-{os.getuid()}-{digest}"
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(short, 0o700)
+    info = os.lstat(short)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
+        raise DaemonFailed(f"{short} is not a private directory of this user; set BOOTVAULT_RUN_DIR")
+    if not _fits(short):
+        raise DaemonFailed(f"run directory {run_root} is too long for unix sockets; set BOOTVAULT_RUN_DIR")
+    return short
 
 
 def _alive(pid: int) -> bool:
