@@ -27,7 +27,8 @@ from bootvault.engine.packs import PackWriter
 from bootvault.engine.progress import ProgressReporter
 from bootvault.engine.source import Extent, VolumeSource
 
-IN_FLIGHT_PER_WORKER = 2
+IN_FLIGHT_EXTRA = 2  # tasks queued beyond one per thread (each holds a segment and its blobs)
+UPLOADERS = 2  # packs being stored at once, each a 16 MiB buffer: what bounds the worker's RSS
 DEFAULT_BLOCK_SIZE = 64 << 10  # change-detection granularity; see docs/architecture.md
 SEGMENT = 4 << 20  # bytes read per task: large reads, few tasks, per-block work stays in C
 
@@ -146,7 +147,7 @@ def _one_pass(
     """Read every listed segment once; the pool reads, hashes and encodes; results are packed
     in order."""
     out = _Pass()
-    limit = max(1, workers) * IN_FLIGHT_PER_WORKER
+    limit = max(1, workers) + IN_FLIGHT_EXTRA
     inflight: deque[tuple[int, Future[list[Decision]]]] = deque()
 
     def collect() -> None:
@@ -252,7 +253,7 @@ def run_backup(
     if full:
         index.verify_packs(store)
     worker = _BlockWorker(keys, block_size, index, parent, avoid)
-    packer = PackWriter(store, keys, uploaders=max(1, workers), on_stored=index.add_pack)
+    packer = PackWriter(store, keys, uploaders=max(1, min(UPLOADERS, workers)), on_stored=index.add_pack)
     extents = list(source.extents())
     reporter = ProgressReporter(sum(b - a for a, b in extents), progress)
     try:
