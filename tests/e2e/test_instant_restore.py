@@ -23,6 +23,7 @@ from oci.core.models import (
 
 from tests.e2e.test_worker_lifecycle import WorkerProcess
 from tests.helpers import MIB, Deployment, Tenant, make_image, sha256_file, wait_state
+from tests.nbdwriter import stop_daemons
 
 AD = "bootvault:AD-1"
 SIZE = 24 * MIB
@@ -41,6 +42,7 @@ def slow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     dep.start()
     yield dep
     dep.stop()
+    stop_daemons(dep.run_dir)  # they daemonize: nothing else would stop them
 
 
 def _image(path: Path, seed: int) -> bytes:
@@ -259,6 +261,7 @@ def test_unreadable_backup_data_is_an_io_error_then_faulty(tmp_path: Path) -> No
         dep.cli("volume", "detach", vol.id)
     finally:
         dep.stop()
+        stop_daemons(dep.run_dir)
 
 
 def test_backup_and_export_of_a_hydrating_volume(slow: Deployment, tmp_path: Path) -> None:
