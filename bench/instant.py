@@ -18,6 +18,7 @@ import argparse
 import hashlib
 import os
 import random
+import shutil
 import subprocess
 import sys
 import time
@@ -158,7 +159,8 @@ def dd_limit(image: Path, work: Path) -> float:
 def main() -> int:
     args = parse_args()
     work = args.work
-    work.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(work, ignore_errors=True)  # repositories of an earlier run would refuse to init
+    work.mkdir(parents=True)
     image, meta = workload.base_image(BENCH / "work" / "cache", args.size_mib)
     big, _ = workload.live_image(BENCH / "work" / "cache", args.big_gib, args.big_data_mib)
     started = time.time()
