@@ -140,3 +140,34 @@ def test_open_blobstore(tmp_path: Path) -> None:
     for bad in ["s3://bucket/prefix", "http://x/y", "file://otherhost/x", "file://relative", "file:rel", ""]:
         with pytest.raises(ValueError, match="unsupported store URL"):
             open_blobstore(bad)
+
+
+@pytest.mark.parametrize("size", [1, 4095, 4096, 4097, (1 << 20) + 123, 3 << 20])
+def test_page_aligned_buffers_are_written_around_the_page_cache_exactly(
+    store: LocalBlobStore, tmp_path: Path, size: int
+) -> None:
+    import mmap
+
+    from bootvault.blobstore import local
+
+    data = os.urandom(size)
+    with mmap.mmap(-1, size + 8192) as buf:  # as the engine's pack buffers: page-aligned, larger
+        buf[:size] = data
+        view = memoryview(buf)[:size]
+        assert local._page_aligned(view)
+        tmp = tmp_path / "probe"
+        tmp.touch()
+        assert local._write_direct(str(tmp), view) == (size >= local.ALIGN and _has_direct_io(tmp))
+        store.put("packs/p", view)
+        view.release()
+    assert store.get("packs/p") == data
+    assert os.path.getsize(tmp_path / "store" / "packs" / "p") == size  # the last page's padding cut off
+    assert not local._page_aligned(memoryview(data))  # bytes: read-only, written the ordinary way
+
+
+def _has_direct_io(path: Path) -> bool:
+    try:
+        os.close(os.open(path, os.O_RDONLY | os.O_DIRECT))
+    except OSError:  # tmpfs
+        return False
+    return True

@@ -9,6 +9,8 @@ way are fsynced into their parents as well.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import mmap
 import os
 import secrets
 import stat
@@ -32,11 +34,51 @@ from bootvault.fsutil import fsync_dir
 LOCAL_MAX_CONNECTIONS = 2
 
 
+ALIGN = 4096  # O_DIRECT wants buffers, offsets and lengths in whole pages
+
+
 def _write_all(fd: int, data: bytes | memoryview) -> None:
     view = memoryview(data).cast("B")
     while view:
         n = os.write(fd, view)
         view = view[n:]
+
+
+def _page_aligned(view: memoryview) -> bool:
+    try:
+        return ctypes.addressof(ctypes.c_char.from_buffer(view)) % ALIGN == 0
+    except TypeError:  # read-only (bytes): not ours to hand to the disk
+        return False
+
+
+def _write_direct(path: str, data: bytes | bytearray | memoryview) -> bool:
+    """Write with O_DIRECT straight from the caller's buffer when it is page-aligned (the engine's
+    pack buffers are): a buffered write first copies every byte into the page cache, and that
+    copy was a fifth of a full backup's CPU. The last partial page goes through a page of its
+    own. False, having written nothing that stays, where that cannot be done (tmpfs, bytes)."""
+    view = memoryview(data).cast("B")
+    body = len(view) // ALIGN * ALIGN
+    if body == 0 or not _page_aligned(view):
+        return False
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_DIRECT | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        pos = 0
+        while pos < body:
+            pos += os.pwrite(fd, view[pos:body], pos)
+        if body < len(view):
+            with mmap.mmap(-1, ALIGN) as tail:
+                tail[: len(view) - body] = view[body:]
+                os.pwrite(fd, tail, body)
+        os.ftruncate(fd, len(view))
+        return True
+    except OSError:  # an odd device or filesystem: the caller writes it the ordinary way
+        os.ftruncate(fd, 0)
+        return False
+    finally:
+        os.close(fd)
 
 
 class LocalBlobStore:
@@ -86,7 +128,8 @@ class LocalBlobStore:
             tmp, fd = self._create_tmp(directory)
             try:
                 try:
-                    _write_all(fd, data)
+                    if not _write_direct(tmp, data):
+                        _write_all(fd, data)
                     os.fsync(fd)
                 finally:
                     os.close(fd)

@@ -11,6 +11,7 @@ after the pack itself, lists (block id, offset, length) for every blob in it:
 
 from __future__ import annotations
 
+import mmap
 import os
 import struct
 import threading
@@ -70,7 +71,7 @@ class SealedPack:
     blob is one copy and the buffer never grows (growing re-copies everything added so far)."""
 
     pack_id: str
-    buf: bytearray
+    buf: mmap.mmap  # page-aligned, so a local store can hand it to the disk as it is (O_DIRECT)
     size: int = 0
     entries: list[tuple[bytes, int, int]] = field(default_factory=list)
 
@@ -101,7 +102,7 @@ class PackWriter:
         self._inflight: list[Future[None]] = []
         self._max_inflight = uploaders + 1
         self._lock = threading.Lock()
-        self._spare: list[bytearray] = []
+        self._spare: list[mmap.mmap] = []
         self._current = self._new_pack()
         self.packs_written = 0
         self.bytes_written = 0
@@ -109,7 +110,7 @@ class PackWriter:
     def _new_pack(self, room: int = 0) -> SealedPack:
         size = max(self.target + MAX_BLOB, room)
         with self._lock:  # reuse an uploaded pack's buffer: no fresh pages to fault in
-            buf = self._spare.pop() if self._spare and len(self._spare[-1]) >= size else bytearray(size)
+            buf = self._spare.pop() if self._spare and len(self._spare[-1]) >= size else mmap.mmap(-1, size)
         pack = SealedPack(os.urandom(16).hex(), buf)
         pack.buf[: len(PACK_MAGIC)] = PACK_MAGIC
         pack.size = len(PACK_MAGIC)
