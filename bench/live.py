@@ -404,7 +404,7 @@ def markdown(live: Live, args: argparse.Namespace, command: str, took: float) ->
         "",
         f"- {live.facts.get('volume image', '')}",
         "- bootvault: `serve --workers 0` plus one `bootvault worker` (BOOTVAULT_POLL_SECONDS=0.05, "
-        "engine defaults: 64 KiB blocks, 2 threads); the volume is imported, then attached "
+        "engine defaults: 64 KiB blocks, 3 threads); the volume is imported, then attached "
         "(`bootvault volume attach`): its qemu-storage-daemon (QSD) serves it read-write over NBD, "
         "and every change below is a libnbd pwrite through that URI (then a flush)",
         f"- wall = CreateBootVolumeBackup call (oci SDK) until a GetBootVolumeBackup, polled every "

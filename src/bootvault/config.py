@@ -61,7 +61,7 @@ class Settings(BaseSettings):
     hydrate_throttled_bps: int = 32 << 20
     hydrate_speed_bps: int = 0  # a cap on the copy at all times (0: none)
     block_size: int = 64 << 10  # change-detection granularity of backups (see docs/architecture.md)
-    engine_threads: int = 2
+    engine_threads: int = 3  # more than the cores: volume reads (O_DIRECT) wait on the disk
     retry_token_hours: float = 24.0
     # Garbage collection: a condemned pack is deleted only after this grace period, and never
     # while a job that began before (or up to the skew margin after) it was condemned runs.

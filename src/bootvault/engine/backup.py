@@ -2,7 +2,7 @@
 
 The source is a volume frozen at one instant (pool/snapshot.py) and lists the block-aligned
 ranges worth reading: every allocated range, or only those a dirty bitmap marks changed since
-the parent backup. Pool threads read 4 MiB segments (each thread has its own connection), skip
+the parent backup. Pool threads read 2 MiB segments (each thread has its own connection), skip
 zero blocks, hash every block, and compress and encrypt the ones the scope does not hold yet;
 the main thread appends those to packs in volume order, and packs upload in the background.
 Blocks outside the listed ranges are zeros (a whole read) or the parent's (a dirty read), so
@@ -30,7 +30,7 @@ from bootvault.engine.source import Extent, VolumeSource
 IN_FLIGHT_EXTRA = 2  # tasks queued beyond one per thread (each holds a segment and its blobs)
 UPLOADERS = 2  # packs being stored at once, each a 16 MiB buffer: what bounds the worker's RSS
 DEFAULT_BLOCK_SIZE = 64 << 10  # change-detection granularity; see docs/architecture.md
-SEGMENT = 4 << 20  # bytes read per task: large reads, few tasks, per-block work stays in C
+SEGMENT = 2 << 20  # bytes read per task: large reads, few tasks, per-block work stays in C
 
 Decision = tuple[int, bytes, bytes | None, int]  # block index, id, encoded blob if new, length
 
