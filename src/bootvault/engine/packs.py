@@ -100,7 +100,7 @@ class PackWriter:
         self.on_stored = on_stored
         self._pool = ThreadPoolExecutor(max_workers=uploaders, thread_name_prefix="bv-pack")
         self._inflight: list[Future[None]] = []
-        self._max_inflight = uploaders + 1
+        self._max_inflight = uploaders  # with the open pack: uploaders + 1 buffers of 16 MiB
         self._lock = threading.Lock()
         self._spare: list[mmap.mmap] = []
         self._current = self._new_pack()
