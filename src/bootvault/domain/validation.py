@@ -54,3 +54,17 @@ def check_tags(freeform: dict[str, Any] | None, defined: dict[str, Any] | None) 
     if count > MAX_TAGS:
         raise InvalidArgument(f"A resource can have at most {MAX_TAGS} tags; the request has {count}.")
     return Tags(freeform=dict(freeform), defined={ns: dict(k) for ns, k in defined.items()})
+
+
+def tag_update(
+    freeform: dict[str, Any] | None, defined: dict[str, Any] | None, current: Tags
+) -> dict[str, Any]:
+    """The column values of an update's tags: each kind given replaces the current one, the
+    other stays; nothing when the update gives neither."""
+    if freeform is None and defined is None:
+        return {}
+    merged = check_tags(
+        freeform if freeform is not None else current.freeform,
+        defined if defined is not None else current.defined,
+    )
+    return {"freeform_tags": merged.freeform, "defined_tags": merged.defined}

@@ -19,7 +19,7 @@ from bootvault.domain.models import (
     VolumeState,
 )
 from bootvault.domain.retention import Retention, change
-from bootvault.domain.validation import check_display_name, check_tags
+from bootvault.domain.validation import check_display_name, check_tags, tag_update
 from bootvault.service import pagetokens, quotas
 from bootvault.service.context import Caller, Context
 from bootvault.service.identity import require_compartment, require_kms_key
@@ -203,12 +203,7 @@ def update_backup(
         values: dict[str, Any] = {}
         if req.display_name is not None:
             values["display_name"] = req.display_name
-        if req.freeform_tags is not None or req.defined_tags is not None:
-            merged = check_tags(
-                req.freeform_tags if req.freeform_tags is not None else backup.tags.freeform,
-                req.defined_tags if req.defined_tags is not None else backup.tags.defined,
-            )
-            values.update(freeform_tags=merged.freeform, defined_tags=merged.defined)
+        values.update(tag_update(req.freeform_tags, req.defined_tags, backup.tags))
         if req.retention != Retention():
             values.update(_retention_update(ctx, conn, backup, req.retention))
         if not values:

@@ -19,7 +19,7 @@ from bootvault.domain.policies import (
     check_schedules,
 )
 from bootvault.domain.scheduling import first_due
-from bootvault.domain.validation import check_display_name, check_tags
+from bootvault.domain.validation import check_display_name, check_tags, tag_update
 from bootvault.service import pagetokens
 from bootvault.service.context import Caller, Context
 from bootvault.service.identity import require_compartment
@@ -152,12 +152,7 @@ def update_policy(
             values["display_name"] = req.display_name
         if req.schedules is not None:
             values["schedules"] = req.schedules
-        if req.freeform_tags is not None or req.defined_tags is not None:
-            merged = check_tags(
-                req.freeform_tags if req.freeform_tags is not None else policy.tags.freeform,
-                req.defined_tags if req.defined_tags is not None else policy.tags.defined,
-            )
-            values.update(freeform_tags=merged.freeform, defined_tags=merged.defined)
+        values.update(tag_update(req.freeform_tags, req.defined_tags, policy.tags))
         if not values:
             return policy
         if repo.update_policy(conn, policy_id, values, expected_etag=policy.etag) is None:

@@ -24,7 +24,7 @@ from bootvault.domain.models import (
     VolumeSource,
     VolumeState,
 )
-from bootvault.domain.validation import check_display_name, check_tags
+from bootvault.domain.validation import check_display_name, check_tags, tag_update
 from bootvault.service import pagetokens, policies, quotas
 from bootvault.service.context import Caller, Context
 from bootvault.service.identity import require_compartment, require_kms_key
@@ -210,12 +210,7 @@ def update_volume(
             values["display_name"] = req.display_name
         if req.vpus_per_gb is not None:
             values["vpus_per_gb"] = req.vpus_per_gb
-        if req.freeform_tags is not None or req.defined_tags is not None:
-            merged = check_tags(
-                req.freeform_tags if req.freeform_tags is not None else vol.tags.freeform,
-                req.defined_tags if req.defined_tags is not None else vol.tags.defined,
-            )
-            values.update(freeform_tags=merged.freeform, defined_tags=merged.defined)
+        values.update(tag_update(req.freeform_tags, req.defined_tags, vol.tags))
         if req.size_in_gbs is not None and req.size_in_gbs != vol.size_in_gbs:
             _check_resize(vol, req.size_in_gbs)
             quotas.check_volumes(
