@@ -25,7 +25,6 @@ import json
 import os
 import random
 import shutil
-import signal
 import socket
 import sqlite3
 import statistics
@@ -43,7 +42,7 @@ from typing import Any
 
 import oci
 from bvrig import SRC_REV_ENV, snapshot_source, source_origin
-from measure import BenchError, machine_busy_cpu, proc_cpu
+from measure import BenchError, machine_busy_cpu, proc_cpu, stop_process
 from oci._vendor import requests as oci_requests
 from oci.core.models import CreateBootVolumeBackupDetails
 
@@ -76,16 +75,6 @@ def wait_port(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: floa
             raise BenchError(f"{proc.args} exited {proc.returncode}: {log.read_text()[-3000:]}")
         time.sleep(0.05)
     raise BenchError(f"{proc.args} did not open port {port}")
-
-
-def stop_process(proc: subprocess.Popen[bytes] | None) -> None:
-    if proc is not None and proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def status_kib(pid: int, field_name: str) -> int:

@@ -27,7 +27,18 @@ from pathlib import Path
 from typing import Any
 
 import oci
-from measure import BenchError, Sample, Timed, du_bytes, peak_rss_kib, proc_cpu, reset_peak_rss, sync, timed
+from measure import (
+    BenchError,
+    Sample,
+    Timed,
+    du_bytes,
+    peak_rss_kib,
+    proc_cpu,
+    reset_peak_rss,
+    stop_process,
+    sync,
+    timed,
+)
 from oci.core.models import (
     BootVolumeSourceFromBootVolumeBackupDetails,
     CreateBootVolumeBackupDetails,
@@ -184,13 +195,7 @@ class BootvaultRig:
 
     def _stop_processes(self) -> None:
         for proc in (self.worker, self.api):
-            if proc is not None and proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+            stop_process(proc)
 
     # -- volume pool -------------------------------------------------------------------------
     def import_volume(self, image: Path) -> tuple[str, float]:
