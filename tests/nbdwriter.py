@@ -208,11 +208,11 @@ def state_after(prefix: int, slots: int) -> list[int | None]:
 
 
 def stop_daemons(run_dir: Path) -> None:
-    """Stop the daemons a deployment's volumes left running in `run_dir`: qemu-storage-daemon
+    """Stop the daemons a deployment's volumes left running in `run_dir` (`Deployment.run_dir`,
+    where the pool really put them): qemu-storage-daemon
     and the nbdkit backing servers of instant restores both daemonize and outlive the server."""
-    from bootvault.pool.daemon import Runtime, socket_root
+    from bootvault.pool.daemon import Runtime
 
-    run_dir = socket_root(run_dir)  # where the pool really put them (a short path, if need be)
     if not run_dir.is_dir():
         return
     for pidfile in run_dir.glob("*/qsd.pid"):

@@ -58,7 +58,7 @@ BACKING_SOCK = "backing.sock"  # the longest socket name of a runtime directory
 
 
 def _fits(run_root: Path) -> bool:
-    return len(str(run_root / ("0" * 16) / BACKING_SOCK)) <= SOCKET_PATH_MAX
+    return len(str(Runtime(run_root, "any volume").dir / BACKING_SOCK)) <= SOCKET_PATH_MAX
 
 
 def socket_root(run_root: Path) -> Path:
