@@ -6,6 +6,7 @@ through kills of its worker and of its daemon. Real QSD, nbdkit and NBD; the cop
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 import time
@@ -134,9 +135,12 @@ def test_available_at_once_reads_exact_bytes_and_keeps_writes(slow: Deployment, 
         expected[off : off + len(data)] = data
     want = _sha(bytes(expected), tmp_path / "expected.raw")
     assert _export(slow, vol.id, tmp_path / "after.raw") == want
-    assert "backing" not in slow.cli("volume", "path", vol.id).stdout  # and no backing file left:
-    info = os.popen(f"qemu-img info {slow.cli('volume', 'path', vol.id).stdout.strip()}").read()
-    assert "backing file" not in info
+    # the volume no longer reads from the backup: its backing is the local base, no server runs
+    path = Path(slow.cli("volume", "path", vol.id).stdout.strip())
+    info = json.loads(os.popen(f"qemu-img info --output=json {path}").read())
+    assert (info["backing-filename"], info["backing-filename-format"]) == (f"{vol.id}.base", "raw")
+    assert not path.with_suffix(".backing").exists()
+    assert not list(slow.run_dir.glob("*/backing.pid"))
     # the writes survive a later backup of the restored volume, and its own instant restore
     again = _restore(tenant, _backup(tenant, vol.id))
     _hydrated(tenant, again.id)
@@ -199,9 +203,17 @@ def _progress(tenant: Tenant, volume_id: str) -> int:
 
 
 def test_hydration_survives_sigkill_of_its_daemon(slow: Deployment, tmp_path: Path) -> None:
+    """The daemon serving the machine dies while the volume hydrates: the worker serves it again
+    (reading from the backup), the hydration goes on, and a write made before the kill is kept."""
     tenant = slow.new_tenant("qsdkill")
     original = _image(tmp_path / "disk.img", seed=24)
     vol = _restore(tenant, _backup(tenant, slow.import_volume(tenant, tmp_path / "disk.img")))
+    uri = slow.cli("volume", "attach", vol.id).stdout.strip().splitlines()[-1]
+    h = nbd.NBD()
+    h.connect_uri(uri)
+    h.pwrite(b"W" * 4096, MIB)
+    h.flush()
+    h.shutdown()
     deadline = time.monotonic() + 60
     while _progress(tenant, vol.id) < 1:  # the copy is under way
         assert time.monotonic() < deadline
@@ -209,7 +221,11 @@ def test_hydration_survives_sigkill_of_its_daemon(slow: Deployment, tmp_path: Pa
     os.kill(_daemon_pid(slow, vol.id, "qsd.pid"), signal.SIGKILL)
     done = _hydrated(tenant, vol.id)
     assert done.is_hydrated, done.system_tags
-    assert _export(slow, vol.id, tmp_path / "out.raw") == _sha(original, tmp_path / "want.raw")
+    expected = bytearray(original)
+    expected[MIB : MIB + 4096] = b"W" * 4096
+    assert _read_all(uri, SIZE) == bytes(expected)  # served again, now from the local base
+    slow.cli("volume", "detach", vol.id)
+    assert _export(slow, vol.id, tmp_path / "out.raw") == _sha(bytes(expected), tmp_path / "want.raw")
 
 
 def test_hydration_survives_sigkill_of_its_worker(tmp_path: Path) -> None:
@@ -224,7 +240,7 @@ def test_hydration_survives_sigkill_of_its_worker(tmp_path: Path) -> None:
         while _progress(tenant, vol.id) < 1:
             assert time.monotonic() < deadline
             time.sleep(0.2)
-        worker.kill()  # the copy goes on inside the daemon; a new worker takes the job over
+        worker.kill()  # a new worker takes the job over and restores the base again
         worker = WorkerProcess(dep)
         done = _hydrated(tenant, vol.id)
         assert done.is_hydrated, done.system_tags

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 from bootvault.blobstore import BlobStore
 from bootvault.engine.backup import BackupResult, run_backup
@@ -14,7 +15,7 @@ from bootvault.engine.index import ScopeIndex
 from bootvault.engine.keys import DataKeys
 from bootvault.engine.manifest import Manifest, load_manifest
 from bootvault.engine.packs import index_name, pack_name
-from bootvault.engine.restore import verify_manifest
+from bootvault.engine.restore import restore_to_file, verify_manifest
 from bootvault.engine.source import VolumeSource
 
 Progress = Callable[[int, int], None]
@@ -82,6 +83,21 @@ class Repository:
         if not applied:
             return "the object store has no object lock: the service alone protects the backup"
         return f"retention until {until.isoformat()} on {applied} of {len(names)} objects"
+
+    def restore_to_file(self, manifest: Manifest, path: Path, progress: Progress | None = None) -> None:
+        """The backup's bytes into a raw file. Zero pages inside stored blocks are written as
+        data: scanning every block for them costs more than the few KiB they would save."""
+        restore_to_file(
+            self.store,
+            self.keys,
+            manifest,
+            path,
+            sparse=False,
+            index=self.index,
+            condemned=self.condemned,
+            progress=progress,
+            workers=self.threads,
+        )
 
     def verify(self, manifest: Manifest, progress: Progress | None = None) -> None:
         verify_manifest(

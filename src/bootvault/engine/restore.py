@@ -224,11 +224,17 @@ def run_restore(
 
 
 def restore_to_file(
-    store: BlobStore, keys: DataKeys, manifest: Manifest, path: str | os.PathLike[str], **kw: Any
+    store: BlobStore,
+    keys: DataKeys,
+    manifest: Manifest,
+    path: str | os.PathLike[str],
+    *,
+    sparse: bool = True,
+    **kw: Any,
 ) -> None:
-    """Restore into a raw sparse file (tests and tools; the pool restores through NBD)."""
+    """Restore into a raw sparse file (the base of a hydrating volume, tests and tools)."""
     try:
-        sink = FileSink(path, manifest.logical_size)
+        sink = FileSink(path, manifest.logical_size, sparse=sparse)
     except OSError as exc:
         raise RestoreError(f"cannot open restore target {os.fspath(path)}: {exc}") from exc
     try:

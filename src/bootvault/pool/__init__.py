@@ -66,8 +66,8 @@ class VolumePool:
         self, attached_ids: set[str], still_wanted: Callable[[str], bool] | None = None
     ) -> list[str]:
         """Stop daemons no record asks for (their job died) unless an operation holds them, and
-        clear the files of daemons that are gone. A served or hydrating daemon that was started
-        after the caller read its records is asked about again (still_wanted) before it goes.
+        clear the files of daemons that are gone. A served daemon that was started after the
+        caller read its records is asked about again (still_wanted) before it goes.
         Returns the volume ids it stopped."""
         stopped = []
         for volume_id, runtime in self.runtimes():
@@ -75,7 +75,7 @@ class VolumePool:
                 continue
             try:
                 with runtime.lock(0):
-                    recorded = runtime.mode() in ("attached", "hydrating")
+                    recorded = runtime.mode() == "attached"
                     if recorded and still_wanted is not None and still_wanted(volume_id):
                         continue
                     if runtime.pid() is not None:

@@ -8,8 +8,8 @@ socket path is limited to 107 bytes):
     nbd.sock    the NBD server: export `disk` (read-write, only while attached) and the
                 read-only point-in-time exports of backups and clones
     qsd.pid     the daemon's pid (written by QSD itself)
-    mode        "attached" (export `disk` served), "hydrating" (no export, copying from its
-                backing: pool/hydrate.py) or "transient" (started by a job for its own duration)
+    mode        "attached" (export `disk` served) or "transient" (started by a job for its own
+                duration); "hydrating" was an earlier release's (no export, copying its backing)
     volume      the volume id (the directory name is only its hash)
     backing.sock, backing.pid, ...  an instant restore's backing server (pool/backing.py)
 
@@ -47,9 +47,17 @@ from bootvault.pool.errors import DaemonFailed, VolumeBusy
 log = logging.getLogger("bootvault.pool")
 QSD = "qemu-storage-daemon"
 EXPORT = "disk"  # the read-write export a machine attaches to
-STREAM_JOB = "hydrate"  # the block-stream job that ends an instant restore's hydration
+STREAM_JOB = "hydrate"  # an earlier release's hydration (block-stream): cancelled if found
 NODE = "disk0"
 CACHE_BYTES = 8 << 20  # qcow2 metadata cache: covers 64 GiB of 64 KiB clusters, and no more
+# The volume's qcow2 node, on the command line and when it is reopened onto another backing.
+QCOW2_NODE: dict[str, str | int] = {
+    "driver": "qcow2",
+    "file": "file0",
+    "node-name": NODE,
+    "cache-size": CACHE_BYTES,
+    "cache-clean-interval": 60,
+}
 STOP_WAIT_S = 15.0
 
 
@@ -164,7 +172,7 @@ class Runtime:
             "--blockdev",
             f"driver=file,filename={image},node-name=file0,discard=unmap{_file_cache(image)}",
             "--blockdev",
-            f"driver=qcow2,file=file0,node-name={NODE},cache-size={CACHE_BYTES},cache-clean-interval=60",
+            ",".join(f"{key}={value}" for key, value in QCOW2_NODE.items()),
             "--nbd-server",
             f"addr.type=unix,addr.path={self.nbd_sock}",
             "--chardev",

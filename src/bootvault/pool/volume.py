@@ -6,8 +6,11 @@ Layout in the availability domain's pool directory:
     <ocid>.img                        a raw volume of an older release; converted on first use
     <ocid>.backing                    the backup an instantly restored volume still reads from
                                       (pool/backing.py) until it is hydrated
-    .tmp-<random>-<ocid>.qcow2        a volume being created (import, restore, clone); renamed
-                                      into place when whole, removed by the next run otherwise
+    <ocid>.base                       raw, read-only: the backup's data, restored locally; the
+                                      qcow2's backing once hydrated (pool/hydrate.py)
+    .tmp-<random>-<ocid>.qcow2        a volume being created (import, restore, clone), or
+    .tmp-<random>-<ocid>.base         a base being restored; renamed into place when whole,
+                                      removed by the next run otherwise
     .fleece-<hash>-<tag>.qcow2        copy-before-write overlay of a point-in-time view
 
 Runtime files (sockets, pid) are in pool/daemon.py's run directory. Every operation holds the
@@ -20,7 +23,6 @@ import contextlib
 import logging
 import os
 import stat
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,7 +31,7 @@ from pathlib import Path
 from bootvault.fsutil import TMP_PREFIX, atomic_path, is_block_device
 from bootvault.pool import qemuimg, snapshot
 from bootvault.pool.backing import BackingServer
-from bootvault.pool.daemon import EXPORT, NODE, STREAM_JOB, Runtime
+from bootvault.pool.daemon import Runtime
 from bootvault.pool.errors import ImageRejected, PoolError, VolumeBusy
 from bootvault.pool.nbd import NbdSource
 
@@ -57,6 +59,7 @@ class PoolVolume:
         self.path = directory / f"{volume_id}.qcow2"
         self.legacy_path = directory / f"{volume_id}.img"
         self.backing_file = directory / f"{volume_id}.backing"  # the source backup, while hydrating
+        self.base_file = directory / f"{volume_id}.base"
         self.runtime = Runtime(run_root, volume_id)
         self.backing = BackingServer(self.runtime, env)
 
@@ -72,8 +75,13 @@ class PoolVolume:
         self.runtime.spawn(self.path, writable_export=mode == "attached", mode=mode)
 
     def _ensure_backing(self) -> None:
+        """Before the image is opened: start its backing server while it has one, or make sure
+        the header names the base (a live switch, pool/hydrate.py, leaves the server's name
+        there). The caller holds the volume's lock and no daemon runs."""
         if self.backing_file.exists():
             self.backing.ensure(self.backing_file.read_text().strip())
+        elif self.base_file.exists() and qemuimg.info(self.path, "qcow2").backing != self.base_file.name:
+            qemuimg.rebase_unsafe(self.path, self.base_file.name)
 
     # -- format ----------------------------------------------------------------------------
 
@@ -96,7 +104,7 @@ class PoolVolume:
         """Make the volume file: fill a temporary qcow2, grow it to size, start its bitmap,
         (name its backing server, for an instant restore) then rename it into place."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        self._clear_tmp()
+        self.clear_tmp()
         with atomic_path(self.path) as tmp:
             fill(tmp)
             if qemuimg.info(tmp, "qcow2").virtual_size < size:
@@ -107,10 +115,11 @@ class PoolVolume:
                     side.write_text(backup_id)
                 qemuimg.rebase_unsafe(tmp, self.backing.backing_spec())
 
-    def _clear_tmp(self) -> None:
-        """A job that died while creating this volume left a temporary file."""
-        for leftover in self.dir.glob(f"{TMP_PREFIX}*-{self.volume_id}.qcow2"):
-            leftover.unlink(missing_ok=True)
+    def clear_tmp(self) -> None:
+        """A job that died while creating this volume or its base left a temporary file."""
+        for suffix in ("qcow2", "base"):
+            for leftover in self.dir.glob(f"{TMP_PREFIX}*-{self.volume_id}.{suffix}"):
+                leftover.unlink(missing_ok=True)
 
     # -- creation --------------------------------------------------------------------------
 
@@ -127,7 +136,8 @@ class PoolVolume:
 
     def create_lazy(self, size: int, backup_id: str, holes: list[tuple[int, int]]) -> None:
         """A volume usable at once whatever its size: an empty qcow2 whose backing is the backup,
-        served from the object store (pool/backing.py) until hydrate.py has copied it all. The
+        served from the object store (pool/backing.py) until hydrate.py switches it to a local
+        copy. The
         backup's holes are zero clusters of the new volume from the start, so neither the
         machine's reads nor the copy ever fetch them."""
 
@@ -148,12 +158,11 @@ class PoolVolume:
         """(filename or NBD URI, format) of the volume's current content, frozen while open."""
         with self.runtime.lock(wait):
             self._ensure_qcow2()
-            if self.runtime.mode() not in ("attached", "hydrating"):
+            if self.runtime.mode() != "attached":
                 self.runtime.stop()  # a transient daemon here belongs to a job that died
                 self._ensure_backing()
                 yield str(self.path), "qcow2"
                 return
-            self._wait_for_stream(wait)
             fleece = snapshot.Fleece(self.runtime, self.dir)
             with self.runtime.qmp() as q:
                 fleece.start(q, [])
@@ -197,7 +206,6 @@ class PoolVolume:
         self, backup_id: str, attempt: int, parent_id: str | None, incremental: bool
     ) -> Iterator[BackupView]:
         new = snapshot.bitmap_name(backup_id, attempt)
-        self._wait_for_stream(JOB_LOCK_WAIT)
         fleece = snapshot.Fleece(self.runtime, self.dir)
         with self.runtime.qmp() as q:
             snapshot.clear_leftovers(q, self.runtime, self.dir)
@@ -225,26 +233,9 @@ class PoolVolume:
                 else:
                     snapshot.merge_back(q, plan, new)
 
-    def _wait_for_stream(self, timeout: float) -> None:
-        """A hydrating volume's stream job holds its node, so no view can start while it runs;
-        it runs only at the end of hydration, to drop the backing: wait for it (holding the
-        volume's lock, so no new one starts). QMP is single-client: poll, never hold it."""
-        deadline = time.monotonic() + timeout
-        while True:
-            with self.runtime.qmp() as q:
-                busy = any(
-                    j.get("id") == STREAM_JOB and j.get("status") != "concluded" for j in q.run("query-jobs")
-                )
-            if not busy:
-                return
-            if time.monotonic() > deadline:
-                raise VolumeBusy(f"boot volume {self.volume_id} is still finishing its hydration")
-            time.sleep(0.1)
-
     def _daemon_for_job(self, attached: bool) -> bool:
         """Make sure a daemon serves the volume; True if it is ours to stop afterwards."""
-        mode = self.runtime.mode()
-        if mode in ("attached", "hydrating"):
+        if self.runtime.mode() == "attached":
             return False
         self.runtime.stop()  # a transient daemon here belongs to a job that died
         if attached:  # the machine's daemon died: serve it again
@@ -260,33 +251,17 @@ class PoolVolume:
         """Serve the volume read-write over NBD; the same URI if it is served already."""
         with self.runtime.lock(CLI_LOCK_WAIT):
             self._ensure_qcow2()
-            mode = self.runtime.mode()
-            if mode == "hydrating":  # the daemon runs already: add the machine's export to it
-                with self.runtime.qmp() as q:
-                    q.run(
-                        "block-export-add",
-                        type="nbd",
-                        id=EXPORT,
-                        **{"node-name": NODE},
-                        name=EXPORT,
-                        writable=True,
-                    )
-                self.runtime.set_mode("attached")
-            elif mode != "attached":
+            if self.runtime.mode() != "attached":
                 self.runtime.stop()
                 self._spawn("attached")
             return self.runtime.uri()
 
     def detach(self) -> None:
-        """Stop serving: the daemon flushes, writes its bitmaps and exits (or, while the volume
-        still hydrates, drops the machine's export and goes on hydrating)."""
+        """Stop serving: the daemon flushes, writes its bitmaps and exits; so does the backing
+        server of a volume still hydrating (the next reader starts it again)."""
         with self.runtime.lock(CLI_LOCK_WAIT):
-            if self.runtime.mode() == "attached" and self.backing_file.exists():
-                with self.runtime.qmp() as q:
-                    q.run("block-export-del", id=EXPORT)
-                self.runtime.set_mode("hydrating")
-                return
             self.runtime.stop()
+            self.backing.stop()
 
     def reconcile(self, attached: bool) -> str | None:
         """Bring the daemon in line with the record, unless an operation holds the volume:
@@ -336,8 +311,8 @@ class PoolVolume:
         with self.runtime.lock(JOB_LOCK_WAIT):
             self.runtime.stop()
             self.backing.stop()
-            self._clear_tmp()
-            for path in (self.path, self.legacy_path, self.backing_file):
+            self.clear_tmp()
+            for path in (self.path, self.legacy_path, self.backing_file, self.base_file):
                 path.unlink(missing_ok=True)
             for path in self.dir.glob(f".fleece-{self.runtime.dir.name}-*"):
                 path.unlink(missing_ok=True)

@@ -1,7 +1,7 @@
 """Instant restore: a volume restored from a backup is usable at once, its data read from the
-backup on demand (pool/backing.py, backing_server.py) while a HYDRATE job copies the rest
-(pool/hydrate.py). The backup cannot be deleted meanwhile (service/backups.py), so its packs
-stay live for GC."""
+backup on demand (pool/backing.py, backing_server.py) while a HYDRATE job restores the backup
+locally and switches the volume onto that copy (pool/hydrate.py). The backup cannot be deleted
+meanwhile (service/backups.py), so its packs stay live for GC."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ import time
 
 from sqlalchemy import Connection
 
-from bootvault.blobstore import ObjectNotFound
+from bootvault.blobstore import BlobStoreError, ObjectNotFound
 from bootvault.config import Settings
 from bootvault.domain.models import BackupState, BootVolume, Job, JobKind, JobState, VolumeState
+from bootvault.engine.errors import EngineError
 from bootvault.engine.manifest import CorruptManifest, Manifest
 from bootvault.engine.reader import BackupReader
 from bootvault.pool import PoolError, PoolVolume, hydrate
@@ -21,9 +22,12 @@ from bootvault.service.lease import JobFailed, Lease, finish_job
 from bootvault.store import backups, jobs, volumes
 
 log = logging.getLogger("bootvault.hydration")
-POLL_S = 0.2
 THROTTLE_EVERY_S = 0.25
+REPORT_EVERY_S = 0.5  # hydrationProgress is written at most this often
 ON_DEMAND_BYTES = 256 << 10  # more than this read by the machine in THROTTLE_EVERY_S slows the copy
+# What a hydration tries again: the store (an outage), the data (damaged: fails again, then the
+# reason), the pool (a daemon that will not answer), the disk.
+HYDRATION_ERRORS = (BlobStoreError, EngineError, PoolError, OSError)
 
 
 def open_backup_reader(backup_id: str) -> BackupReader:
@@ -85,25 +89,40 @@ def _holes(manifest: Manifest, size: int) -> list[tuple[int, int]]:
 
 
 def run_hydrate(ctx: Context, job: Job, lease: Lease) -> None:
-    """HYDRATE: copy the backup's data in parallel (prefill), then let QEMU's stream job check
-    that nothing is left and drop the backing; watch, throttle, finish or give up."""
+    """HYDRATE: restore the backup into the volume's base, switch the volume onto it, and set
+    isHydrated. A store outage or damaged data is tried again with back-off; after
+    `hydrate_retries` failures the job fails and the volume goes FAULTY with the reason."""
     watch = _Watch(ctx, job, lease)
-    vol = watch.volume()
-    if vol is not None and vol.lifecycle_state == VolumeState.AVAILABLE and not vol.is_hydrated:
-        watch.prefill(ctx.pool.volume(vol.availability_domain, vol.id), vol)
     while True:
-        lease.check()
         vol = watch.volume()
         if vol is None or vol.lifecycle_state != VolumeState.AVAILABLE or vol.is_hydrated:
             finish_job(ctx, job, lease, JobState.SUCCEEDED, lambda conn: None)  # deleted, or done
             return
         pool_volume = ctx.pool.volume(vol.availability_domain, vol.id)
-        state = watch.step(pool_volume)
-        if state.done:
-            hydrate.finish(pool_volume)
-            _hydrated(ctx, job, lease, vol.id)
-            return
-        time.sleep(watch.pause)
+        try:
+            _make_local(ctx, vol, pool_volume, watch)
+        except _Stopped:
+            continue  # the volume changed under the copy: look again
+        except HYDRATION_ERRORS as exc:
+            watch.failed(pool_volume, exc)
+            continue
+        _hydrated(ctx, job, lease, vol.id)
+        return
+
+
+def _make_local(ctx: Context, vol: BootVolume, pool_volume: PoolVolume, watch: _Watch) -> None:
+    if not pool_volume.base_file.exists():
+        with ctx.db.read() as conn:
+            backup = backups.get_backup(conn, vol.source_id or "")
+        if backup is None:
+            raise JobFailed(f"The source backup {vol.source_id} of the volume is gone.")
+        repo = ctx.repository(backup.tenancy_id, backup.kms_key_id)
+        manifest = repo.manifest(backup.id)
+        watch.begin(pool_volume)
+        with hydrate.base_target(pool_volume) as tmp:
+            repo.restore_to_file(manifest, tmp, progress=watch.progress)
+    if not hydrate.switch_to_base(pool_volume):
+        raise _Stopped()  # deleted meanwhile
 
 
 def _hydrated(ctx: Context, job: Job, lease: Lease, volume_id: str) -> None:
@@ -115,7 +134,7 @@ def _hydrated(ctx: Context, job: Job, lease: Lease, volume_id: str) -> None:
 
 
 class _Stopped(Exception):
-    """The volume went away (deleted) while it was being prefilled."""
+    """The volume went away (deleted) while its base was being restored."""
 
 
 class _Watch:
@@ -123,114 +142,69 @@ class _Watch:
 
     def __init__(self, ctx: Context, job: Job, lease: Lease) -> None:
         self.ctx, self.job, self.lease = ctx, job, lease
-        self.failures, self.pause = 0, POLL_S
-        self.cap = ctx.settings.hydrate_speed_bps
+        self.failures = 0
         self.percent = -1
-        self.total = 0
-        self.checked = self.state_checked = 0.0
-        self.guest_seen, self.chunk_pause = 0, 0.0
-        self.restart_error: str | None = None
+        self.checked = self.state_checked = self.reported = 0.0
+        self.guest_seen, self.busy = 0, False
+        self.mark = (0.0, 0)  # (time, bytes done) the throttle counts from
 
     def volume(self) -> BootVolume | None:
         with self.ctx.db.read() as conn:
             return volumes.get_volume(conn, self.job.resource_id)
 
-    # -- prefill ---------------------------------------------------------------------------
-
-    def prefill(self, pool_volume: PoolVolume, vol: BootVolume) -> None:
-        try:
-            ranges = self._data_ranges(vol)
-        except Exception as exc:  # the stream job copies everything then, on its own
-            log.warning("no prefill for %s: %s", vol.id, exc)
-            return
-        self.total = sum(end - start for start, end in ranges)
+    def begin(self, pool_volume: PoolVolume) -> None:
         self.pool_volume = pool_volume
-        prefill = hydrate.Prefill(pool_volume, ranges)
-        try:
-            prefill.open()
-            try:
-                prefill.run(self._between_chunks)
-            finally:
-                prefill.close()
-        except _Stopped:
-            return
-        except PoolError as exc:  # counted; the stream job copies what is left
-            self.failures += 1
-            self.restart_error = str(exc)
-            log.warning("prefill of %s failed: %s", vol.id, exc)
+        self.guest_seen = pool_volume.backing.bytes_served()
+        self.mark = (time.monotonic(), 0)
 
-    def _data_ranges(self, vol: BootVolume) -> list[tuple[int, int]]:
-        with self.ctx.db.read() as conn:
-            backup = backups.get_backup(conn, vol.source_id or "")
-        if backup is None:
-            raise LookupError(f"source backup {vol.source_id} not found")
-        manifest = self.ctx.repository(backup.tenancy_id, backup.kms_key_id).manifest(backup.id)
-        holes = _holes(manifest, vol.size_bytes)
-        data, pos = [], 0
-        for start, end in holes:
-            if start > pos:
-                data.append((pos, start))
-            pos = end
-        if pos < vol.size_bytes:
-            data.append((pos, vol.size_bytes))
-        return data
-
-    def _between_chunks(self, prefill: hydrate.Prefill) -> float:
-        """Asked by the prefill's readers: stop if the job or the volume is gone; report
-        progress; pause while the machine reads on demand (the backing server counts every
-        byte it serves; those the prefill did not read, the machine did)."""
+    def progress(self, done: int, total: int) -> None:
+        """Called by the restore as it goes: stop if the job or the volume is gone; report
+        progress; hold the copy back to the cap, or to the throttled rate while the machine
+        reads on demand (every byte the backing server serves is the machine's)."""
         self.lease.check()
         now = time.monotonic()
-        if now - self.checked < THROTTLE_EVERY_S:
-            return self.chunk_pause
-        self.checked = now
         if now - self.state_checked >= 1.0:
             self.state_checked = now
             vol = self.volume()
             if vol is None or vol.lifecycle_state != VolumeState.AVAILABLE:
                 raise _Stopped()
-        self._set_percent(min(99, prefill.read * 100 // max(1, self.total)))
-        guest = self.pool_volume.backing.bytes_served() - prefill.read
-        busy = guest - self.guest_seen > ON_DEMAND_BYTES
-        self.guest_seen = max(self.guest_seen, guest)
-        rate = self.ctx.settings.hydrate_throttled_bps if busy else 0
-        if self.cap and (rate == 0 or rate > self.cap):
-            rate = self.cap
-        self.chunk_pause = prefill.connections * hydrate.CHUNK / rate if rate else 0.0
-        return self.chunk_pause
+        rate = self._rate(now)
+        since, done_then = self.mark
+        pause = (done - done_then) / rate - (now - since) if rate else 0.0
+        percent = min(99, done * 100 // max(1, total))
+        if percent != self.percent and (pause > 0 or now - self.reported >= REPORT_EVERY_S):
+            self.reported = now  # a database write: not at every 1 %, but before any pause
+            self._set_percent(percent)
+        if pause > 0:
+            time.sleep(min(pause, 5.0))
+        self.mark = (time.monotonic(), done)
 
-    # -- stream ----------------------------------------------------------------------------
+    def _rate(self, now: float) -> int:
+        """Bytes per second the copy may go at now (0: as fast as it can)."""
+        if now - self.checked >= THROTTLE_EVERY_S:
+            self.checked = now
+            served = self.pool_volume.backing.bytes_served()
+            self.busy = served - self.guest_seen > ON_DEMAND_BYTES
+            self.guest_seen = max(self.guest_seen, served)
+        limits = [self.ctx.settings.hydrate_speed_bps]
+        if self.busy:
+            limits.append(self.ctx.settings.hydrate_throttled_bps)
+        return min((r for r in limits if r), default=0)
 
-    def step(self, pool_volume: PoolVolume) -> hydrate.HydrationStatus:
-        """Look first (no lock: a view may hold it while it waits for this very job), start or
-        restart only when nothing runs: not started yet, the job failed, the daemon died."""
-        try:
-            state = hydrate.status(pool_volume)
-            if not state.done and not state.running and not state.error:
-                hydrate.start(pool_volume, self.cap)
-                state = hydrate.status(pool_volume)
-        except PoolError as exc:
-            state = hydrate.HydrationStatus(False, False, error=str(exc))
-        if state.error:
-            self.failures += 1
-            log.warning("hydration of %s failed (%d): %s", self.job.resource_id, self.failures, state.error)
-            if self.failures > self.ctx.settings.hydrate_retries:
-                cause = pool_volume.backing.last_failure() or self.restart_error
-                raise JobFailed(
-                    f"Hydration failed {self.failures} times; the backup could not be read: {state.error}"
-                    + (f" ({cause})" if cause else "")
-                )
-            self.pause = min(30.0, 2.0**self.failures)  # a store outage: back off, then retry
-            try:
-                hydrate.start(pool_volume, self.cap)  # the retry (the daemon again, the job again)
-            except PoolError as exc:  # said in the reason if the retries run out
-                self.restart_error = str(exc)
-                log.warning("hydration of %s could not restart: %s", self.job.resource_id, exc)
-            return state
-        self.pause = POLL_S
-        if state.total:
-            self._set_percent(max(self.percent, min(99, state.copied * 100 // state.total)))
-        return state
+    def failed(self, pool_volume: PoolVolume, exc: Exception) -> None:
+        """Count a failure; back off, or give up when the retries are spent."""
+        self.failures += 1
+        log.warning("hydration of %s failed (%d): %s", self.job.resource_id, self.failures, exc)
+        if self.failures > self.ctx.settings.hydrate_retries:
+            cause = pool_volume.backing.last_failure()
+            raise JobFailed(
+                f"Hydration failed {self.failures} times; the backup could not be read: {exc}"
+                + (f" ({cause})" if cause and cause not in str(exc) else "")
+            ) from exc
+        deadline = time.monotonic() + min(30.0, 2.0**self.failures)  # a store outage: back off
+        while time.monotonic() < deadline:
+            self.lease.check()
+            time.sleep(0.2)
 
     def _set_percent(self, percent: int) -> None:
         if percent != self.percent:

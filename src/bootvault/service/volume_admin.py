@@ -159,13 +159,10 @@ def export_volume(
 
 
 def _still_wanted(ctx: Context, volume_id: str) -> bool:
-    """A fresh look at one volume: attached, or restored and not yet hydrated."""
+    """A fresh look at one volume: is it attached?"""
     with ctx.db.read() as conn:
         vol = repo.get_volume(conn, volume_id)
-    if vol is None:
-        return False
-    hydrating = vol.lifecycle_state in (VolumeState.RESTORING, VolumeState.AVAILABLE) and not vol.is_hydrated
-    return vol.attachment_uri is not None or hydrating
+    return vol is not None and vol.attachment_uri is not None
 
 
 def reconcile_daemons(ctx: Context) -> None:
@@ -175,7 +172,6 @@ def reconcile_daemons(ctx: Context) -> None:
     everywhere = ctx.settings.availability_domains
     with ctx.db.read() as conn:
         attached = repo.attached_volumes(conn, everywhere)
-        hydrating = repo.hydrating_volumes(conn, everywhere)
     served = set(ctx.settings.served_availability_domains)
     for vol in attached:
         if vol.availability_domain not in served:
@@ -184,7 +180,7 @@ def reconcile_daemons(ctx: Context) -> None:
         if done:
             log.warning("volume %s: %s", vol.id, done, extra={"volume": vol.id})
     # Keep every volume a record asks for, whatever its domain: a worker of one domain must not
-    # stop the daemons of another's; HYDRATE jobs watch the hydrating ones.
-    keep = {v.id for v in attached} | {v.id for v in hydrating}
+    # stop the daemons of another's.
+    keep = {v.id for v in attached}
     for volume_id in ctx.pool.reap_stale(keep, lambda volume_id: _still_wanted(ctx, volume_id)):
         log.warning("volume %s: stopped a daemon whose job had died", volume_id, extra={"volume": volume_id})

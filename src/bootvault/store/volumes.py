@@ -132,12 +132,3 @@ def hydrating_from(conn: Connection, source_id: str) -> list[str]:
         t.c.lifecycle_state == VolumeState.AVAILABLE.value,
     )
     return [row.id for row in conn.execute(stmt)]
-
-
-def hydrating_volumes(conn: Connection, availability_domains: list[str]) -> list[BootVolume]:
-    stmt = select(t).where(
-        t.c.is_hydrated.is_(False),
-        t.c.lifecycle_state == VolumeState.AVAILABLE.value,
-        t.c.availability_domain.in_(availability_domains),
-    )
-    return [_from_row(r) for r in conn.execute(stmt)]
