@@ -102,7 +102,7 @@ def run_hydrate(ctx: Context, job: Job, lease: Lease) -> None:
         try:
             _make_local(ctx, vol, pool_volume, watch)
         except _Stopped:
-            continue  # the volume changed under the copy: look again
+            continue  # no longer AVAILABLE under the copy: the next look ends the job
         except HYDRATION_ERRORS as exc:
             watch.failed(pool_volume, exc)
             continue
@@ -121,8 +121,8 @@ def _make_local(ctx: Context, vol: BootVolume, pool_volume: PoolVolume, watch: _
         watch.begin(pool_volume)
         with hydrate.base_target(pool_volume) as tmp:
             repo.restore_to_file(manifest, tmp, progress=watch.progress)
-    if not hydrate.switch_to_base(pool_volume):
-        raise _Stopped()  # deleted meanwhile
+    if not hydrate.switch_to_base(pool_volume):  # deleted meanwhile (the next look ends the job),
+        raise PoolError(f"the volume file of {vol.id} is gone")  # or lost: a failure, bounded
 
 
 def _hydrated(ctx: Context, job: Job, lease: Lease, volume_id: str) -> None:
