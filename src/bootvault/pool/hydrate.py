@@ -14,7 +14,7 @@ for clusters the qcow2 does not have.
 
 With a daemon serving the volume, the switch is live: the base is added as a node and the qcow2
 node is reopened onto it (QMP `blockdev-reopen`). The image's header is then rewritten the next
-time the volume is opened without a daemon (`settle_header`), because QEMU 7.2's
+time the volume is opened without a daemon (`PoolVolume.settle_header`), because QEMU 7.2's
 `change-backing-file` records the qcow2's own format for the new backing, not raw.
 """
 
@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 from bootvault.fsutil import atomic_path, fsync_dir
-from bootvault.pool import qemuimg
 from bootvault.pool.daemon import QCOW2_NODE, STREAM_JOB
 from bootvault.pool.errors import DaemonFailed
 from bootvault.pool.volume import JOB_LOCK_WAIT, PoolVolume
@@ -53,15 +52,17 @@ def switch_to_base(vol: PoolVolume) -> bool:
             return False
         if not vol.base_file.exists():
             raise DaemonFailed(f"the base of boot volume {vol.volume_id} is missing ({vol.base_file})")
+        attached = vol.runtime.mode() == "attached"
+        if not attached:  # no machine: whatever daemon runs (a dead job's, an earlier release's) can go
+            vol.runtime.stop()
         if vol.backing_file.exists():
-            if vol.runtime.mode() == "attached":
+            if attached:
                 with vol.runtime.qmp() as q:
                     _reopen_onto_base(q, vol.base_file)
-            else:  # no machine: whatever daemon runs (a dead job's, an earlier release's) can go
-                vol.runtime.stop()
-                qemuimg.rebase_unsafe(vol.path, vol.base_file.name)
             vol.backing_file.unlink()
             fsync_dir(vol.dir)
+        if not attached:
+            vol.settle_header()
         vol.backing.stop()
         return True
 

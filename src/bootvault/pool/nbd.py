@@ -1,5 +1,4 @@
-"""NBD clients (libnbd) for the engine: a source that reads a point-in-time export, and a sink
-that fills a new volume through its daemon.
+"""NBD clients (libnbd) for the engine: a source that reads a point-in-time export.
 
 Each thread gets its own connection: a libnbd handle serialises the calls made on it, and
 QSD serves every connection of an export alike (`can_multi_conn`).

@@ -80,7 +80,13 @@ class PoolVolume:
         there). The caller holds the volume's lock and no daemon runs."""
         if self.backing_file.exists():
             self.backing.ensure(self.backing_file.read_text().strip())
-        elif self.base_file.exists() and qemuimg.info(self.path, "qcow2").backing != self.base_file.name:
+        else:
+            self.settle_header()
+
+    def settle_header(self) -> None:
+        """Name the base as the image's backing in its header, if it has a base and the header
+        does not say so yet. Only while no daemon holds the image."""
+        if self.base_file.exists() and qemuimg.info(self.path, "qcow2").backing != self.base_file.name:
             qemuimg.rebase_unsafe(self.path, self.base_file.name)
 
     # -- format ----------------------------------------------------------------------------
