@@ -127,7 +127,7 @@ def create_backup(
 
 
 def get_backup(ctx: Context, caller: Caller, backup_id: str) -> BootVolumeBackup:
-    with ctx.db.read() as conn:
+    with ctx.db.read_one() as conn:
         return _owned(conn, caller, backup_id)
 
 

@@ -61,7 +61,7 @@ def find_api_key(ctx: Context, tenancy_id: str, user_id: str, fingerprint: str) 
     """The registered key, read from the database; a key found is remembered for
     `api_key_cache_seconds` (see cached_api_key). Unknown keys are never remembered, so a key
     registered a moment ago works at once."""
-    with ctx.db.read() as conn:
+    with ctx.db.read_one() as conn:
         found = repo.find_api_key(conn, tenancy_id, user_id, fingerprint)
     ttl = ctx.settings.api_key_cache_seconds
     if found is not None and ttl > 0:

@@ -154,7 +154,7 @@ def create_volume(ctx: Context, caller: Caller, req: CreateVolume, retry_token: 
 
 
 def get_volume(ctx: Context, caller: Caller, volume_id: str) -> BootVolume:
-    with ctx.db.read() as conn:
+    with ctx.db.read_one() as conn:
         return owned_volume(conn, caller, volume_id)
 
 

@@ -62,12 +62,11 @@ def retention_columns(r: Retention) -> dict[str, Any]:
 
 
 def _from_row(row: Any) -> BootVolumeBackup:
-    m = row._mapping
     return BootVolumeBackup(
-        **{name: m[name] for name in _COLUMNS},
-        lifecycle_state=BackupState(m["lifecycle_state"]),
-        type=BackupType(m["type"]),
-        source_type=SourceType(m["source_type"]),
+        **{name: getattr(row, name) for name in _COLUMNS},
+        lifecycle_state=BackupState(row.lifecycle_state),
+        type=BackupType(row.type),
+        source_type=SourceType(row.source_type),
         tags=tags_from_row(row),
         retention=_retention(row),
     )

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import Connection, Select, Table, bindparam, select, update
 
 from bootvault.domain.models import Tags
+from bootvault.store import rawread
 
 
 def now() -> datetime:
@@ -38,7 +39,7 @@ def fetch_row(conn: Connection, table: Table, ident: str, *, lock: bool = False)
         if lock:
             stmt = stmt.with_for_update()
         _FETCH[(table.name, lock)] = stmt
-    return conn.execute(stmt, {"ident": ident}).first()
+    return rawread.first(conn, stmt, {"ident": ident})
 
 
 def update_with_etag(

@@ -115,6 +115,22 @@ class Database:
         with conn.begin():
             yield conn
 
+    @contextmanager
+    def read_one(self) -> Iterator[Connection]:
+        """A read of one statement. On SQLite it runs without BEGIN and COMMIT around it: one
+        statement alone sees one snapshot, and the pair costs more than a read by key. Otherwise
+        (PostgreSQL, or a read inside a read) the same as read()."""
+        conn = self._read_connection() if self.is_sqlite else None
+        if conn is None:
+            with self.read() as other:
+                yield other
+            return
+        try:
+            yield conn
+        finally:
+            if conn.in_transaction():  # a statement through SQLAlchemy began one
+                conn.rollback()
+
     def _read_connection(self) -> Connection | None:
         conn: Connection | None = getattr(self._local, "conn", None)
         if conn is not None and (conn.closed or conn.invalidated):

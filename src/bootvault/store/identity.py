@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import Connection, bindparam, insert, select
 
 from bootvault.domain.models import ApiKey, Compartment
+from bootvault.store import rawread
 from bootvault.store.common import now
 from bootvault.store.tables import api_keys, compartments, kms_keys, tenancies, users
 
@@ -65,7 +66,7 @@ def create_compartment(conn: Connection, comp: Compartment) -> None:
 
 
 def get_compartment(conn: Connection, compartment_id: str) -> Compartment | None:
-    row = conn.execute(_GET_COMPARTMENT, {"ident": compartment_id}).first()
+    row = rawread.first(conn, _GET_COMPARTMENT, {"ident": compartment_id})
     if row is None:
         return None
     return Compartment(row.id, row.tenancy_id, row.parent_id, row.name, row.time_created)

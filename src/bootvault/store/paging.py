@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import Column, Connection, Integer, Select, bindparam, or_
 
+from bootvault.store import rawread
 from bootvault.store.tables import UtcDateTime
 
 Position = tuple[Any, str]
@@ -53,17 +54,22 @@ def run_page(
     limit: int,
     after: Position | None,
 ) -> tuple[list[Any], Position | None]:
-    """Run a statement of keyset_statement (built with paged=after is not None) for one page;
-    the rows and, if more rows follow, the position of its last row."""
+    """Run a statement of keyset_statement (built with paged=after is not None, and kept by the
+    caller) for one page; the rows and, if more rows follow, the position of its last row."""
     params = {**params, "page_limit": limit + 1}
     if after is not None:
         params["page_value"], params["page_id"] = after
-    rows = list(conn.execute(stmt, params))
+    return _last_position(rawread.rows(conn, stmt, params), sort_col, id_col, limit)
+
+
+def _last_position(
+    rows: list[Any], sort_col: Column[Any], id_col: Column[Any], limit: int
+) -> tuple[list[Any], Position | None]:
     if len(rows) <= limit:
         return rows, None
     rows = rows[:limit]
-    last = rows[-1]._mapping
-    return rows, (last[sort_col.name], last[id_col.name])
+    last = rows[-1]
+    return rows, (getattr(last, sort_col.name), getattr(last, id_col.name))
 
 
 def keyset_page(
@@ -76,9 +82,12 @@ def keyset_page(
     limit: int,
     after: Position | None,
 ) -> tuple[list[Any], Position | None]:
-    """Run `stmt` ordered by (sort_col, id) from after `after`; one page and, if more rows
-    follow, the position of its last row."""
+    """Run `stmt` (built anew by the caller) ordered by (sort_col, id) from after `after`; one
+    page and, if more rows follow, the position of its last row."""
     full = keyset_statement(
         stmt, sort_col, id_col, descending=descending, paged=after is not None, dialect=conn.dialect.name
     )
-    return run_page(conn, full, {}, sort_col, id_col, limit=limit, after=after)
+    params: dict[str, Any] = {"page_limit": limit + 1}
+    if after is not None:
+        params["page_value"], params["page_id"] = after
+    return _last_position(list(conn.execute(full, params)), sort_col, id_col, limit)
