@@ -14,7 +14,6 @@ from datetime import timedelta
 from functools import lru_cache
 from typing import Any
 
-import orjson
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from starlette.requests import Request
@@ -23,6 +22,7 @@ from starlette.responses import JSONResponse, Response
 from bootvault import logs, metrics
 from bootvault.api.auth import AuthError, TrustedKey, check_body, check_signature, prepare_request
 from bootvault.api.errors import WireError, classify, error_response, request_id
+from bootvault.api.shapes import to_json
 from bootvault.api.wire import M, clean_text, parse_body
 from bootvault.domain import ocid
 from bootvault.domain.errors import BootVaultError, InvalidArgument
@@ -52,7 +52,7 @@ class Call:
         return path_id(self.request, name)
 
     def header(self, name: str) -> str | None:
-        return self.request.headers.get(name)
+        return headers_of(self.request).get(name)
 
     def query(self, name: str) -> str | None:
         value = self.request.query_params.get(name)
@@ -68,6 +68,10 @@ class Call:
         """Run a (blocking) service call off the event loop."""
         return await offload(self.request, fn, self.ctx, self.caller, *args)
 
+    async def read(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run a read-only service call: see read_in_place."""
+        return await read_in_place(self.request, self.ctx, fn, self.ctx, self.caller, *args)
+
 
 def api_executor(ctx: Context) -> ThreadPoolExecutor:
     """The threads that run an API process's blocking calls (see Settings.api_threads)."""
@@ -81,6 +85,27 @@ async def offload(request: Request, fn: Callable[..., Any], *args: Any) -> Any:
     loop = asyncio.get_running_loop()
     call = functools.partial(contextvars.copy_context().run, fn, *args)
     return await loop.run_in_executor(request.app.state.executor, call)
+
+
+async def read_in_place(request: Request, ctx: Context, fn: Callable[..., Any], *args: Any) -> Any:
+    """fn(*args), a read-only call. On SQLite it runs here, on the event loop: a read from the
+    page cache costs less CPU than the hop to a thread, and under the GIL a thread adds no
+    parallelism, only waits to hand the lock over (under load they were most of a request's
+    time). A WAL reader never waits for a writer. On PostgreSQL a read is a network round trip,
+    so it goes to the thread pool like any call."""
+    if ctx.db.is_sqlite:
+        return fn(*args)
+    return await offload(request, fn, *args)
+
+
+def headers_of(request: Request) -> dict[str, str]:
+    """The request's headers by (lower-case) name, decoded once per request; a repeated header
+    has its last value, the one the signature check reads (signing a repeated one is refused)."""
+    found: dict[str, str] | None = request.scope.get("bootvault.headers")
+    if found is None:
+        found = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in request.scope["headers"]}
+        request.scope["bootvault.headers"] = found
+    return found
 
 
 @lru_cache(maxsize=1024)
@@ -101,19 +126,19 @@ async def authenticate(ctx: Context, request: Request) -> Caller:
     skew = timedelta(seconds=ctx.settings.max_clock_skew_seconds)
     seen: set[bytes] = set()
     twice: set[str] = set()
-    for name, _ in request.headers.raw:
+    for name, _ in scope["headers"]:
         name = name.lower()
         if name in seen:
             twice.add(name.decode("latin-1"))
         seen.add(name)
     signed = prepare_request(
-        request.method, target, request.headers, None, max_skew=skew, repeated=frozenset(twice)
+        request.method, target, headers_of(request), None, max_skew=skew, repeated=frozenset(twice)
     )
     kid = signed.key
     found = identity.cached_api_key(ctx, kid.tenancy_id, kid.user_id, kid.fingerprint)
     if found is None:
-        found = await offload(
-            request, identity.find_api_key, ctx, kid.tenancy_id, kid.user_id, kid.fingerprint
+        found = await read_in_place(
+            request, ctx, identity.find_api_key, ctx, kid.tenancy_id, kid.user_id, kid.fingerprint
         )
     verified = check_signature(signed, _trusted_key(found.public_key_pem) if found else None)
     return Caller(tenancy_id=verified.key.tenancy_id, user_id=verified.key.user_id)
@@ -139,7 +164,7 @@ def endpoint(operation: str, handler: Handler) -> Callable[[Request], Awaitable[
     metrics."""
 
     async def wrapper(request: Request) -> Response:
-        rid = request_id(request.headers.get("opc-request-id"))
+        rid = request_id(headers_of(request).get("opc-request-id"))
         token = logs.request_id.set(rid)
         started = time.perf_counter()
         try:
@@ -166,6 +191,7 @@ def endpoint(operation: str, handler: Handler) -> Callable[[Request], Awaitable[
                 "opcRequestId": rid,
                 "operation": operation,
                 "ms": round(took * 1000, 1),
+                "deferrable": response.status_code < 500,
             },
         )
         return response
@@ -192,7 +218,7 @@ def _not_authenticated(rid: str) -> Response:
 
 
 def _declared_length(request: Request, limit: int) -> int | None:
-    raw = request.headers.get("content-length")
+    raw = headers_of(request).get("content-length")
     if raw is None:
         return None
     if not raw.isdigit() or len(raw) > 20:
@@ -214,7 +240,7 @@ async def _read_body(request: Request, limit: int, timeout: float) -> bytes:
                 raise WireError(413, "LimitExceeded", f"The request body is larger than {limit} bytes.")
             chunks.append(chunk)
 
-    headers = request.headers
+    headers = headers_of(request)
     if "content-length" not in headers and "transfer-encoding" not in headers:
         return b""  # no body in HTTP/1.1 framing: nothing to wait for
     try:
@@ -239,8 +265,9 @@ async def _dispatch(request: Request, handler: Handler) -> Response:
 
 
 def _declares_body(request: Request) -> bool:
-    length = request.headers.get("content-length")
-    return "transfer-encoding" in request.headers or (length is not None and length.strip() != "0")
+    headers = headers_of(request)
+    length = headers.get("content-length")
+    return "transfer-encoding" in headers or (length is not None and length.strip() != "0")
 
 
 async def _answer(request: Request, handler: Handler, read: list[bool]) -> Response:
@@ -248,14 +275,14 @@ async def _answer(request: Request, handler: Handler, read: list[bool]) -> Respo
     ctx: Context = request.app.state.ctx
     limit = ctx.settings.max_body_bytes
     try:
-        if not request.headers.get("authorization"):
+        if not headers_of(request).get("authorization"):
             return _not_authenticated(rid)
         _declared_length(request, limit)
         try:
             caller = await authenticate(ctx, request)
             body = await _read_body(request, limit, ctx.settings.body_timeout_seconds)
             read[0] = True
-            check_body(request.headers, body)
+            check_body(headers_of(request), body)
         except AuthError as exc:
             log.info("authentication failed: %s", exc)
             return _not_authenticated(rid)
@@ -273,16 +300,11 @@ async def _answer(request: Request, handler: Handler, read: list[bool]) -> Respo
 
 
 class FastJSONResponse(JSONResponse):
-    """Rendered by orjson: byte for byte what Starlette's json.dumps(ensure_ascii=False,
-    separators=(",", ":")) writes for our documents, about 15 times faster (a list page of 25
-    backups: ~7 µs instead of ~100). What orjson refuses (an integer past 64 bits) goes through
-    json as before."""
+    """Rendered by shapes.to_json: byte for byte what Starlette writes, faster; the content may
+    hold pre-rendered parts (orjson.Fragment)."""
 
     def render(self, content: Any) -> bytes:
-        try:
-            return orjson.dumps(content)
-        except TypeError:  # orjson.JSONEncodeError
-            return super().render(content)
+        return to_json(content)
 
 
 def json_response(body: Any, *, etag: str | None = None, next_page: str | None = None) -> JSONResponse:

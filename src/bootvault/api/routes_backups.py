@@ -6,7 +6,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from bootvault.api.common import Call, endpoint, enum_param, int_param, json_response
-from bootvault.api.shapes import backup_to_wire
+from bootvault.api.shapes import backup_json, backup_to_wire
 from bootvault.api.wire import (
     ChangeCompartmentDetails,
     CreateBootVolumeBackupDetails,
@@ -46,8 +46,8 @@ async def create(call: Call) -> Response:
 
 
 async def get(call: Call) -> Response:
-    backup = await call.run(svc.get_backup, call.path("backup_id"))
-    return json_response(backup_to_wire(backup), etag=backup.etag)
+    backup = await call.read(svc.get_backup, call.path("backup_id"))
+    return json_response(backup_json(backup), etag=backup.etag)
 
 
 async def list_(call: Call) -> Response:
@@ -66,8 +66,8 @@ async def list_(call: Call) -> Response:
         limit=int_param(call, "limit", svc.MAX_PAGE, 1, svc.MAX_PAGE),
         page=page,
     )
-    items, next_page = await call.run(svc.list_backups, q)
-    return json_response([backup_to_wire(b) for b in items], next_page=next_page)
+    items, next_page = await call.read(svc.list_backups, q)
+    return json_response([backup_json(b) for b in items], next_page=next_page)
 
 
 async def update(call: Call) -> Response:

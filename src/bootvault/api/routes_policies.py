@@ -54,13 +54,13 @@ async def create(call: Call) -> Response:
 
 
 async def get(call: Call) -> Response:
-    policy = await call.run(svc.get_policy, call.path("policy_id"))
+    policy = await call.read(svc.get_policy, call.path("policy_id"))
     return json_response(policy_to_wire(policy), etag=policy.etag)
 
 
 async def list_(call: Call) -> Response:
     limit = int_param(call, "limit", svc.MAX_PAGE, 1, svc.MAX_PAGE)
-    items, next_page = await call.run(
+    items, next_page = await call.read(
         svc.list_policies, call.query("compartmentId"), limit, call.query("page")
     )
     return json_response([policy_to_wire(p) for p in items], next_page=next_page)
@@ -85,7 +85,7 @@ async def create_assignment(call: Call) -> Response:
 
 
 async def get_assignment(call: Call) -> Response:
-    found = await call.run(svc.get_assignment, call.path("assignment_id"))
+    found = await call.read(svc.get_assignment, call.path("assignment_id"))
     return json_response(assignment_to_wire(found), etag=found.etag)
 
 
@@ -100,7 +100,7 @@ async def asset_assignment(call: Call) -> Response:
     if not asset_id:
         raise MissingArgument("Missing required query parameter: assetId.")
     int_param(call, "limit", svc.MAX_PAGE, 1, svc.MAX_PAGE)
-    found = await call.run(svc.assignments_of_asset, asset_id)
+    found = await call.read(svc.assignments_of_asset, asset_id)
     return json_response([assignment_to_wire(x) for x in found])
 
 

@@ -6,7 +6,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from bootvault.api.common import Call, endpoint, int_param, json_response
-from bootvault.api.shapes import volume_to_wire
+from bootvault.api.shapes import volume_json, volume_to_wire
 from bootvault.api.wire import (
     ChangeCompartmentDetails,
     CreateBootVolumeDetails,
@@ -36,20 +36,20 @@ async def create(call: Call) -> Response:
 
 
 async def get(call: Call) -> Response:
-    vol = await call.run(svc.get_volume, call.path("volume_id"))
-    return json_response(volume_to_wire(vol), etag=vol.etag)
+    vol = await call.read(svc.get_volume, call.path("volume_id"))
+    return json_response(volume_json(vol), etag=vol.etag)
 
 
 async def list_(call: Call) -> Response:
     limit = int_param(call, "limit", svc.MAX_PAGE, 1, svc.MAX_PAGE)
-    items, next_page = await call.run(
+    items, next_page = await call.read(
         svc.list_volumes,
         call.query("compartmentId"),
         call.query("availabilityDomain"),
         limit,
         call.query("page"),
     )
-    return json_response([volume_to_wire(v) for v in items], next_page=next_page)
+    return json_response([volume_json(v) for v in items], next_page=next_page)
 
 
 async def update(call: Call) -> Response:

@@ -8,9 +8,12 @@ these lists with the SDK's models.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
+
+import orjson
 
 from bootvault.domain.models import BootVolume, BootVolumeBackup
 from bootvault.domain.policies import PolicyAssignment, Schedule, VolumeBackupPolicy
@@ -158,6 +161,42 @@ def backup_to_wire(b: BootVolumeBackup) -> dict[str, Any]:
 
 def volume_to_wire(v: BootVolume) -> dict[str, Any]:
     return to_wire(BOOT_VOLUME, v)
+
+
+def to_json(content: Any) -> bytes:
+    """JSON as Starlette's json.dumps(ensure_ascii=False, separators=(",", ":")) writes it, by
+    orjson (about 15 times faster); what orjson refuses (an integer past 64 bits) goes through
+    json."""
+    try:
+        return orjson.dumps(content)
+    except TypeError:  # orjson.JSONEncodeError
+        return json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+# The rendered JSON of a backup or volume, by (id, etag): a client polling one resource, or paging
+# through a list, gets the same bytes without building them again. Every change to a row mints a
+# new etag (store/common.py: update_with_etag is the only way rows change), so an entry is never
+# stale; a deleted resource is never looked up.
+_RENDERED: dict[tuple[str, str], orjson.Fragment] = {}
+RENDERED_MAX = 4096
+
+
+def _rendered(fields: list[Field], obj: Any) -> orjson.Fragment:
+    key = (obj.id, obj.etag)
+    found = _RENDERED.get(key)
+    if found is None:
+        if len(_RENDERED) >= RENDERED_MAX:
+            _RENDERED.clear()
+        found = _RENDERED[key] = orjson.Fragment(to_json(to_wire(fields, obj)))
+    return found
+
+
+def backup_json(b: BootVolumeBackup) -> orjson.Fragment:
+    return _rendered(BOOT_VOLUME_BACKUP, b)
+
+
+def volume_json(v: BootVolume) -> orjson.Fragment:
+    return _rendered(BOOT_VOLUME, v)
 
 
 def schedule_to_wire(s: Schedule) -> dict[str, Any]:
