@@ -3,6 +3,9 @@ and workers that wake when a job is queued instead of waiting for their next pol
 
 from __future__ import annotations
 
+import signal
+import stat
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -12,7 +15,7 @@ from pathlib import Path
 import pytest
 from oci.core.models import CreateBootVolumeBackupDetails
 
-from tests.helpers import MIB, Deployment, free_port, make_image, wait_state
+from tests.helpers import BIN, MIB, Deployment, free_port, make_image, wait_state
 
 
 @pytest.fixture(scope="module")
@@ -61,3 +64,37 @@ def test_metrics_only_on_their_own_listener(observed: tuple[Deployment, int], tm
     assert 'bootvault_jobs_total{kind="BACKUP",outcome="succeeded"}' in text
     assert 'bootvault_backup_bytes_total{kind="read"}' in text
     assert 'bootvault_jobs_current{kind="BACKUP",state="SUCCEEDED"}' in text
+
+
+def test_a_worker_in_another_process_wakes_on_sqlite(tmp_path: Path) -> None:
+    """The API alone in one process, a worker in another, one SQLite file and a 30 s poll: the
+    backup starts at once because the commit rings the worker's doorbell socket."""
+    dep = Deployment(tmp_path / "d", workers=0)
+    dep.env["BOOTVAULT_POLL_SECONDS"] = "30"
+    dep.start()
+    with open(tmp_path / "worker.log", "ab") as out:
+        worker = subprocess.Popen([str(BIN / "bootvault"), "worker"], env=dep.env, stdout=out, stderr=out)
+    try:
+        bells = dep.data_dir / "bootvault.db.wake"
+        deadline = time.monotonic() + 30
+        while not list(bells.glob("*.sock")):  # the worker has bound its socket
+            assert time.monotonic() < deadline and worker.poll() is None, (
+                tmp_path / "worker.log"
+            ).read_text()
+            time.sleep(0.1)
+        assert stat.S_IMODE(bells.stat().st_mode) == 0o700
+        tenant = dep.new_tenant("bell")
+        image = tmp_path / "disk.img"
+        make_image(image, 4 * MIB, seed=32)
+        volume_id = dep.import_volume(tenant, image)
+        time.sleep(1)  # the worker's first poll (at start) is behind it; the next is 30 s away
+        client = tenant.client()
+        started = time.monotonic()
+        backup = client.create_boot_volume_backup(CreateBootVolumeBackupDetails(boot_volume_id=volume_id))
+        wait_state(client, "get_boot_volume_backup", backup.data.id, "AVAILABLE", timeout=20)
+        assert time.monotonic() - started < 20  # a poll would come 30 s after the last one
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=30)
+        dep.stop()
+    assert not list(bells.glob("*.sock"))  # a stopped worker takes its socket away

@@ -14,6 +14,8 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event, exc
 
+from bootvault.store import doorbell
+
 JOBS_CHANGED = "bootvault_jobs_changed"  # set in conn.info by store.jobs.announce
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 HEAD_REVISION = "0008"  # the newest file in migrations/versions (a test keeps the two in step)
@@ -89,6 +91,8 @@ class Database:
             if conn.info.pop(JOBS_CHANGED, False):
                 for wake in self._subscribers:
                     wake()
+                if self.is_sqlite and self.engine.url.database:  # workers in other processes
+                    doorbell.ring(doorbell.directory(self.engine.url.database))
 
     def subscribe(self, wake: Callable[[], None]) -> None:
         """Call wake() after every committed transaction that queued or finished a job."""

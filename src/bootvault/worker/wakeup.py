@@ -1,12 +1,14 @@
 """Job pickup without polling delay: a worker sleeps on an event that is set when a job is queued
-or finished, in this process (Database.subscribe) or, on PostgreSQL, in any process (LISTEN).
-Polling stays as the fallback, so a lost notification only costs poll_seconds."""
+or finished, in this process (Database.subscribe) or in any other: on PostgreSQL by LISTEN, on
+SQLite by the doorbell sockets beside the database file (store/doorbell.py). Polling stays as the
+fallback, so a lost notification only costs poll_seconds."""
 
 from __future__ import annotations
 
 import logging
 import threading
 
+from bootvault.store import doorbell
 from bootvault.store.db import Database
 from bootvault.store.jobs import CHANNEL
 
@@ -20,10 +22,25 @@ class Wakeup:
         db.subscribe(self.event.set)
         if not db.is_sqlite:
             threading.Thread(target=self._listen, args=(db, stop), name="bv-listen", daemon=True).start()
+        elif db.engine.url.database and db.engine.url.database != ":memory:":
+            try:
+                bell = doorbell.Bell(doorbell.directory(db.engine.url.database))
+            except OSError as exc:
+                log.warning("no doorbell for other processes' jobs (%s); polling only", exc)
+            else:
+                threading.Thread(target=self._answer, args=(bell, stop), name="bv-bell", daemon=True).start()
 
     def wait(self, timeout: float) -> None:
         self.event.wait(timeout)
         self.event.clear()
+
+    def _answer(self, bell: doorbell.Bell, stop: threading.Event) -> None:
+        try:
+            while not stop.is_set():
+                if bell.wait(1.0):
+                    self.event.set()
+        finally:
+            bell.close()
 
     def _listen(self, db: Database, stop: threading.Event) -> None:
         import psycopg
