@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import oci
 
@@ -84,6 +85,17 @@ class Tenant:
 
     def client(self, **kw) -> oci.core.BlockstorageClient:  # type: ignore[no-untyped-def]
         return oci.core.BlockstorageClient(self.config, service_endpoint=self.endpoint, **kw)
+
+
+def log_entries(log: Path) -> list[dict[str, Any]]:
+    """The JSON records of a bootvault log file (lines that are not JSON, such as a traceback
+    printed by a dying process, are skipped)."""
+    entries = []
+    for line in log.read_text(errors="replace").splitlines():
+        if line.startswith("{"):
+            with contextlib.suppress(ValueError):
+                entries.append(json.loads(line))
+    return entries
 
 
 class Deployment:
@@ -179,10 +191,9 @@ class Deployment:
         """The server's last warnings and errors, on stdout: pytest shows them when a test fails."""
         log = self.root / "server.log"
         if log.exists():
-            lines = log.read_text(errors="replace").splitlines()
-            noisy = [line for line in lines if '"level": "WARNING"' in line or '"level": "ERROR"' in line]
-            for line in noisy[-last:]:
-                print("server:", line[:600])
+            noisy = [e for e in log_entries(log) if e.get("level") in ("WARNING", "ERROR")]
+            for entry in noisy[-last:]:
+                print("server:", json.dumps(entry)[:600])
 
     def new_tenant(self, name: str) -> Tenant:
         config = self.root / f"oci-{name}" / "config"

@@ -11,6 +11,8 @@ import time
 from contextvars import ContextVar
 from datetime import UTC, datetime
 
+import orjson
+
 request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime", "deferrable"}
 
@@ -29,7 +31,10 @@ class JsonFormatter(logging.Formatter):
         entry.update({k: v for k, v in record.__dict__.items() if k not in _STANDARD})
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+        try:  # orjson: a fifth of json's time, on every request's access line
+            return orjson.dumps(entry, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+        except TypeError:  # an integer past 64 bits
+            return json.dumps(entry, default=str)
 
 
 class DeferredFlushHandler(logging.StreamHandler):  # type: ignore[type-arg]

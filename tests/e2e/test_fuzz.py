@@ -39,7 +39,7 @@ from oci.core.models import CreateBootVolumeBackupDetails as SdkBackupDetails
 from bootvault.api import wire
 from bootvault.domain.models import BackupState, VolumeState
 from tests.dbs import pg_schema_url
-from tests.helpers import MIB, Deployment, Tenant, make_image, wait_state
+from tests.helpers import MIB, Deployment, Tenant, log_entries, make_image, wait_state
 from tests.rawhttp import RawClient, RawResponse
 
 API = "/20160918"
@@ -396,12 +396,12 @@ def still_serving(t: Target) -> None:
             oci.pagination.list_call_get_all_results(
                 sdk.list_boot_volume_backups, compartment_id=compartment, sort_by=sort_by, limit=3
             )
-    log = (t.dep.root / "server.log").read_text(errors="replace").splitlines()
-    errors = [line for line in log if any(m in line for m in UNHANDLED)]
-    assert not errors, "\n".join(errors[:3])[-4000:]
+    log = log_entries(t.dep.root / "server.log")
+    errors = [e for e in log if str(e.get("message", "")).startswith(UNHANDLED)]
+    assert not errors, json.dumps(errors[:3])[-4000:]
 
 
-UNHANDLED = ('"message": "unhandled error"', '"message": "Exception in ASGI application')
+UNHANDLED = ("unhandled error", "Exception in ASGI application")
 
 
 def run(

@@ -25,7 +25,7 @@ from oci.core.models import (
 )
 
 from bootvault.pool.daemon import Runtime
-from tests.helpers import BIN, MIB, Deployment, Tenant, make_image, wait_state
+from tests.helpers import BIN, MIB, Deployment, Tenant, log_entries, make_image, wait_state
 from tests.nbdwriter import (
     BLOCK,
     Write,
@@ -259,7 +259,8 @@ def _wait_reading(d: Deployment, backup_id: str, log: Path, timeout: float = 60)
     """Until the backup has been reading its point-in-time view for a moment (the worker logs
     its plan once the view is exported); the view's overlay is still in the pool then."""
     deadline = time.monotonic() + timeout
-    while f'"message": "backup {backup_id} of ' not in log.read_text(errors="replace"):
+    start = f"backup {backup_id} of "
+    while not any(str(e.get("message", "")).startswith(start) for e in log_entries(log)):
         assert time.monotonic() < deadline, "the backup did not start reading"
         time.sleep(0.01)
     time.sleep(0.05)  # reading has begun; a FULL of 128 MiB of random data takes some 0.3 s more
