@@ -28,7 +28,8 @@ class JsonFormatter(logging.Formatter):
         rid = request_id.get()
         if rid:
             entry["opcRequestId"] = rid
-        entry.update({k: v for k, v in record.__dict__.items() if k not in _STANDARD})
+        fields = record.__dict__
+        entry.update({k: fields[k] for k in fields.keys() - _STANDARD})
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         try:  # orjson: a fifth of json's time, on every request's access line

@@ -159,6 +159,19 @@ def _metrics(operation: str, status: int) -> tuple[Any, Any]:
     return found
 
 
+def _common_headers(response: Response, rid: str) -> None:
+    """opc-request-id, Content-Type (on 202 and 204 too, as OCI) and X-Content-Type-Options on
+    every answer; straight onto the raw list (an error answer already has the first and last)."""
+    raw = response.raw_headers
+    present = {name for name, _ in raw}
+    if b"opc-request-id" not in present:
+        raw.append((b"opc-request-id", rid.encode("latin-1")))
+    if b"content-type" not in present:
+        raw.append((b"content-type", b"application/json"))
+    if b"x-content-type-options" not in present:
+        raw.append((b"x-content-type-options", b"nosniff"))
+
+
 def endpoint(operation: str, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
     """Wrap an OCI operation: request id, signature check, domain-error mapping, access log,
     metrics."""
@@ -171,9 +184,7 @@ def endpoint(operation: str, handler: Handler) -> Callable[[Request], Awaitable[
             response = await _dispatch(request, handler)
         finally:
             logs.request_id.reset(token)
-        response.headers["opc-request-id"] = rid
-        response.headers.setdefault("content-type", "application/json")  # 202 and 204 too, as OCI
-        response.headers["x-content-type-options"] = "nosniff"
+        _common_headers(response, rid)
         took = time.perf_counter() - started
         counter, latency = _metrics(operation, response.status_code)
         counter.inc()
