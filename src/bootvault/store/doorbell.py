@@ -6,7 +6,9 @@ database file (`serve --processes N`, `bootvault worker`). On disk:
 
 A commit that queued or finished a job sends one byte to every socket there; a listener wakes its
 workers. A socket whose process is gone refuses the byte and is removed. Nothing depends on a
-byte arriving: workers still poll, so a lost ring costs at most poll_seconds."""
+byte arriving: workers still poll, so a lost ring costs at most poll_seconds. Sockets are named
+through /proc/self/fd/<directory fd>/: an AF_UNIX address holds 107 bytes, less than a data
+directory's path may take."""
 
 from __future__ import annotations
 
@@ -18,32 +20,43 @@ import socket
 from pathlib import Path
 
 log = logging.getLogger("bootvault.worker")
-MAX_SOCKET_PATH = 107  # sun_path holds 108 bytes with the terminating NUL
 
 
 def directory(database: str) -> Path:
     return Path(database + ".wake")
 
 
+def _open(folder: Path) -> int:
+    return os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+
+
+def _address(dirfd: int, name: str) -> str:
+    return f"/proc/self/fd/{dirfd}/{name}"
+
+
 def ring(folder: Path) -> None:
     """One byte to every listener; never raises."""
     try:
-        names = os.listdir(folder)
+        dirfd = _open(folder)
     except OSError:
         return  # no listener ever bound: no process runs workers yet
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-        sock.setblocking(False)
-        for name in names:
-            if not name.endswith(".sock"):
-                continue
-            path = folder / name
-            try:
-                sock.sendto(b"!", str(path))
-            except ConnectionRefusedError:  # its process is gone
-                with contextlib.suppress(OSError):
-                    path.unlink()
-            except OSError:  # a full queue already holds a ring
-                pass
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.setblocking(False)
+            for name in os.listdir(dirfd):
+                if not name.endswith(".sock"):
+                    continue
+                try:
+                    sock.sendto(b"!", _address(dirfd, name))
+                except ConnectionRefusedError:  # its process is gone
+                    with contextlib.suppress(OSError):
+                        os.unlink(name, dir_fd=dirfd)
+                except OSError:  # a full queue already holds a ring
+                    pass
+    except OSError:
+        pass
+    finally:
+        os.close(dirfd)
 
 
 class Bell:
@@ -52,12 +65,16 @@ class Bell:
     def __init__(self, folder: Path) -> None:
         folder.mkdir(mode=0o700, exist_ok=True)
         os.chmod(folder, 0o700)
-        self.path = folder / f"{os.getpid()}-{secrets.token_hex(4)}.sock"
-        if len(str(self.path).encode()) > MAX_SOCKET_PATH:
-            raise OSError(f"socket path too long for AF_UNIX: {self.path}")
+        self.name = f"{os.getpid()}-{secrets.token_hex(4)}.sock"
+        self.path = folder / self.name
+        self.dirfd = _open(folder)
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(str(self.path))
-        os.chmod(self.path, 0o600)
+        try:
+            self.sock.bind(_address(self.dirfd, self.name))
+            os.chmod(self.name, 0o600, dir_fd=self.dirfd)
+        except OSError:
+            self.close()
+            raise
 
     def wait(self, timeout: float) -> bool:
         self.sock.settimeout(timeout)
@@ -70,4 +87,5 @@ class Bell:
     def close(self) -> None:
         self.sock.close()
         with contextlib.suppress(OSError):
-            self.path.unlink()
+            os.unlink(self.name, dir_fd=self.dirfd)
+        os.close(self.dirfd)
