@@ -173,3 +173,51 @@ def test_backup_pages_walk_every_row_once_in_order(db: Database) -> None:
                 else:
                     chosen.sort(key=lambda r: (r["time_created"], r["id"]), reverse=descending)
                 assert got == [r["id"] for r in chosen], (by_name, descending, flt)
+
+
+def test_hot_reads_return_what_sqlalchemy_returns(db: Database) -> None:
+    """store/rawread runs SQLAlchemy's SQL on the driver with SQLAlchemy's type processors: every
+    column of a row (dates, JSON, booleans, big integers, NULLs) comes back exactly as a Result
+    gives it, and a row read again after an update is the new row, not a remembered one."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import select
+
+    from bootvault.store import rawread
+    from bootvault.store.common import fetch_row, update_with_etag
+    from bootvault.store.tables import boot_volume_backups as t
+
+    when = datetime(2026, 3, 4, 5, 6, 7, 891011, tzinfo=UTC)
+    full = {
+        "id": "full", "tenancy_id": "T", "compartment_id": "C", "boot_volume_id": "v",
+        "display_name": "näme ✓", "lifecycle_state": "AVAILABLE", "type": "FULL", "source_type": "MANUAL",
+        "time_request_received": when, "time_created": when, "time_imaged": when, "etag": "e1",
+        "size_in_gbs": 50, "kms_key_id": "k", "image_id": "i", "freeform_tags": {"a": "b"},
+        "defined_tags": {"ns": {"k": "v"}}, "percent_complete": 100, "logical_size_bytes": 1 << 40,
+        "unique_size_bytes": 123, "lifecycle_details": "d", "source_boot_volume_backup_id": "s",
+        "expiration_time": when, "schedule_retention_seconds": 86400, "retention_unit": "DAYS",
+        "retention_amount": 7, "is_retention_lock_enabled": True, "is_prevent_deletion_enabled": False,
+        "is_indefinite_retention_enabled": True, "time_retention_expires_at": when,
+    }  # fmt: skip
+    sparse = {k: v for k, v in full.items() if k in {
+        "tenancy_id", "compartment_id", "boot_volume_id", "display_name", "lifecycle_state", "type",
+        "source_type", "time_request_received", "time_created", "etag", "freeform_tags", "defined_tags",
+        "percent_complete",
+    }} | {"id": "sparse", "freeform_tags": {}, "defined_tags": {}}  # fmt: skip
+    with db.write() as conn:
+        conn.execute(t.insert(), [full])
+        conn.execute(t.insert(), [sparse])  # executemany would need the same keys in every row
+    stmt = select(t).where(t.c.id == "full")
+    for ident in ("full", "sparse"):
+        with db.read() as conn:
+            expected = conn.execute(select(t).where(t.c.id == ident)).first()
+            got = fetch_row(conn, t, ident)
+        assert expected is not None and got is not None
+        assert tuple(got) == tuple(expected) and got._fields == tuple(expected._mapping.keys())
+    with db.read() as conn:
+        assert rawread.first(conn, stmt, {}) == tuple(conn.execute(stmt).first())  # a literal bind
+    with db.write() as conn:
+        assert update_with_etag(conn, t, "full", {"display_name": "renamed", "percent_complete": 99})
+    with db.read_one() as conn:
+        again = fetch_row(conn, t, "full")
+    assert again.display_name == "renamed" and again.percent_complete == 99 and again.etag != "e1"

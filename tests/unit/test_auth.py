@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import re
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -12,6 +13,8 @@ import oci
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from oci._vendor import requests
 from oci._vendor.httpsig_cffi.utils import get_fingerprint
 from oci.signer import AbstractBaseSigner
@@ -19,6 +22,7 @@ from oci.signer import AbstractBaseSigner
 from bootvault.api.auth import (
     AuthError,
     KeyId,
+    _simple_params,  # noqa: PLC2701 - its equivalence is the point
     fingerprint_of,
     generate_api_key,
     parse_authorization,
@@ -236,3 +240,27 @@ def test_missing_version_accepted(signer, key_a) -> None:
 def test_missing_authorization(key_a) -> None:
     with pytest.raises(AuthError, match="missing Authorization"):
         verify_request("GET", "/x", {"host": "h"}, b"", lambda _k: _pub(key_a[1]))
+
+
+# The fast path of parse_authorization must accept exactly what this full regex accepted, with
+# the same pairs: anything else goes to the general parser.
+_OLD_PARAM = r'([^\s=,"]+)\s*=\s*"([^"\\]*)"'
+_OLD_SIMPLE = re.compile(rf"\s*{_OLD_PARAM}(?:\s*,\s*{_OLD_PARAM})*\s*")
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.text(alphabet='ab=",\\ \t\u00a0', max_size=40))
+def test_the_one_pass_parameter_parser_accepts_what_the_regex_did(rest: str) -> None:
+    old = re.compile(_OLD_PARAM).findall(rest) if _OLD_SIMPLE.fullmatch(rest) else None
+    assert _simple_params(rest) == old
+
+
+def test_the_one_pass_parameter_parser_on_sdk_headers() -> None:
+    header = 'keyId="t/u/f",algorithm="rsa-sha256", headers="date host",signature="AB+/=",version="1"'
+    assert _simple_params(header) == [
+        ("keyId", "t/u/f"),
+        ("algorithm", "rsa-sha256"),
+        ("headers", "date host"),
+        ("signature", "AB+/="),
+        ("version", "1"),
+    ]
