@@ -108,6 +108,21 @@ def headers_of(request: Request) -> dict[str, str]:
     return found
 
 
+def _repeated(scope: dict[str, Any], headers: dict[str, str]) -> frozenset[str]:
+    """The names of headers sent more than once: none when every raw header has its own entry
+    in `headers` (headers_of, one entry per lower-case name)."""
+    if len(headers) == len(scope["headers"]):
+        return frozenset()
+    seen: set[bytes] = set()
+    twice: set[str] = set()
+    for name, _ in scope["headers"]:
+        name = name.lower()
+        if name in seen:
+            twice.add(name.decode("latin-1"))
+        seen.add(name)
+    return frozenset(twice)
+
+
 @lru_cache(maxsize=1024)
 def _trusted_key(pem: str) -> TrustedKey | None:
     """A registered PEM parsed once, with its fingerprint and digest."""
@@ -124,15 +139,9 @@ async def authenticate(ctx: Context, request: Request) -> Caller:
     query = scope.get("query_string") or b""
     target = raw_path.decode("latin-1") + (("?" + query.decode("latin-1")) if query else "")
     skew = timedelta(seconds=ctx.settings.max_clock_skew_seconds)
-    seen: set[bytes] = set()
-    twice: set[str] = set()
-    for name, _ in scope["headers"]:
-        name = name.lower()
-        if name in seen:
-            twice.add(name.decode("latin-1"))
-        seen.add(name)
+    headers = headers_of(request)
     signed = prepare_request(
-        request.method, target, headers_of(request), None, max_skew=skew, repeated=frozenset(twice)
+        request.method, target, headers, None, max_skew=skew, repeated=_repeated(scope, headers)
     )
     kid = signed.key
     found = identity.cached_api_key(ctx, kid.tenancy_id, kid.user_id, kid.fingerprint)
