@@ -56,10 +56,17 @@ def run_page(
 ) -> tuple[list[Any], Position | None]:
     """Run a statement of keyset_statement (built with paged=after is not None, and kept by the
     caller) for one page; the rows and, if more rows follow, the position of its last row."""
+    rows = rawread.rows(conn, stmt, _page_params(params, limit, after))
+    return _last_position(rows, sort_col, id_col, limit)
+
+
+def _page_params(params: dict[str, Any], limit: int, after: Position | None) -> dict[str, Any]:
+    """`params` plus the page's own binds: one row more than the page (it says whether more
+    follow), and the position to start after."""
     params = {**params, "page_limit": limit + 1}
     if after is not None:
         params["page_value"], params["page_id"] = after
-    return _last_position(rawread.rows(conn, stmt, params), sort_col, id_col, limit)
+    return params
 
 
 def _last_position(
@@ -87,7 +94,5 @@ def keyset_page(
     full = keyset_statement(
         stmt, sort_col, id_col, descending=descending, paged=after is not None, dialect=conn.dialect.name
     )
-    params: dict[str, Any] = {"page_limit": limit + 1}
-    if after is not None:
-        params["page_value"], params["page_id"] = after
-    return _last_position(list(conn.execute(full, params)), sort_col, id_col, limit)
+    rows = list(conn.execute(full, _page_params({}, limit, after)))
+    return _last_position(rows, sort_col, id_col, limit)
