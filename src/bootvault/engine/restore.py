@@ -232,7 +232,8 @@ def restore_to_file(
     sparse: bool = True,
     **kw: Any,
 ) -> None:
-    """Restore into a raw sparse file (the base of a hydrating volume, tests and tools)."""
+    """Restore into a raw file, holes where the backup has none stored (the base of a hydrating
+    volume, tests and tools); `sparse` also leaves the zero pages of stored blocks as holes."""
     try:
         sink = FileSink(path, manifest.logical_size, sparse=sparse)
     except OSError as exc:

@@ -82,17 +82,18 @@ def _reopen_onto_base(q: Any, base: Path) -> None:
 def _cancel_stream(q: Any) -> None:
     """An earlier release hydrated with a block-stream job, which holds the node: stop it (what
     it copied stays; the base answers for the rest)."""
-    if not any(j.get("id") == STREAM_JOB for j in q.run("query-jobs")):
+    if _stream_job(q) is None:
         return
     q.run("job-cancel", id=STREAM_JOB)
     deadline = time.monotonic() + 30
-    while True:
-        job = next((j for j in q.run("query-jobs") if j.get("id") == STREAM_JOB), None)
-        if job is None:
-            return
+    while (job := _stream_job(q)) is not None:
         if job.get("status") == "concluded":
             q.run("job-dismiss", id=STREAM_JOB)
             return
         if time.monotonic() > deadline:
             raise DaemonFailed("an earlier hydration job of the daemon would not stop")
         time.sleep(0.02)
+
+
+def _stream_job(q: Any) -> dict[str, Any] | None:
+    return next((j for j in q.run("query-jobs") if j.get("id") == STREAM_JOB), None)

@@ -143,9 +143,8 @@ class PoolVolume:
     def create_lazy(self, size: int, backup_id: str, holes: list[tuple[int, int]]) -> None:
         """A volume usable at once whatever its size: an empty qcow2 whose backing is the backup,
         served from the object store (pool/backing.py) until hydrate.py switches it to a local
-        copy. The
-        backup's holes are zero clusters of the new volume from the start, so neither the
-        machine's reads nor the copy ever fetch them."""
+        copy. The backup's holes are zero clusters of the new volume from the start, so neither
+        the machine's reads nor the copy ever fetch them."""
 
         def lazy(tmp: Path) -> None:
             qemuimg.create(tmp, size)
