@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from bootvault.store import doorbell
 from bootvault.store.db import Database
@@ -14,11 +15,12 @@ from bootvault.store.jobs import CHANNEL
 
 log = logging.getLogger("bootvault.worker")
 LISTEN_RETRY_S = 5.0
+STOP_CHECK_S = 1.0
 
 
 class Wakeup:
     def __init__(self, db: Database, stop: threading.Event) -> None:
-        self.event = threading.Event()
+        self.event, self.stop = threading.Event(), stop
         db.subscribe(self.event.set)
         if not db.is_sqlite:
             threading.Thread(target=self._listen, args=(db, stop), name="bv-listen", daemon=True).start()
@@ -31,7 +33,13 @@ class Wakeup:
                 threading.Thread(target=self._answer, args=(bell, stop), name="bv-bell", daemon=True).start()
 
     def wait(self, timeout: float) -> None:
-        self.event.wait(timeout)
+        """Until a job is queued or finished, `timeout` passes, or stop is set (seen within
+        STOP_CHECK_S: a signal handler that sets it cannot wake a waiting Event)."""
+        deadline = time.monotonic() + timeout
+        while not self.stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0 or self.event.wait(min(left, STOP_CHECK_S)):
+                break
         self.event.clear()
 
     def _answer(self, bell: doorbell.Bell, stop: threading.Event) -> None:
