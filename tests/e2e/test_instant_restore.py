@@ -100,6 +100,20 @@ def _sha(data: bytes, dest: Path) -> str:
     return sha256_file(dest, 1 << 30)
 
 
+def _wait_served(uri: str, timeout: float = 30) -> None:
+    """Until the NBD server at `uri` takes connections."""
+    deadline = time.monotonic() + timeout
+    while True:
+        h = nbd.NBD()
+        try:
+            h.connect_uri(uri)
+            h.shutdown()
+            return
+        except nbd.Error:
+            assert time.monotonic() < deadline, f"{uri} is not served"
+            time.sleep(0.2)
+
+
 def _read_all(uri: str, size: int) -> bytes:
     h = nbd.NBD()
     h.connect_uri(uri)
@@ -223,6 +237,7 @@ def test_hydration_survives_sigkill_of_its_daemon(slow: Deployment, tmp_path: Pa
     assert done.is_hydrated, done.system_tags
     expected = bytearray(original)
     expected[MIB : MIB + 4096] = b"W" * 4096
+    _wait_served(uri)  # the worker's reconcile serves the attached volume again (every 5 s)
     assert _read_all(uri, SIZE) == bytes(expected)  # served again, now from the local base
     slow.cli("volume", "detach", vol.id)
     assert _export(slow, vol.id, tmp_path / "out.raw") == _sha(bytes(expected), tmp_path / "want.raw")
