@@ -16,7 +16,7 @@ import pytest
 from oci.core.models import CreateBootVolumeBackupDetails
 
 from bootvault.store import doorbell
-from tests.helpers import BIN, MIB, Deployment, free_port, make_image, wait_state
+from tests.helpers import BIN, MIB, Deployment, free_port, log_entries, make_image, wait_state
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +43,27 @@ def test_health_and_readiness(observed: tuple[Deployment, int]) -> None:
     assert _get(dep.endpoint + "/healthz") == (200, '{"status":"ok"}')
     status, body = _get(dep.endpoint + "/readyz")
     assert status == 200 and "ready" in body
+
+
+def test_every_request_has_an_access_line_with_its_request_id(observed: tuple[Deployment, int]) -> None:
+    dep, _ = observed
+    rid = f"probe-{time.time_ns()}"
+    url = dep.endpoint + "/20160918/bootVolumeBackups/ocid1.bootvolumebackup.oc1..unknown"
+    req = urllib.request.Request(url, headers={"opc-request-id": rid})  # unsigned: 401
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(req, timeout=10)
+    answered = refused.value.headers["opc-request-id"]  # the client's id, then the server's
+    assert refused.value.code == 401 and answered.startswith(rid + "/")
+    deadline = time.monotonic() + 5  # access lines are flushed within 0.2 s
+    while True:
+        lines = [e for e in log_entries(dep.root / "server.log") if e.get("opcRequestId") == answered]
+        if lines or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    access = [e for e in lines if e.get("operation") == "GetBootVolumeBackup"]
+    assert len(access) == 1, lines
+    assert access[0]["status"] == 401 and access[0]["level"] == "INFO" and access[0]["ms"] >= 0
+    assert access[0]["message"] == f"GET {url.removeprefix(dep.endpoint)} -> 401"
 
 
 def test_metrics_only_on_their_own_listener(observed: tuple[Deployment, int], tmp_path: Path) -> None:

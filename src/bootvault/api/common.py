@@ -201,18 +201,12 @@ def endpoint(operation: str, handler: Handler) -> Callable[[Request], Awaitable[
         scope = request.scope
         query = scope.get("query_string") or b""
         target = scope["path"] + ("?" + query.decode("latin-1") if query else "")
-        log.info(
-            "%s %s -> %s",
-            request.method,
-            target,
-            response.status_code,
-            extra={
-                "status": response.status_code,
-                "opcRequestId": rid,
-                "operation": operation,
-                "ms": round(took * 1000, 1),
-                "deferrable": response.status_code < 500,
-            },
+        status = response.status_code
+        logs.access(
+            log,
+            f"{request.method} {target} -> {status}",
+            {"status": status, "opcRequestId": rid, "operation": operation, "ms": round(took * 1000, 1)},
+            deferrable=status < 500,
         )
         return response
 
