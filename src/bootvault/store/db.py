@@ -12,9 +12,10 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, create_engine, event, exc
+from sqlalchemy import Connection, Engine, create_engine, event, exc, make_url
 
 from bootvault.store import doorbell
+from bootvault.store.commits import INFO_KEY, CommitCount
 
 JOBS_CHANGED = "bootvault_jobs_changed"  # set in conn.info by store.jobs.announce
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -39,14 +40,14 @@ def _json_loads(text: str) -> Any:
     return {} if text == "{}" else json.loads(text)
 
 
-def _sqlite_engine(url: str) -> Engine:
+def _sqlite_engine(url: str, commits: Callable[[], CommitCount | None]) -> Engine:
     engine = create_engine(
         url, connect_args={"timeout": 30, "check_same_thread": False}, json_deserializer=_json_loads
     )
-    _private_files(engine.url.database)
 
     @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+    def _on_connect(dbapi_conn, record) -> None:  # type: ignore[no-untyped-def]
+        record.info[INFO_KEY] = commits()
         # Let SQLAlchemy's begin hook, not the driver, decide how a transaction starts.
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
@@ -77,8 +78,13 @@ class Database:
         self._local = threading.local()  # SQLite: each thread's read connection, kept open
         self._held: list[Connection] = []
         self._held_lock = threading.Lock()
+        self.commits: CommitCount | None = None  # SQLite files: see store/commits.py
         if self.is_sqlite:
-            self.engine = _sqlite_engine(url)
+            database = make_url(url).database
+            _private_files(database)
+            if database and database != ":memory:":
+                self.commits = CommitCount(database)
+            self.engine = _sqlite_engine(url, lambda: self.commits)
         else:
             self.engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
 
@@ -86,8 +92,15 @@ class Database:
     def write(self) -> Iterator[Connection]:
         with self.engine.connect() as conn:
             conn.execution_options(**{_WRITE: True})
-            with conn.begin():
-                yield conn
+            odd = None
+            try:
+                with conn.begin():  # on SQLite: BEGIN IMMEDIATE, the write lock is ours
+                    if self.commits is not None:
+                        odd = self.commits.begin()
+                    yield conn
+            finally:
+                if odd is not None:
+                    self.commits.end(odd)  # type: ignore[union-attr]
             if conn.info.pop(JOBS_CHANGED, False):
                 for wake in self._subscribers:
                     wake()
@@ -163,7 +176,7 @@ class Database:
             return
         cfg = Config()
         cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-        with self.engine.begin() as conn:
+        with self.write() as conn:
             if not self.is_sqlite:
                 conn.exec_driver_sql("SELECT pg_advisory_xact_lock(74207311)")
             cfg.attributes["connection"] = conn
@@ -175,3 +188,6 @@ class Database:
         for conn in held:
             conn.close()
         self.engine.dispose()
+        if self.commits is not None:
+            self.commits.close()
+            self.commits = None

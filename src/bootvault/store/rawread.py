@@ -7,7 +7,14 @@ the binds and the conversions stay SQLAlchemy's own. Other dialects use SQLAlche
 Rows are named tuples: attribute access, like SQLAlchemy's Row. Converting a row costs more than
 reading it (dates are parsed from text, tags from JSON), and the same rows are read again and
 again (a client polling a backup, pages of a list), so converted rows are remembered by their raw
-tuple: the key is the row's whole content, so a changed row is a new key, never a stale hit."""
+tuple: the key is the row's whole content, so a changed row is a new key, never a stale hit.
+
+A statement run on its own (no transaction open on the connection, as `Database.read_one` runs
+it) has its result remembered too, by its SQL and binds, while the database's commit count
+(store/commits.py) stays where it was when the statement ran. A client polling a backup then
+costs no read of SQLite at all until something is committed, by any process; the first commit
+after makes every remembered result unusable. A statement inside a transaction never uses them:
+its snapshot may be older than the count."""
 
 from __future__ import annotations
 
@@ -17,6 +24,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Select
+
+from bootvault.store.commits import INFO_KEY
 
 Processor = Callable[[Any], Any] | None
 
@@ -34,6 +43,8 @@ _PREPARED: dict[Select[Any], _Prepared] = {}  # statements are built once by the
 _KINDS: dict[tuple[int, ...], tuple[int, Callable[..., Any]]] = {}  # selected columns -> kind, row type
 _CONVERTED: dict[tuple[int, tuple[Any, ...]], Any] = {}  # (kind, raw row) -> converted row
 CONVERTED_MAX = 4096  # about 6 MiB of backup rows; the memo starts over when full
+_RESULTS: dict[tuple[Any, ...], tuple[int, list[Any]]] = {}  # (its count, sql, *binds) -> (count, rows)
+RESULTS_MAX = 4096  # the results share their rows with _CONVERTED
 
 
 def _prepare(conn: Connection, stmt: Select[Any]) -> _Prepared:
@@ -69,7 +80,27 @@ def rows(conn: Connection, stmt: Select[Any], params: dict[str, Any]) -> list[An
     for name, proc, default in prepared.binds:
         value = params.get(name, default)
         values.append(value if proc is None else proc(value))
-    cursor = conn.connection.driver_connection.execute(prepared.sql, values)  # type: ignore[union-attr]
+    driver = conn.connection.driver_connection
+    commits = None if driver.in_transaction else conn.info.get(INFO_KEY)  # type: ignore[union-attr]
+    if commits is None:
+        return _fetch(driver, prepared, values)
+    before = commits.now()
+    if before % 2:  # a commit is under way
+        return _fetch(driver, prepared, values)
+    key = (commits, prepared.sql, *values)  # commits: one database's results
+    hit = _RESULTS.get(key)
+    if hit is not None and hit[0] == before:
+        return list(hit[1])
+    out = _fetch(driver, prepared, values)
+    if commits.now() == before:  # no commit while the statement ran: its result is the database's
+        if len(_RESULTS) >= RESULTS_MAX:
+            _RESULTS.clear()
+        _RESULTS[key] = before, out
+    return list(out)
+
+
+def _fetch(driver: Any, prepared: _Prepared, values: list[Any]) -> list[Any]:
+    cursor = driver.execute(prepared.sql, values)
     out = []
     kind = prepared.kind
     for raw in cursor.fetchall():
