@@ -22,6 +22,7 @@ from oci.signer import AbstractBaseSigner
 from bootvault.api.auth import (
     AuthError,
     KeyId,
+    WireHeaders,
     _simple_params,  # noqa: PLC2701 - its equivalence is the point
     fingerprint_of,
     generate_api_key,
@@ -119,6 +120,23 @@ def test_headers_case_insensitive(signer, key_a) -> None:
     m, t, h, b = _sign(signer, *CASES["post_json"][:2], **CASES["post_json"][2])
     upper = {k.upper(): v for k, v in h.items()}
     assert verify_request(m.lower(), t, upper, b, lambda _k: _pub(key_a[1])).key.user_id == USER
+
+
+def test_the_servers_header_map_reads_as_any_mapping(signer, key_a) -> None:
+    """headers_of (lower-case names, values stripped once per request) is taken as it is; the
+    same headers in any case and with whitespace around values verify the same way."""
+    from starlette.requests import Request
+
+    from bootvault.api.common import headers_of
+
+    m, t, h, b = _sign(signer, *CASES["post_json"][:2], **CASES["post_json"][2])
+    raw = [(k.title().encode(), f" {v}\t ".encode()) for k, v in h.items()]
+    wire = headers_of(Request({"type": "http", "headers": raw}))
+    assert isinstance(wire, WireHeaders) and wire == {k: v.strip() for k, v in h.items()}
+    for headers in (wire, {k.decode(): v.decode() for k, v in raw}):
+        assert verify_request(m, t, headers, b, lambda _k: _pub(key_a[1])).key.user_id == USER
+    with pytest.raises(AuthError, match="x-content-sha256"):
+        verify_request(m, t, wire, b + b" ", lambda _k: _pub(key_a[1]))
 
 
 @pytest.mark.filterwarnings("ignore::FutureWarning")  # SDK get_fingerprint regex

@@ -28,6 +28,7 @@ __all__ = [
     "KeyId",
     "SignedRequest",
     "TrustedKey",
+    "WireHeaders",
     "check_body",
     "check_signature",
     "prepare_request",
@@ -264,9 +265,18 @@ def _signing_string(method: str, target: str, signed: list[str], headers: Mappin
         raise AuthError("signed headers contain non-ASCII characters") from exc
 
 
+class WireHeaders(dict[str, str]):
+    """Headers as the checks read them: names in lower case, values without the whitespace
+    around them. A mapping of this type is taken as it is; any other is converted first."""
+
+
+def _lowered(headers: Mapping[str, str]) -> dict[str, str]:
+    return {str(k).lower(): str(v).strip() for k, v in headers.items()}
+
+
 def check_body(headers: Mapping[str, str], body: bytes) -> None:
     """The body read after a headers-only verification must be the one the signature covers."""
-    _check_content({str(k).lower(): str(v).strip() for k, v in headers.items()}, bytes(body))
+    _check_content(headers if isinstance(headers, WireHeaders) else _lowered(headers), bytes(body))
 
 
 def prepare_request(
@@ -284,7 +294,7 @@ def prepare_request(
     if not isinstance(method, str) or not method or not isinstance(target, str) or not target:
         raise AuthError("missing method or request target")
     try:
-        lower = {str(k).lower(): str(v).strip() for k, v in headers.items()}
+        lower = headers if isinstance(headers, WireHeaders) else _lowered(headers)
     except Exception as exc:  # garbage mapping
         raise AuthError("unreadable headers") from exc
     if not isinstance(body, bytes | bytearray | memoryview | None):

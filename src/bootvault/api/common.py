@@ -20,7 +20,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from bootvault import logs, metrics
-from bootvault.api.auth import AuthError, TrustedKey, check_body, check_signature, prepare_request
+from bootvault.api.auth import (
+    AuthError,
+    TrustedKey,
+    WireHeaders,
+    check_body,
+    check_signature,
+    prepare_request,
+)
 from bootvault.api.errors import WireError, classify, error_response, request_id
 from bootvault.api.shapes import to_json
 from bootvault.api.wire import M, clean_text, parse_body
@@ -98,12 +105,15 @@ async def read_in_place(request: Request, ctx: Context, fn: Callable[..., Any], 
     return await offload(request, fn, *args)
 
 
-def headers_of(request: Request) -> dict[str, str]:
-    """The request's headers by (lower-case) name, decoded once per request; a repeated header
-    has its last value, the one the signature check reads (signing a repeated one is refused)."""
-    found: dict[str, str] | None = request.scope.get("bootvault.headers")
+def headers_of(request: Request) -> WireHeaders:
+    """The request's headers by (lower-case) name, decoded once per request, values without the
+    whitespace around them (not part of a value in HTTP); a repeated header has its last value,
+    the one the signature check reads (signing a repeated one is refused)."""
+    found: WireHeaders | None = request.scope.get("bootvault.headers")
     if found is None:
-        found = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in request.scope["headers"]}
+        found = WireHeaders(
+            (k.decode("latin-1").lower(), v.decode("latin-1").strip()) for k, v in request.scope["headers"]
+        )
         request.scope["bootvault.headers"] = found
     return found
 
@@ -214,11 +224,16 @@ def endpoint(operation: str, handler: Handler) -> Callable[[Request], Awaitable[
 
 
 def path_id(request: Request, name: str) -> str:
-    """A path id; one that is not an OCID of the route's resource type is 400, as in OCI."""
-    value = clean_text(str(request.path_params[name]), name)
-    kind, wire_name = PATH_IDS[name]
-    if ocid.resource_type(value) != kind:
-        raise InvalidArgument(f"{wire_name} is invalid or incorrectly formatted.")
+    """A path id; one that is not an OCID of the route's resource type is 400, as in OCI.
+    Checked once per request (_answer checks every id first, the handler asks again)."""
+    checked: dict[str, str] = request.scope.setdefault("bootvault.ids", {})
+    value = checked.get(name)
+    if value is None:
+        value = clean_text(str(request.path_params[name]), name)
+        kind, wire_name = PATH_IDS[name]
+        if ocid.resource_type(value) != kind:
+            raise InvalidArgument(f"{wire_name} is invalid or incorrectly formatted.")
+        checked[name] = value
     return value
 
 
