@@ -18,8 +18,16 @@ request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime", "deferrable"}
 
 
+_stamp = (0, "")  # the last millisecond formatted, and its text
+
+
 def _timestamp(created: float) -> str:
-    return datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")
+    """ISO 8601 to the millisecond; under load many lines share one."""
+    global _stamp
+    ms = int(created * 1000)
+    if _stamp[0] != ms:
+        _stamp = ms, datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
+    return _stamp[1]
 
 
 def _dumps(entry: dict[str, Any]) -> str:
