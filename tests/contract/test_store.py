@@ -221,3 +221,42 @@ def test_hot_reads_return_what_sqlalchemy_returns(db: Database) -> None:
     with db.read_one() as conn:
         again = fetch_row(conn, t, "full")
     assert again.display_name == "renamed" and again.percent_complete == 99 and again.etag != "e1"
+
+
+def test_backup_records_are_shared_frozen_and_follow_updates(db: Database) -> None:
+    """A backup's record is built once per row content and shared (so it is frozen); an update
+    gives a new record."""
+    import dataclasses
+    from datetime import UTC, datetime
+
+    from bootvault.domain.models import BackupState, BackupType, BootVolumeBackup, SourceType
+    from bootvault.store import backups
+
+    when = datetime(2026, 3, 4, tzinfo=UTC)
+    b = BootVolumeBackup(
+        "b1",
+        "T",
+        "C",
+        "v",
+        "one",
+        BackupState.AVAILABLE,
+        BackupType.FULL,
+        SourceType.MANUAL,
+        when,
+        when,
+        "e1",
+    )
+    with db.write() as conn:
+        backups.insert_backup(conn, b)
+    with db.read_one() as conn:
+        first = backups.get_backup(conn, "b1")
+    with db.read_one() as conn:
+        second = backups.get_backup(conn, "b1")
+    assert first == second == b
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        first.display_name = "changed"  # type: ignore[misc]
+    with db.write() as conn:
+        assert backups.update_backup(conn, "b1", {"display_name": "two"})
+    with db.read_one() as conn:
+        third = backups.get_backup(conn, "b1")
+    assert third.display_name == "two" and third.etag != "e1" and first.display_name == "one"

@@ -121,7 +121,7 @@ class BootVolume:
         return self.size_in_gbs * GIB
 
 
-@dataclass
+@dataclass(frozen=True)
 class BootVolumeBackup:
     id: str
     tenancy_id: str

@@ -92,9 +92,26 @@ def insert_backups(conn: Connection, items: list[BootVolumeBackup]) -> None:
         conn.execute(insert(t), [_values(b) for b in items])
 
 
+_RECORDS: dict[int, tuple[Any, BootVolumeBackup]] = {}  # id(row) -> (the row, its record)
+RECORDS_MAX = 4096
+
+
+def _record(row: Any) -> BootVolumeBackup:
+    """The record of a row. Rows read by key come from rawread's memo, so one content is one row
+    object, and its record (frozen) is built once; the row is held so its id is not reused."""
+    entry = _RECORDS.get(id(row))
+    if entry is not None and entry[0] is row:
+        return entry[1]
+    record = _from_row(row)
+    if len(_RECORDS) >= RECORDS_MAX:
+        _RECORDS.clear()
+    _RECORDS[id(row)] = row, record
+    return record
+
+
 def get_backup(conn: Connection, backup_id: str, *, lock: bool = False) -> BootVolumeBackup | None:
     row = fetch_row(conn, t, backup_id, lock=lock)
-    return _from_row(row) if row else None
+    return _record(row) if row else None
 
 
 def update_backup(
