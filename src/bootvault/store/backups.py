@@ -97,8 +97,9 @@ RECORDS_MAX = 4096
 
 
 def _record(row: Any) -> BootVolumeBackup:
-    """The record of a row. Rows read by key come from rawread's memo, so one content is one row
-    object, and its record (frozen) is built once; the row is held so its id is not reused."""
+    """The record of a row. Rows read through rawread (by key, list pages) come from its memo, so
+    one content is one row object, and its record (frozen) is built once; the entry holds the
+    row, so its id is not reused while the entry lives."""
     entry = _RECORDS.get(id(row))
     if entry is not None and entry[0] is row:
         return entry[1]
@@ -202,7 +203,7 @@ def list_backups(
     )
     sort_col = t.c.display_name if sort_by_name else t.c.time_created
     rows, last = run_page(conn, _list_statement(shape), params, sort_col, t.c.id, limit=limit, after=after)
-    return [_from_row(r) for r in rows], last
+    return [_record(r) for r in rows], last
 
 
 def expired(conn: Connection, at: datetime, limit: int) -> list[BootVolumeBackup]:
