@@ -151,6 +151,7 @@ def generate_api_key() -> tuple[bytes, bytes, str]:
     return private_pem, public_pem, fingerprint_of(key.public_key())
 
 
+@lru_cache(maxsize=1024)  # a client sends its keyId with every request
 def _parse_key_id(key_id: str) -> KeyId:
     parts = key_id.split("/")
     if len(parts) != 3 or not all(parts):
