@@ -246,6 +246,32 @@ def test_slow_headers_are_cut_off(limited: Live) -> None:
         assert b'"code": "RequestTimeout"' in answer, answer
 
 
+def test_slow_headers_of_a_later_request_on_the_connection_are_cut_off(limited: Live) -> None:
+    """The deadline holds for every request of a kept-alive connection, not only its first."""
+    sock = _connect(limited, timeout=10)
+    sock.sendall(f"GET {API}/bootVolumes HTTP/1.1\r\nhost: x\r\n\r\n".encode())
+    first = sock.recv(65536)
+    assert first.startswith(b"HTTP/1.1 401 ") and b"connection: close" not in first.lower(), first[:300]
+    started = time.monotonic()
+    sock.sendall(f"GET {API}/bootVolumes HTTP/1.1\r\n".encode())
+    answer = b""
+    try:
+        for byte in b"x-slow: " + b"a" * 100:
+            sock.sendall(bytes([byte]))
+            time.sleep(0.1)
+            if time.monotonic() - started > 8:
+                break
+        sock.settimeout(5)
+        answer = sock.recv(65536)
+    except OSError:
+        pass
+    closed_after = time.monotonic() - started
+    sock.close()
+    assert closed_after < 4, f"the connection was still open after {closed_after:.1f} s"
+    if answer:
+        assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+
+
 def test_slow_body_is_408(limited: Live) -> None:
     body = json.dumps({"bootVolumeId": limited.volume, "displayName": "slow"}).encode()
     target = f"{API}/bootVolumeBackups"

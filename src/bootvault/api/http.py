@@ -64,16 +64,20 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if self._in_headers:
             self._header_bytes += len(data)
         super().data_received(data)
-        if self._in_headers and self._header_bytes > self.max_header_bytes:
-            self._too_large()
+        if self._in_headers:
+            if self._header_bytes > self.max_header_bytes:
+                self._too_large()
+            else:  # headers still incomplete after this segment: their clock runs
+                self._arm()
 
     def send_400_response(self, msg: str) -> None:
         """A request the HTTP parser refuses (bad request line, control bytes in a header...)."""
         self._refuse(b"400 Bad Request", "CannotParseRequest", f"{msg} It is not valid HTTP/1.1.")
 
     def on_message_begin(self) -> None:
+        # No timer yet: a request whose headers complete in the segment that began it (nearly
+        # every one) never needs one; data_received arms it when they do not.
         self._in_headers = True
-        self._arm()
         super().on_message_begin()
 
     def on_url(self, url: bytes) -> None:
