@@ -39,6 +39,7 @@ run: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests
+	$(BIN)/mypy
 
 # The e2e tests mostly wait on servers, daemons and clients: TEST_JOBS pytest workers (whole files
 # each, in order, so module fixtures stay whole) overlap those waits on CI's 2 cores.

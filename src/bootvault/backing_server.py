@@ -89,7 +89,7 @@ def config_complete() -> None:
 
 
 def thread_model() -> int:
-    return nbdkit.THREAD_MODEL_PARALLEL
+    return int(nbdkit.THREAD_MODEL_PARALLEL)
 
 
 def open(readonly: bool) -> int:  # noqa: A001 - nbdkit's callback name
@@ -97,7 +97,7 @@ def open(readonly: bool) -> int:  # noqa: A001 - nbdkit's callback name
 
 
 def get_size(h: int) -> int:
-    return _reader.size
+    return int(_reader.size)
 
 
 def can_write(h: int) -> bool:
@@ -113,7 +113,7 @@ def can_extents(h: int) -> bool:
 
 
 def can_cache(h: int) -> int:
-    return nbdkit.CACHE_NONE
+    return int(nbdkit.CACHE_NONE)
 
 
 def extents(h: int, count: int, offset: int, flags: int) -> list[tuple[int, int, int]]:
