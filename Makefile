@@ -28,6 +28,7 @@ $(STAMP): pyproject.toml | system-packages
 	site=$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'); \
 		ln -sf /usr/lib/python3/dist-packages/nbd.py $(NBD_SO) "$$site"/
 	$(BIN)/python -c 'import nbd, qemu.qmp'
+	$(BIN)/bootvault doctor
 	rm -f $(VENV)/.installed-* && touch $(STAMP)
 
 install: $(STAMP) system-packages

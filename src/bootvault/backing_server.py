@@ -1,11 +1,14 @@
 """nbdkit plugin: serve one backup, read-only, lazily from the object store (the backing of a
 volume restored instantly while it hydrates). Started by pool/backing.py as
 
-    nbdkit --unix SOCK --pidfile PID python .../backing_server.py pythonpath=... backup=OCID
+    nbdkit --unix SOCK --pidfile PID python .../backing_server.py pythonpath=... backup=OCID size=N
 
-with the worker's BOOTVAULT_ settings in the environment. nbdkit runs Debian's python3.11; the
-project's packages come from `pythonpath` (the venv has the same ABI). A block that cannot be
-fetched or fails its check is an I/O error (EIO) to the reader, never zeros.
+with the worker's BOOTVAULT_ settings in the environment. With `size` (the backup's logical size)
+the server answers at once and opens the backup (bootvault's imports, settings, database, index:
+seconds) in a thread started after nbdkit has forked, which the first read waits for: an attach
+does not wait for it. Without `size` it opens the backup before serving. nbdkit runs Debian's
+python3.11; the project's packages come from `pythonpath` (the venv has the same ABI). A block
+that cannot be fetched or fails its check is an I/O error (EIO) to the reader, never zeros.
 """
 
 from __future__ import annotations
@@ -25,6 +28,9 @@ API_VERSION = 2
 STATS_EVERY_S = 0.25
 _config: dict[str, str] = {}
 _reader: Any = None
+_opened = threading.Event()  # set when _reader is open, or _open_error says why it is not
+_open_error: list[str] = []
+OPEN_WAIT_S = 600.0
 _served = {"bytes": 0, "written_at": 0.0, "every": STATS_EVERY_S}
 _lock = threading.Lock()
 _publishing = threading.Lock()  # held while the stats file is written
@@ -78,14 +84,44 @@ def config(key: str, value: str) -> None:
 
 
 def config_complete() -> None:
-    global _reader
     _served["every"] = float(_config.get("stats_every", STATS_EVERY_S))
     for path in reversed(_config.get("pythonpath", "").split(os.pathsep)):
         if path and path not in sys.path:
             sys.path.insert(0, path)
-    from bootvault.service.hydration import open_backup_reader
+    if "size" not in _config:
+        _open_backup()
+        if _open_error:
+            raise RuntimeError(_open_error[0])
 
-    _reader = open_backup_reader(_config["backup"])
+
+def after_fork() -> None:
+    if not _opened.is_set():
+        threading.Thread(target=_open_backup, name="open-backup", daemon=True).start()
+
+
+def _open_backup() -> None:
+    global _reader
+    try:
+        from bootvault.service.hydration import open_backup_reader
+
+        reader = open_backup_reader(_config["backup"])
+        if "size" in _config and reader.size != int(_config["size"]):
+            raise ValueError(f"the backup holds {reader.size} bytes, not the {_config['size']} announced")
+        _reader = reader
+    except Exception as exc:
+        _open_error.append(f"cannot open backup {_config.get('backup')}: {exc}")
+        _note_failure(_open_error[0])
+    finally:
+        _opened.set()
+
+
+def _backup() -> Any:
+    """The reader, once open (the first reads wait for it)."""
+    if not _opened.wait(OPEN_WAIT_S):
+        raise TimeoutError(f"backup {_config.get('backup')} did not open within {OPEN_WAIT_S:.0f} s")
+    if _open_error:
+        raise OSError(errno.EIO, _open_error[0])
+    return _reader
 
 
 def thread_model() -> int:
@@ -97,7 +133,7 @@ def open(readonly: bool) -> int:  # noqa: A001 - nbdkit's callback name
 
 
 def get_size(h: int) -> int:
-    return int(_reader.size)
+    return int(_config["size"]) if "size" in _config else int(_backup().size)
 
 
 def can_write(h: int) -> bool:
@@ -119,14 +155,14 @@ def can_cache(h: int) -> int:
 def extents(h: int, count: int, offset: int, flags: int) -> list[tuple[int, int, int]]:
     """Data where the backup has blocks, holes elsewhere (so QEMU never copies the holes)."""
     end, found = offset + count, []
-    for start, length, is_data in _reader.extents_in(offset, end):
+    for start, length, is_data in _backup().extents_in(offset, end):
         found.append((start, length, 0 if is_data else nbdkit.EXTENT_HOLE | nbdkit.EXTENT_ZERO))
     return found
 
 
 def pread(h: int, buf: memoryview, offset: int, flags: int) -> None:
     try:
-        _reader.read_into(memoryview(buf), offset)
+        _backup().read_into(memoryview(buf), offset)
     except Exception as exc:
         nbdkit.debug(f"read of {len(buf)} bytes at {offset} failed: {exc}")
         _note_failure(str(exc))

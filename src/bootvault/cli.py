@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -102,6 +103,45 @@ def _serve_metrics(ctx: Context) -> None:
         serve_metrics(ctx.db, ctx.settings.metrics_host, ctx.settings.metrics_port)
 
 
+def _require_libnbd(alternative: str = "") -> None:
+    """Workers back volumes up over NBD: without libnbd's binding, say so in one line and stop."""
+    from bootvault.external import Missing, require_libnbd
+
+    try:
+        require_libnbd()
+    except Missing as exc:
+        # plain print: rich would wrap the line at the terminal's width
+        print(f"error: {exc}" + (f" ({alternative})" if alternative else ""), file=sys.stderr)
+        raise typer.Exit(1) from exc
+
+
+@app.command()
+def doctor() -> None:
+    """List the programs and libraries bootvault needs besides its Python packages, with their
+    versions; exit 1 if one is missing."""
+    from bootvault.external import survey
+
+    missing = 0
+    for found in survey():
+        dep = found.dependency
+        if found.problem is None:
+            typer.echo(f"ok       {dep.name} {found.version}: {dep.purpose}")
+        else:
+            missing += 1
+            typer.echo(f"MISSING  {dep.missing_line(found.problem)}")
+    if missing:
+        typer.echo(f"{missing} missing: commands that need them stop with the same message")
+        raise typer.Exit(1)
+
+
+@app.command("settings")
+def settings_cmd() -> None:
+    """Print every setting (environment variable, default, meaning) as a markdown table."""
+    from bootvault.settings_doc import settings_table
+
+    typer.echo(settings_table(), nl=False)
+
+
 @app.command()
 def serve(
     data_dir: DataDir = None,
@@ -134,6 +174,8 @@ def serve(
     if tls_demo and tls_cert is not None:
         err.print("[red]error:[/red] --tls-demo makes its own certificate: leave out --tls-cert/--tls-key")
         raise typer.Exit(2)
+    if workers > 0:
+        _require_libnbd("or serve the API alone with --workers 0")
     settings = settings_from(
         data_dir, database_url, store_url, host=host, port=port, tls_cert=tls_cert, tls_key=tls_key
     )
@@ -172,6 +214,7 @@ def worker(data_dir: DataDir = None, database_url: DbUrl = None, store_url: Stor
     from bootvault.worker.main import Worker
     from bootvault.worker.scheduler import start_scheduler
 
+    _require_libnbd()
     setup_logging()
     with open_context(settings_from(data_dir, database_url, store_url)) as ctx:
         stop = threading.Event()

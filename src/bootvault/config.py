@@ -12,84 +12,117 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
-    """Every knob of a bootvault process. Environment variables use the BOOTVAULT_ prefix."""
+    """Every knob of a bootvault process. Environment variables use the BOOTVAULT_ prefix.
 
-    model_config = SettingsConfigDict(env_prefix="BOOTVAULT_", extra="ignore")
+    Each setting's docstring is its meaning in docs/settings.md, which `bootvault settings`
+    generates from this class (a test fails when the committed table differs)."""
+
+    model_config = SettingsConfigDict(env_prefix="BOOTVAULT_", extra="ignore", use_attribute_docstrings=True)
 
     data_dir: Path = Field(default=Path(".bootvault"))
-    database_url: str | None = None  # default: sqlite in data_dir
-    store_url: str | None = None  # default: data_dir/store
+    """Where an embedded deployment keeps everything: database, chunk store, volume pools, keys, run files."""
+    database_url: str | None = None
+    """SQLAlchemy URL of the metadata database; `postgresql+psycopg://...` for several hosts.
+    Unset: SQLite at `<data dir>/bootvault.db`."""
+    store_url: str | None = None
+    """Where backup data goes: `file:///dir` or `s3://bucket/prefix?endpoint=...` (AWS credentials
+    from the environment). Unset: `file://<data dir>/store`."""
     region: str = "local-1"
-    # The realm's domain in the SDK's region definition (OCI_REGION_METADATA, see docs/tls.md):
-    # clients that cannot take an endpoint call https://iaas.<region>.<realm_domain>.
+    """The region name the API reports and `tenancy create` writes into OCI config files."""
     realm_domain: str = "bootvault.test"
+    """The realm's domain in the SDK's region definition (OCI_REGION_METADATA, docs/tls.md): clients
+    that cannot take an endpoint call `https://iaas.<region>.<realm domain>`."""
     availability_domains: list[str] = Field(default_factory=lambda: ["bootvault:AD-1"])
-    # The deployment's master key (base64 or hex of 32 bytes), the same on every host. Without it
-    # the key is read from master_key_file, by default <data_dir>/keys/master.key, made on first use.
+    """The availability domains volumes can be created in (JSON list in the environment)."""
     master_key: str | None = None
+    """The deployment's master key (base64 or hex of 32 bytes), the same on every host. Unset: read
+    from `master_key_file`."""
     master_key_file: Path | None = None
-    # Volume pools: one directory per availability domain (default <data_dir>/volumes/<AD>).
-    # A worker only claims jobs of the ADs it serves (default: all), so give a worker only the
-    # ADs whose pools its host reaches. JSON in the environment, e.g. {"bootvault:AD-1": "/mnt/ad1"}.
+    """File holding the master key. Unset: `<data dir>/keys/master.key`, made on first use."""
     volume_pools: dict[str, Path] = Field(default_factory=dict)
+    """One pool directory per availability domain, JSON, e.g. `{"bootvault:AD-1": "/mnt/ad1"}`.
+    Unset domains: `<data dir>/volumes/<AD>`."""
     worker_availability_domains: list[str] | None = None
-    # Sockets and pid files of the daemons that serve volumes on this host (default <data>/run).
-    # Unix socket paths are limited to 107 bytes: keep this short.
+    """The domains whose jobs this host's workers claim: give a worker only the ADs whose pools its
+    host reaches. Unset: all of `availability_domains`."""
     run_dir: Path | None = None
+    """Sockets and pid files of the daemons that serve volumes on this host (a unix socket path is
+    at most 107 bytes: keep it short, or a private directory in /tmp is used). Unset: `<data dir>/run`."""
     host: str = "127.0.0.1"
+    """Address the API listens on."""
     port: int = 8420
-    # Request limits: OCI bodies are small JSON documents. Headers are capped by the HTTP layer.
+    """Port the API listens on."""
     max_body_bytes: int = 1 << 20
-    body_timeout_seconds: float = 10.0  # a body must arrive within this (slow senders are cut off)
-    header_timeout_seconds: float = 10.0  # a request's headers must arrive within this
+    """Largest request body accepted (413 beyond); OCI bodies are small JSON documents."""
+    body_timeout_seconds: float = 10.0
+    """A request body must arrive within this (slow senders are cut off with 408)."""
+    header_timeout_seconds: float = 10.0
+    """A request's headers must arrive within this (408)."""
     max_header_bytes: int = 32 << 10
-    max_connections: int = 1000  # beyond this many, new requests get 503
-    # HTTPS: a certificate chain and its key (PEM). Without them the API is plain HTTP.
+    """Largest request head accepted (431 beyond)."""
+    max_connections: int = 1000
+    """Open connections per API process; beyond this many, new requests get 503."""
     tls_cert: Path | None = None
+    """Certificate chain (PEM) to serve HTTPS with, together with `tls_key`. Unset: plain HTTP."""
     tls_key: Path | None = None
-    # Prometheus metrics on a listener of their own (off by default; never on the API port).
+    """The private key (PEM) of `tls_cert`."""
     metrics_host: str = "127.0.0.1"
+    """Address of the Prometheus metrics listener (never the API port)."""
     metrics_port: int | None = None
-    # Job leases: a worker renews its lease every lease_seconds/3; a job whose lease ran out is
-    # taken over by another worker (the restart rule for every transient state).
+    """Port of the Prometheus metrics listener. Unset: no metrics listener."""
     lease_seconds: float = 30.0
+    """A worker's lease on a job, renewed every third of it; a job whose lease ran out is taken
+    over by another worker."""
     poll_seconds: float = 0.5
+    """How often an idle worker looks for jobs when no wake-up reaches it."""
     max_job_attempts: int = 3
-    # Instant restore: the copy from the backup retries a failing store this many times (with
-    # backoff) before the volume goes FAULTY, and slows to this rate while the machine reads.
+    """Claims of a job before its resource goes FAULTY with the reason."""
     hydrate_retries: int = 5
+    """Failures (a store outage, damaged data) an instant restore's copy retries, with back-off,
+    before the volume goes FAULTY."""
     hydrate_throttled_bps: int = 32 << 20
-    hydrate_speed_bps: int = 0  # a cap on the copy at all times (0: none)
-    block_size: int = 64 << 10  # change-detection granularity of backups (see docs/architecture.md)
-    engine_threads: int = 3  # more than the cores: volume reads (O_DIRECT) wait on the disk
+    """Bytes per second the hydration copy slows to while the machine reads the volume on demand."""
+    hydrate_speed_bps: int = 0
+    """A cap on the hydration copy at all times, bytes per second (0: none)."""
+    block_size: int = 64 << 10
+    """Block size of backups: the change-detection and deduplication granularity
+    (bench/RESULTS-blocksize.md). Fixed for a deployment's life."""
+    engine_threads: int = 3
+    """Threads that read, hash, compress and encrypt a backup (more than the cores: volume reads
+    wait on the disk)."""
     retry_token_hours: float = 24.0
-    # Garbage collection: a condemned pack is deleted only after this grace period, and never
-    # while a job that began before (or up to the skew margin after) it was condemned runs.
+    """How long an `opc-retry-token` is remembered."""
     gc_grace_seconds: float = 1800.0
-    gc_interval_seconds: float = 86400.0  # 0 disables the periodic GC job
-    verify_interval_seconds: float = 7 * 86400.0  # 0 disables the periodic verify job
+    """A condemned pack is deleted only after this, and never while a job that began before (or up
+    to the clock skew margin after) it was condemned runs."""
+    gc_interval_seconds: float = 86400.0
+    """How often workers queue a GC job (0: never; `bootvault gc` still runs one)."""
+    verify_interval_seconds: float = 7 * 86400.0
+    """How often workers queue a job that re-reads all stored data (0: never)."""
     max_clock_skew_seconds: float = 300.0
-    # Backup policies. A schedule's retentionSeconds must be at least min_retention_seconds (tests
-    # lower it to seconds). REGIONAL_DATA_CENTER_TIME schedules run in region_time_zone (IANA name).
-    # Every process with workers runs the scheduler and expiry every scheduler_interval_seconds
-    # (0: not in this process).
+    """Clock difference tolerated between hosts, in GC's safety margin."""
     min_retention_seconds: float = 3600.0
+    """The least `retentionSeconds` a backup policy schedule may have."""
     region_time_zone: str = "UTC"
+    """IANA time zone of REGIONAL_DATA_CENTER_TIME schedules."""
     scheduler_interval_seconds: float = 5.0
-    # How long a retentionPeriod DAY lasts (a YEAR is 365 of them). Tests shorten it so a retention
-    # lock ends within a test; never change it in production.
+    """How often every process with workers runs the policy scheduler and expiry (0: not in this
+    process)."""
     retention_day_seconds: float = 86400.0
-    # A registered API key is re-read from the database at most this often per process (0: on
-    # every request). Keys are never deleted today; this bounds how long a removed one would work.
+    """How long a retentionPeriod DAY lasts (a YEAR is 365 of them). Tests shorten it so a lock
+    ends within a test; never change it in production."""
     api_key_cache_seconds: float = 10.0
-    # Threads per API process that run service calls (database work) off the event loop. Few
-    # threads suit SQLite (one writer; more threads only contend for the GIL); PostgreSQL may
-    # want more, as its calls wait on the network.
+    """A registered API key is re-read from the database at most this often per process (0: on
+    every request): how long a removed key would still work."""
     api_threads: int = 4
-    # Per-tenancy quotas (400 LimitExceeded beyond them).
+    """Threads per API process that run database work off the event loop (few suit SQLite;
+    PostgreSQL may want more)."""
     quota_volumes: int = 1000
-    quota_volume_gbs: int = 100 * 1024  # provisioned size of all volumes (they are thin)
+    """Boot volumes per tenancy (400 LimitExceeded beyond)."""
+    quota_volume_gbs: int = 100 * 1024
+    """Provisioned GB of all boot volumes of a tenancy (volumes are thin)."""
     quota_backups: int = 10000
+    """Boot volume backups per tenancy."""
 
     @field_validator("region_time_zone")
     @classmethod

@@ -216,7 +216,9 @@ def _daemon_pid(dep: Deployment, volume_id: str, name: str) -> int:
 
 def _progress(tenant: Tenant, volume_id: str) -> int:
     tags = tenant.client().get_boot_volume(volume_id).data.system_tags or {}
-    return int(tags.get("bootvault", {}).get("hydrationProgress") or 0)
+    value = tags.get("bootvault", {}).get("hydrationProgress")
+    assert value is None or isinstance(value, str), tags  # OCI tag values are strings (Terraform)
+    return int(value or 0)
 
 
 def test_hydration_survives_sigkill_of_its_daemon(slow: Deployment, tmp_path: Path) -> None:

@@ -32,9 +32,10 @@ def _none(_: Any) -> None:
     return None
 
 
-def _backup_system_tags(b: BootVolumeBackup) -> dict[str, Any]:
-    """bootvault's own facts about a backup (exact sizes, why it is FAULTY)."""
-    system: dict[str, Any] = {}
+def _backup_system_tags(b: BootVolumeBackup) -> dict[str, dict[str, str]]:
+    """bootvault's own facts about a backup (exact sizes, why it is FAULTY). Tag values are
+    strings, as in OCI: Terraform's provider refuses a number in its map of strings."""
+    system: dict[str, str] = {}
     if b.unique_size_bytes is not None:
         system["uniqueSizeBytes"] = str(b.unique_size_bytes)
     if b.logical_size_bytes is not None:
@@ -44,16 +45,18 @@ def _backup_system_tags(b: BootVolumeBackup) -> dict[str, Any]:
     return {"bootvault": system} if system else {}
 
 
-def _volume_system_tags(v: BootVolume) -> dict[str, Any]:
-    """bootvault's own facts about a volume: why it is FAULTY, where it is served."""
-    system: dict[str, Any] = {}
+def _volume_system_tags(v: BootVolume) -> dict[str, dict[str, str]]:
+    """bootvault's own facts about a volume: why it is FAULTY, where it is served, how much of
+    it is copied. Every value a string (see _backup_system_tags)."""
+    system: dict[str, str] = {}
     if v.lifecycle_details:
         system["lifecycleDetails"] = v.lifecycle_details
     if v.attachment_uri:
         system["attachment"] = v.attachment_uri
-        system["timeAttached"] = rfc3339(v.time_attached)
+        if v.time_attached is not None:
+            system["timeAttached"] = rfc3339(v.time_attached) or ""
     if not v.is_hydrated and v.hydration_percent is not None:
-        system["hydrationProgress"] = v.hydration_percent
+        system["hydrationProgress"] = str(v.hydration_percent)
     return {"bootvault": system} if system else {}
 
 

@@ -2,7 +2,10 @@
 the source backup read-only over NBD from the object store while the volume hydrates.
 
 Files: `<run dir>/<hash>/backing.sock` and `backing.pid` beside the volume's daemon files, and
-`<pool>/<ocid>.backing` (the backup id) for as long as the qcow2 names the server as its backing.
+`<pool>/<ocid>.backing` (the backup id, then its logical size on a second line; files of earlier
+releases have the id alone) for as long as the qcow2 names the server as its backing. Knowing the
+size, the server starts at once and opens the backup in the background (backing_server.py), so
+attaching a hydrating volume costs about what attaching any volume does.
 QEMU reaches the server through a `json:` backing spec with a reconnect delay, so a restarted
 server (same socket) is picked up again without failing the machine's reads.
 """
@@ -61,7 +64,9 @@ class BackingServer:
             return None
         return pid if b"nbdkit" in cmdline.split(b"\0", 1)[0] else None
 
-    def ensure(self, backup_id: str) -> None:
+    def ensure(self, backup_id: str, size: int | None = None) -> None:
+        """Start the server unless it runs. With the backup's size it answers before the backup
+        is open; without, it opens the backup first (seconds: imports, database, index)."""
         if self.pid() is not None:
             return
         self.sock.unlink(missing_ok=True)
@@ -81,6 +86,7 @@ class BackingServer:
             f"backup={backup_id}",
             f"stats={self.stats}",
             f"errors={self.errors}",
+            *([f"size={size}"] if size is not None else []),
         ]
         if self.stats_every is not None:
             args.append(f"stats_every={self.stats_every}")

@@ -1,7 +1,9 @@
 """NBD clients (libnbd) for the engine: a source that reads a point-in-time export.
 
 Each thread gets its own connection: a libnbd handle serialises the calls made on it, and
-QSD serves every connection of an export alike (`can_multi_conn`).
+QSD serves every connection of an export alike (`can_multi_conn`). libnbd's binding is imported
+at the first connection, not with this module, so a bootvault without it still starts (only its
+backups need it) and a backup says what is missing.
 """
 
 from __future__ import annotations
@@ -9,15 +11,30 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Iterator
+from types import ModuleType
+from typing import TYPE_CHECKING
 
-import nbd
-
+from bootvault import external
 from bootvault.pool.errors import PoolError
+
+if TYPE_CHECKING:
+    import nbd
 
 ALLOCATION = "base:allocation"
 STATE_HOLE, STATE_ZERO, STATE_DIRTY = 1, 2, 1
 STATUS_STEP = 1 << 30  # ask block status for up to 1 GiB at a time; the server may answer less
 MAX_REQUEST = 32 << 20  # QEMU's NBD server refuses larger requests
+
+
+class LibnbdMissing(PoolError):
+    """libnbd's Python binding is not installed; the message says how to get it."""
+
+
+def libnbd() -> ModuleType:
+    try:
+        return external.import_nbd()
+    except external.Missing as exc:
+        raise LibnbdMissing(external.LIBNBD.missing_line(str(exc))) from exc
 
 
 def dirty_context(bitmap: str) -> str:
@@ -36,6 +53,7 @@ class Connections:
     def handle(self) -> nbd.NBD:
         h = getattr(self._local, "h", None)
         if h is None:
+            nbd = libnbd()
             h = nbd.NBD()
             for ctx in self.contexts:
                 h.add_meta_context(ctx)
@@ -51,6 +69,9 @@ class Connections:
     def close(self) -> None:
         with self._lock:
             handles, self._all = self._all, []
+        if not handles:
+            return
+        nbd = libnbd()
         for h in handles:
             with contextlib.suppress(nbd.Error):
                 h.shutdown()

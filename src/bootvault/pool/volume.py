@@ -5,7 +5,7 @@ Layout in the availability domain's pool directory:
     <ocid>.qcow2                      the volume: qcow2, 64 KiB clusters, persistent dirty bitmaps
     <ocid>.img                        a raw volume of an older release; converted on first use
     <ocid>.backing                    the backup an instantly restored volume still reads from
-                                      (pool/backing.py) until it is hydrated
+                                      (pool/backing.py) until it is hydrated, and its size
     <ocid>.base                       raw, read-only: the backup's data, restored locally; the
                                       qcow2's backing once hydrated (pool/hydrate.py)
     .tmp-<random>-<ocid>.qcow2        a volume being created (import, restore, clone), or
@@ -79,7 +79,8 @@ class PoolVolume:
         the header names the base (a live switch, pool/hydrate.py, leaves the server's name
         there). The caller holds the volume's lock and no daemon runs."""
         if self.backing_file.exists():
-            self.backing.ensure(self.backing_file.read_text().strip())
+            backup_id, *size = self.backing_file.read_text().split()
+            self.backing.ensure(backup_id, int(size[0]) if size else None)
         else:
             self.settle_header()
 
@@ -106,7 +107,9 @@ class PoolVolume:
         self._create(lambda tmp: qemuimg.convert(str(self.legacy_path), "raw", tmp, "qcow2"), size)
         self.legacy_path.unlink()
 
-    def _create(self, fill: Callable[[Path], None], size: int, backup_id: str | None = None) -> None:
+    def _create(
+        self, fill: Callable[[Path], None], size: int, backing: tuple[str, int] | None = None
+    ) -> None:
         """Make the volume file: fill a temporary qcow2, grow it to size, start its bitmap,
         (name its backing server, for an instant restore) then rename it into place."""
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -116,9 +119,9 @@ class PoolVolume:
             if qemuimg.info(tmp, "qcow2").virtual_size < size:
                 qemuimg.resize(tmp, size)
             qemuimg.add_bitmap(tmp, ORIGIN_BITMAP, self.block_size)
-            if backup_id is not None:
+            if backing is not None:
                 with atomic_path(self.backing_file) as side:
-                    side.write_text(backup_id)
+                    side.write_text(f"{backing[0]}\n{backing[1]}\n")
                 qemuimg.rebase_unsafe(tmp, self.backing.backing_spec())
 
     def clear_tmp(self) -> None:
@@ -140,7 +143,7 @@ class PoolVolume:
             lambda tmp: qemuimg.convert(str(image), found.format, tmp, "qcow2", progress=progress), size
         )
 
-    def create_lazy(self, size: int, backup_id: str, holes: list[tuple[int, int]]) -> None:
+    def create_lazy(self, size: int, backup_id: str, backup_size: int, holes: list[tuple[int, int]]) -> None:
         """A volume usable at once whatever its size: an empty qcow2 whose backing is the backup,
         served from the object store (pool/backing.py) until hydrate.py switches it to a local
         copy. The backup's holes are zero clusters of the new volume from the start, so neither
@@ -150,7 +153,7 @@ class PoolVolume:
             qemuimg.create(tmp, size)
             qemuimg.zero_ranges(tmp, holes)
 
-        self._create(lazy, size, backup_id)
+        self._create(lazy, size, (backup_id, backup_size))
 
     def clone_from(self, source: PoolVolume, size: int) -> None:
         with source.read_view() as (uri, fmt):

@@ -60,7 +60,8 @@ def run_restore(ctx: Context, job: Job, lease: Lease) -> None:
     if manifest.logical_size > vol.size_bytes:
         raise JobFailed(f"The backup holds {manifest.logical_size} bytes, more than the volume's size.")
     holes = _holes(manifest, vol.size_bytes)
-    ctx.pool.volume(vol.availability_domain, vol.id).create_lazy(vol.size_bytes, backup.id, holes)
+    pool_volume = ctx.pool.volume(vol.availability_domain, vol.id)
+    pool_volume.create_lazy(vol.size_bytes, backup.id, manifest.logical_size, holes)
     lease.check()
     values = {"lifecycle_state": VolumeState.AVAILABLE.value, "is_hydrated": False, "hydration_percent": 0}
 

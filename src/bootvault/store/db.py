@@ -10,8 +10,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event, exc, make_url
 
 from bootvault.store import doorbell
@@ -174,6 +172,9 @@ class Database:
         instead of loading Alembic's migration scripts."""
         if self.schema_revision() == HEAD_REVISION:
             return
+        from alembic import command  # imported only to migrate: a third of a process's start-up
+        from alembic.config import Config
+
         cfg = Config()
         cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
         with self.write() as conn:
