@@ -271,7 +271,9 @@ def test_hydration_survives_sigkill_of_its_worker(tmp_path: Path) -> None:
 
 
 def test_unreadable_backup_data_is_an_io_error_then_faulty(tmp_path: Path) -> None:
-    dep = _deployment(tmp_path / "dep", BOOTVAULT_HYDRATE_RETRIES="1")
+    # three retries (back-offs of 2, 4 and 8 s): the volume is still hydrating when the CLI,
+    # slow to start on a busy machine, attaches it; with one, it could be FAULTY already
+    dep = _deployment(tmp_path / "dep", BOOTVAULT_HYDRATE_RETRIES="3")
     dep.start()
     try:
         tenant = dep.new_tenant("broken")
