@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from bootvault.config import Settings
 from bootvault.domain import ocid
@@ -23,7 +23,7 @@ from bootvault.service.context import Caller, Context
 from bootvault.store import backups, identity, volumes
 from bootvault.store.backups import retention_columns
 from bootvault.store.common import new_etag, now
-from bootvault.store.tables import boot_volume_backups, jobs, scheduled_runs
+from bootvault.store.tables import boot_volume_backups, boot_volumes, jobs, scheduled_runs
 from tests.dbs import database_url
 
 HOURLY = Schedule(BackupType.INCREMENTAL, Period.ONE_HOUR, 7200, offset_seconds=600)
@@ -141,7 +141,9 @@ def test_a_volume_that_is_busy_or_gone_is_skipped_with_a_reason(url: str, tmp_pa
     caller, ids = _volumes(ctx, 2)
     due = _assign_all(ctx, caller, ids, [HOURLY])
     with ctx.db.write() as conn:
-        volumes.update_volume(conn, ids[1], {"lifecycle_state": VolumeState.RESTORING.value})
+        # arranged in the table: a restore's volume row is RESTORING from its creation on
+        where = boot_volumes.c.id == ids[1]
+        conn.execute(update(boot_volumes).where(where).values(lifecycle_state=VolumeState.RESTORING.value))
     assert scheduler.run_due(ctx, now=due) == 1
     with ctx.db.read() as conn:
         (run,) = policies.repo.runs_of(conn, ids[1])

@@ -260,3 +260,58 @@ def test_backup_records_are_shared_frozen_and_follow_updates(db: Database) -> No
     with db.read_one() as conn:
         third = backups.get_backup(conn, "b1")
     assert third.display_name == "two" and third.etag != "e1" and first.display_name == "one"
+
+
+def _backup_row(db: Database, state: str) -> str:
+    from bootvault.domain import ocid
+    from bootvault.domain.models import BackupState, BackupType, BootVolumeBackup, SourceType
+    from bootvault.store import backups
+    from bootvault.store.common import new_etag, now
+
+    ident = ocid.mint("bootvolumebackup")
+    record = BootVolumeBackup(
+        id=ident,
+        tenancy_id="t",
+        compartment_id="c",
+        boot_volume_id="v",
+        display_name="b",
+        lifecycle_state=BackupState(state),
+        type=BackupType.FULL,
+        source_type=SourceType.MANUAL,
+        time_request_received=now(),
+        time_created=now(),
+        etag=new_etag(),
+    )
+    with db.write() as conn:
+        backups.insert_backup(conn, record)
+    return ident
+
+
+def test_a_state_moves_only_as_the_lifecycle_table_allows(db: Database) -> None:
+    from bootvault.domain.errors import Conflict, EtagMismatch
+    from bootvault.store import backups
+
+    creating = _backup_row(db, "CREATING")
+    with db.write() as conn, pytest.raises(Conflict, match="is CREATING; it cannot be deleted"):
+        backups.move_backup(conn, creating, "deleted")  # a backup in progress is never deleted
+    with db.write() as conn, pytest.raises(ValueError):
+        backups.update_backup(conn, creating, {"lifecycle_state": "TERMINATING"})  # no way around it
+    with db.write() as conn, pytest.raises(EtagMismatch):
+        backups.move_backup(conn, creating, "completed", {"percent_complete": 100}, expected_etag="stale")
+    with db.read() as conn:
+        unchanged = backups.get_backup(conn, creating)
+    assert unchanged is not None and (unchanged.lifecycle_state, unchanged.percent_complete) == (
+        "CREATING",
+        0,
+    )
+    with db.write() as conn:
+        etag = backups.move_backup(conn, creating, "completed", {"percent_complete": 100}, unchanged.etag)
+    with db.read() as conn:
+        done = backups.get_backup(conn, creating)
+    assert done is not None and (done.lifecycle_state, done.percent_complete, done.etag) == (
+        "AVAILABLE",
+        100,
+        etag,
+    )
+    with db.write() as conn, pytest.raises(Conflict, match="is gone"):
+        backups.move_backup(conn, "ocid1.bootvolumebackup.oc1..missing", "deleted")

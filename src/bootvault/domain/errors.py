@@ -45,6 +45,9 @@ class RetryTokenReused(BootVaultError):
 class EtagMismatch(BootVaultError):
     """The if-match value does not match the resource's current etag."""
 
+    IF_MATCH = "The if-match value does not match the current etag of the resource."
+    CHANGED = "The resource changed while it was being updated; fetch it and retry."
+
 
 class Unauthenticated(BootVaultError):
     """The request signature or credentials are missing or invalid."""

@@ -65,11 +65,6 @@ class JobState(enum.StrEnum):
     FAILED = "FAILED"
 
 
-BACKUP_IN_PROGRESS = frozenset({BackupState.REQUEST_RECEIVED, BackupState.CREATING})
-BACKUP_BUSY = BACKUP_IN_PROGRESS | {BackupState.TERMINATING}
-VOLUME_BUSY = frozenset({VolumeState.PROVISIONING, VolumeState.RESTORING, VolumeState.TERMINATING})
-
-
 @dataclass
 class Tags:
     freeform: dict[str, str] = field(default_factory=dict)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bootvault.domain.errors import InvalidArgument
+from bootvault.domain.errors import EtagMismatch, InvalidArgument
 from bootvault.domain.models import Tags
 
 MAX_NAME = 255
@@ -68,3 +68,9 @@ def tag_update(
         defined if defined is not None else current.defined,
     )
     return {"freeform_tags": merged.freeform, "defined_tags": merged.defined}
+
+
+def check_if_match(current_etag: str, if_match: str | None) -> None:
+    """An if-match header, when given, must be the resource's current etag (412 otherwise)."""
+    if if_match is not None and if_match != current_etag:
+        raise EtagMismatch(EtagMismatch.IF_MATCH)

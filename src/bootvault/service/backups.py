@@ -9,8 +9,8 @@ from sqlalchemy import Connection
 
 from bootvault.domain import ocid
 from bootvault.domain.errors import Conflict, EtagMismatch, IncorrectState, NotFound, RelatedNotFound
+from bootvault.domain.lifecycle import BACKUP_GONE, BACKUP_IN_PROGRESS, VOLUME_FILLING
 from bootvault.domain.models import (
-    BACKUP_IN_PROGRESS,
     BackupState,
     BackupType,
     BootVolumeBackup,
@@ -19,7 +19,7 @@ from bootvault.domain.models import (
     VolumeState,
 )
 from bootvault.domain.retention import Retention, change
-from bootvault.domain.validation import check_display_name, check_tags, tag_update
+from bootvault.domain.validation import check_display_name, check_if_match, check_tags, tag_update
 from bootvault.service import pagetokens, quotas
 from bootvault.service.context import Caller, Context
 from bootvault.service.identity import require_compartment, require_kms_key
@@ -86,7 +86,7 @@ def create_backup(
         volume = volumes.get_volume(conn, req.boot_volume_id, lock=True)
         if volume is None or volume.tenancy_id != caller.tenancy_id:
             raise RelatedNotFound(f"bootVolumeId {req.boot_volume_id} not found or not authorized.")
-        if volume.lifecycle_state in (VolumeState.PROVISIONING, VolumeState.RESTORING):
+        if volume.lifecycle_state in VOLUME_FILLING:
             raise IncorrectState(
                 f"Boot volume {volume.id} is {volume.lifecycle_state}; retry when AVAILABLE."
             )
@@ -178,15 +178,10 @@ def _apply_update(
     conn: Connection, backup_id: str, values: dict[str, Any], if_match: str | None
 ) -> BootVolumeBackup:
     if repo.update_backup(conn, backup_id, values, expected_etag=if_match) is None:
-        raise EtagMismatch("The if-match value does not match the current etag of the resource.")
+        raise EtagMismatch(EtagMismatch.IF_MATCH)
     backup = repo.get_backup(conn, backup_id)
     assert backup is not None
     return backup
-
-
-def _check_if_match(backup: BootVolumeBackup, if_match: str | None) -> None:
-    if if_match is not None and if_match != backup.etag:
-        raise EtagMismatch("The if-match value does not match the current etag of the resource.")
 
 
 def update_backup(
@@ -195,8 +190,8 @@ def update_backup(
     check_display_name(req.display_name)
     with ctx.db.write() as conn:
         backup = _owned(conn, caller, backup_id, lock=True)
-        _check_if_match(backup, if_match)
-        if backup.lifecycle_state in (BackupState.TERMINATING, BackupState.TERMINATED):
+        check_if_match(backup.etag, if_match)
+        if backup.lifecycle_state in BACKUP_GONE:
             raise Conflict(f"Boot volume backup {backup_id} is {backup.lifecycle_state}.")
         if req.kms_key_id is not None and req.kms_key_id != backup.kms_key_id:
             raise Conflict("kmsKeyId: re-encrypting an existing backup under another key is not supported.")
@@ -235,8 +230,8 @@ def _retention_update(
 def delete_backup(ctx: Context, caller: Caller, backup_id: str, if_match: str | None) -> None:
     with ctx.db.write() as conn:
         backup = _owned(conn, caller, backup_id, lock=True)
-        _check_if_match(backup, if_match)
-        if backup.lifecycle_state in (BackupState.TERMINATING, BackupState.TERMINATED):
+        check_if_match(backup.etag, if_match)
+        if backup.lifecycle_state in BACKUP_GONE:
             return
         blocker = backup.retention.blocker(backup_id, now())
         if blocker is not None:
@@ -253,7 +248,7 @@ def delete_backup(ctx: Context, caller: Caller, backup_id: str, if_match: str | 
                 f"Boot volume backup {backup_id} is the source of boot volume {hydrating[0]}, which is "
                 "still hydrating from it; delete the backup once the volume is hydrated."
             )
-        _apply_update(conn, backup_id, {"lifecycle_state": BackupState.TERMINATING.value}, if_match)
+        repo.move_backup(conn, backup_id, "deleted", expected_etag=if_match)
         jobs.enqueue(conn, JobKind.DELETE_BACKUP, caller.tenancy_id, backup_id, lane=backup_id)
 
 
@@ -262,8 +257,8 @@ def change_compartment(
 ) -> None:
     with ctx.db.write() as conn:
         backup = _owned(conn, caller, backup_id, lock=True)
-        _check_if_match(backup, if_match)
+        check_if_match(backup.etag, if_match)
         require_compartment(conn, caller, compartment_id, in_body=True)
-        if backup.lifecycle_state in (BackupState.TERMINATING, BackupState.TERMINATED):
+        if backup.lifecycle_state in BACKUP_GONE:
             raise Conflict(f"Boot volume backup {backup_id} is {backup.lifecycle_state}.")
         _apply_update(conn, backup_id, {"compartment_id": compartment_id}, if_match)

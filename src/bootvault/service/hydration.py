@@ -63,10 +63,10 @@ def run_restore(ctx: Context, job: Job, lease: Lease) -> None:
     pool_volume = ctx.pool.volume(vol.availability_domain, vol.id)
     pool_volume.create_lazy(vol.size_bytes, backup.id, manifest.logical_size, holes)
     lease.check()
-    values = {"lifecycle_state": VolumeState.AVAILABLE.value, "is_hydrated": False, "hydration_percent": 0}
+    values = {"is_hydrated": False, "hydration_percent": 0}
 
     def available(conn: Connection) -> None:
-        volumes.update_volume(conn, vol.id, values)
+        volumes.move_volume(conn, vol.id, "filled", values)
         lane = f"hydrate:{vol.id}"  # not the volume's lane: backups need not wait for it
         jobs.enqueue(conn, JobKind.HYDRATE, vol.tenancy_id, vol.id, lane=lane, ad=vol.availability_domain)
 

@@ -12,8 +12,9 @@ from sqlalchemy import Connection
 
 from bootvault import metrics
 from bootvault.blobstore import BlobStoreError
+from bootvault.domain.errors import Conflict
+from bootvault.domain.lifecycle import BACKUP, VOLUME
 from bootvault.domain.models import (
-    BACKUP_IN_PROGRESS,
     BackupState,
     BackupType,
     BootVolume,
@@ -35,7 +36,6 @@ from bootvault.store import backups, jobs, volumes
 from bootvault.store.common import now
 
 log = logging.getLogger("bootvault.jobs")
-VOLUME_FILLING = (VolumeState.RESTORING, VolumeState.PROVISIONING)
 
 
 def _throttled_progress(ctx: Context, backup_id: str, lease: Lease) -> Callable[[int, int], None]:
@@ -59,7 +59,7 @@ def _start_backup(
     """Move the backup to CREATING; None if there is nothing (left) to do."""
     with ctx.db.write() as conn:
         backup = backups.get_backup(conn, job.resource_id)
-        if backup is None or backup.lifecycle_state not in BACKUP_IN_PROGRESS:
+        if backup is None or not BACKUP.allows("started", backup.lifecycle_state):
             return None
         volume = volumes.get_volume(conn, backup.boot_volume_id)
         if volume is None:
@@ -67,9 +67,7 @@ def _start_backup(
         parent = None
         if backup.type == BackupType.INCREMENTAL:
             parent = backups.latest_available(conn, backup.boot_volume_id, backup.kms_key_id)
-        backups.update_backup(
-            conn, backup.id, {"lifecycle_state": BackupState.CREATING.value, "percent_complete": 0}
-        )
+        backups.move_backup(conn, backup.id, "started", {"percent_complete": 0})
     return backup, parent, volume
 
 
@@ -123,7 +121,6 @@ def _run_backup(ctx: Context, job: Job, lease: Lease) -> None:
         )
         values = {
             **imaged,
-            "lifecycle_state": BackupState.AVAILABLE.value,
             "percent_complete": 100,
             "logical_size_bytes": result.logical_size,
             "unique_size_bytes": result.bytes_new,
@@ -131,7 +128,7 @@ def _run_backup(ctx: Context, job: Job, lease: Lease) -> None:
         }
 
         def done(conn: Connection) -> None:
-            backups.update_backup(conn, backup.id, values)
+            backups.move_backup(conn, backup.id, "completed", values)
             current = backups.get_backup(conn, backup.id)  # a lock may have come while it ran
             if current is not None and current.retention.locked(now()):  # objects get its date
                 jobs.enqueue(conn, JobKind.RETAIN, backup.tenancy_id, backup.id, lane=backup.id)
@@ -151,13 +148,15 @@ def _fill_job(ctx: Context, job: Job, lease: Lease, fill: Callable[[BootVolume, 
     """Create the volume of a RESTORE or CLONE job with fill(volume, source id), then AVAILABLE."""
     with ctx.db.read() as conn:
         vol = volumes.get_volume(conn, job.resource_id)
-    if vol is None or vol.source_id is None or vol.lifecycle_state not in VOLUME_FILLING:
+    if vol is None or vol.source_id is None or not VOLUME.allows("filled", vol.lifecycle_state):
         finish_job(ctx, job, lease, JobState.SUCCEEDED, lambda conn: None)
         return
     fill(vol, vol.source_id)
     lease.check()
-    values = {"lifecycle_state": VolumeState.AVAILABLE.value, "is_hydrated": True, "lifecycle_details": None}
-    finish_job(ctx, job, lease, JobState.SUCCEEDED, lambda conn: volumes.update_volume(conn, vol.id, values))
+    values = {"is_hydrated": True, "lifecycle_details": None}
+    finish_job(
+        ctx, job, lease, JobState.SUCCEEDED, lambda conn: volumes.move_volume(conn, vol.id, "filled", values)
+    )
 
 
 def _run_clone(ctx: Context, job: Job, lease: Lease) -> None:
@@ -177,18 +176,25 @@ def _run_resize(ctx: Context, job: Job, lease: Lease) -> None:
         vol = volumes.get_volume(conn, job.resource_id)
     if vol is not None and vol.lifecycle_state == VolumeState.PROVISIONING:
         ctx.pool.volume(vol.availability_domain, vol.id).grow(vol.size_bytes)
-    values = {"lifecycle_state": VolumeState.AVAILABLE.value, "lifecycle_details": None}
+    values = {"lifecycle_details": None}
     finish_job(
-        ctx, job, lease, JobState.SUCCEEDED, lambda conn: volumes.update_volume(conn, job.resource_id, values)
+        ctx,
+        job,
+        lease,
+        JobState.SUCCEEDED,
+        lambda conn: volumes.move_volume(conn, job.resource_id, "grown", values),
     )
 
 
 def _run_delete_backup(ctx: Context, job: Job, lease: Lease) -> None:
     # Blocks stay until garbage collection proves no other backup references them.
     ctx.store.delete(manifest_name(job.resource_id))
-    values = {"lifecycle_state": BackupState.TERMINATED.value}
     finish_job(
-        ctx, job, lease, JobState.SUCCEEDED, lambda conn: backups.update_backup(conn, job.resource_id, values)
+        ctx,
+        job,
+        lease,
+        JobState.SUCCEEDED,
+        lambda conn: backups.move_backup(conn, job.resource_id, "terminated"),
     )
 
 
@@ -197,9 +203,12 @@ def _run_delete_volume(ctx: Context, job: Job, lease: Lease) -> None:
         vol = volumes.get_volume(conn, job.resource_id)
     if vol is not None:
         ctx.pool.volume(vol.availability_domain, vol.id).delete()
-    values = {"lifecycle_state": VolumeState.TERMINATED.value}
     finish_job(
-        ctx, job, lease, JobState.SUCCEEDED, lambda conn: volumes.update_volume(conn, job.resource_id, values)
+        ctx,
+        job,
+        lease,
+        JobState.SUCCEEDED,
+        lambda conn: volumes.move_volume(conn, job.resource_id, "terminated"),
     )
 
 
@@ -247,13 +256,16 @@ HANDLERS: dict[JobKind, Callable[[Context, Job, Lease], None]] = {
 
 def mark_faulty(conn: Connection, job: Job, reason: str) -> None:
     """Put the job's resource into FAULTY with a reason a user can read."""
-    values = {"lifecycle_state": "FAULTY", "lifecycle_details": reason}
+    values = {"lifecycle_details": reason}
     if job.kind in (JobKind.GC, JobKind.VERIFY, JobKind.RETAIN):
         return  # no resource state of its own: the job's last_error carries the reason
-    if job.kind in (JobKind.BACKUP, JobKind.DELETE_BACKUP):
-        backups.update_backup(conn, job.resource_id, values)
-    else:
-        volumes.update_volume(conn, job.resource_id, values)
+    try:
+        if job.kind in (JobKind.BACKUP, JobKind.DELETE_BACKUP):
+            backups.move_backup(conn, job.resource_id, "failed", values)
+        else:
+            volumes.move_volume(conn, job.resource_id, "failed", values)
+    except Conflict as exc:  # gone, or moved on meanwhile: the job's last_error keeps the reason
+        log.warning("job %s failed, its resource not marked FAULTY: %s", job.id, exc)
 
 
 def execute(ctx: Context, job: Job, lease: Lease) -> None:

@@ -116,12 +116,11 @@ def run_verify(ctx: Context, backup_id: str | None = None) -> VerifyReport:
 
 
 def _mark_faulty(ctx: Context, backup_id: str, reason: str, report: VerifyReport) -> None:
-    values = {"lifecycle_state": BackupState.FAULTY.value, "lifecycle_details": reason}
     with ctx.db.write() as conn:
         current = backups.get_backup(conn, backup_id, lock=True)
         if current is None or current.lifecycle_state != BackupState.AVAILABLE:
             return  # deleted while being verified: its manifest is gone on purpose
-        backups.update_backup(conn, backup_id, values)
+        backups.move_backup(conn, backup_id, "failed", {"lifecycle_details": reason})
     log.warning("backup %s is damaged: %s", backup_id, reason)
     report.faulty[backup_id] = reason
 

@@ -10,7 +10,8 @@ from sqlalchemy import Connection
 
 from bootvault.domain import ocid
 from bootvault.domain.errors import Conflict, EtagMismatch, InvalidArgument, NotFound
-from bootvault.domain.models import BootVolume, VolumeState
+from bootvault.domain.lifecycle import VOLUME_GONE
+from bootvault.domain.models import BootVolume
 from bootvault.domain.policies import (
     ORACLE_POLICIES,
     PolicyAssignment,
@@ -19,7 +20,7 @@ from bootvault.domain.policies import (
     check_schedules,
 )
 from bootvault.domain.scheduling import first_due
-from bootvault.domain.validation import check_display_name, check_tags, tag_update
+from bootvault.domain.validation import check_display_name, check_if_match, check_tags, tag_update
 from bootvault.service import pagetokens
 from bootvault.service.context import Caller, Context
 from bootvault.service.identity import require_compartment
@@ -70,11 +71,6 @@ def _own_policy(conn: Connection, caller: Caller, policy_id: str, verb: str) -> 
     if policy is None or policy.tenancy_id != caller.tenancy_id:
         raise NotFound()
     return policy
-
-
-def _check_if_match(etag: str, if_match: str | None) -> None:
-    if if_match is not None and if_match != etag:
-        raise EtagMismatch("The if-match value does not match the current etag of the resource.")
 
 
 def create_policy(
@@ -146,7 +142,7 @@ def update_policy(
         check_schedules(req.schedules, ctx.settings.min_retention_seconds)
     with ctx.db.write() as conn:
         policy = _own_policy(conn, caller, policy_id, "modified")
-        _check_if_match(policy.etag, if_match)
+        check_if_match(policy.etag, if_match)
         values: dict[str, Any] = {}
         if req.display_name is not None:
             values["display_name"] = req.display_name
@@ -156,7 +152,7 @@ def update_policy(
         if not values:
             return policy
         if repo.update_policy(conn, policy_id, values, expected_etag=policy.etag) is None:
-            raise EtagMismatch("The resource changed while it was being updated; fetch it and retry.")
+            raise EtagMismatch(EtagMismatch.CHANGED)
         if req.schedules is not None:  # assignments follow the new schedules from now on
             ts = now()
             repo.reschedule_policy(
@@ -170,7 +166,7 @@ def update_policy(
 def delete_policy(ctx: Context, caller: Caller, policy_id: str, if_match: str | None) -> None:
     with ctx.db.write() as conn:
         policy = _own_policy(conn, caller, policy_id, "deleted")
-        _check_if_match(policy.etag, if_match)
+        check_if_match(policy.etag, if_match)
         assigned = repo.count_assignments(conn, policy_id)
         if assigned:
             raise Conflict(
@@ -206,7 +202,7 @@ def create_assignment(ctx: Context, caller: Caller, asset_id: str, policy_id: st
         volume = volumes.get_volume(conn, asset_id, lock=True)
         if volume is None or volume.tenancy_id != caller.tenancy_id:
             raise NotFound(f"assetId {asset_id}: authorization failed or the boot volume was not found.")
-        if volume.lifecycle_state in (VolumeState.TERMINATING, VolumeState.TERMINATED):
+        if volume.lifecycle_state in VOLUME_GONE:
             raise Conflict(
                 f"Boot volume {asset_id} is {volume.lifecycle_state}; it cannot get a backup policy."
             )
@@ -231,7 +227,7 @@ def get_assignment(ctx: Context, caller: Caller, assignment_id: str) -> PolicyAs
 def delete_assignment(ctx: Context, caller: Caller, assignment_id: str, if_match: str | None) -> None:
     with ctx.db.write() as conn:
         found = _own_assignment(conn, caller, assignment_id)
-        _check_if_match(found.etag, if_match)
+        check_if_match(found.etag, if_match)
         repo.delete_assignment(conn, assignment_id)
 
 

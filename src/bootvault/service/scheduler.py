@@ -191,7 +191,7 @@ def expire_due(ctx: Context, now: datetime | None = None) -> int:
             for b in found:
                 if b.retention.blocker(b.id, at) or _read_by_a_volume(conn, b.id):
                     continue
-                backups.update_backup(conn, b.id, {"lifecycle_state": BackupState.TERMINATING.value})
+                backups.move_backup(conn, b.id, "deleted")
                 jobs.enqueue(conn, JobKind.DELETE_BACKUP, b.tenancy_id, b.id, lane=b.id)
                 done += 1
         total += done

@@ -16,6 +16,7 @@ from bootvault.domain.errors import (
     NotFound,
     RelatedNotFound,
 )
+from bootvault.domain.lifecycle import VOLUME_FILLING, VOLUME_GONE
 from bootvault.domain.models import (
     GIB,
     BackupState,
@@ -24,7 +25,7 @@ from bootvault.domain.models import (
     VolumeSource,
     VolumeState,
 )
-from bootvault.domain.validation import check_display_name, check_tags, tag_update
+from bootvault.domain.validation import check_display_name, check_if_match, check_tags, tag_update
 from bootvault.service import pagetokens, policies, quotas
 from bootvault.service.context import Caller, Context
 from bootvault.service.identity import require_compartment, require_kms_key
@@ -186,11 +187,15 @@ def list_volumes(
     return items, token
 
 
-def _cas(conn: Connection, vol: BootVolume, values: dict[str, Any], if_match: str | None) -> BootVolume:
-    if if_match is not None and if_match != vol.etag:
-        raise EtagMismatch("The if-match value does not match the current etag of the resource.")
-    if values and repo.update_volume(conn, vol.id, values, expected_etag=vol.etag) is None:
-        raise EtagMismatch("The resource changed while it was being updated; fetch it and retry.")
+def _cas(
+    conn: Connection, vol: BootVolume, values: dict[str, Any], if_match: str | None, event: str | None = None
+) -> BootVolume:
+    """Apply `values` (and the state change of `event`, if any) by compare-and-set on the etag."""
+    check_if_match(vol.etag, if_match)
+    if event is not None:
+        repo.move_volume(conn, vol.id, event, values, expected_etag=vol.etag)
+    elif values and repo.update_volume(conn, vol.id, values, expected_etag=vol.etag) is None:
+        raise EtagMismatch(EtagMismatch.CHANGED)
     updated = repo.get_volume(conn, vol.id)
     assert updated is not None
     return updated
@@ -203,7 +208,7 @@ def update_volume(
     check_size(req.size_in_gbs)
     with ctx.db.write() as conn:
         vol = owned_volume(conn, caller, volume_id, lock=True)
-        if vol.lifecycle_state in (VolumeState.TERMINATING, VolumeState.TERMINATED):
+        if vol.lifecycle_state in VOLUME_GONE:
             raise Conflict(f"Boot volume {volume_id} is {vol.lifecycle_state}.")
         values: dict[str, Any] = {}
         if req.display_name is not None:
@@ -217,8 +222,8 @@ def update_volume(
                 ctx, conn, caller.tenancy_id, new=0, added_gbs=req.size_in_gbs - vol.size_in_gbs
             )
             values["size_in_gbs"] = req.size_in_gbs
-            values["lifecycle_state"] = VolumeState.PROVISIONING.value  # as OCI: a grow provisions
-        updated = _cas(conn, vol, values, if_match)
+        grows = "size_in_gbs" in values  # as OCI: a grow provisions
+        updated = _cas(conn, vol, values, if_match, "resized" if grows else None)
         if "size_in_gbs" in values:  # the pool's host grows the file, in the volume's lane
             jobs.enqueue(
                 conn, JobKind.RESIZE, caller.tenancy_id, vol.id, lane=vol.id, ad=vol.availability_domain
@@ -241,11 +246,10 @@ def _check_resize(vol: BootVolume, size: int) -> None:
 def delete_volume(ctx: Context, caller: Caller, volume_id: str, if_match: str | None) -> None:
     with ctx.db.write() as conn:
         vol = owned_volume(conn, caller, volume_id, lock=True)
-        if if_match is not None and if_match != vol.etag:
-            raise EtagMismatch("The if-match value does not match the current etag of the resource.")
-        if vol.lifecycle_state in (VolumeState.TERMINATING, VolumeState.TERMINATED):
+        check_if_match(vol.etag, if_match)
+        if vol.lifecycle_state in VOLUME_GONE:
             return
-        if vol.lifecycle_state in (VolumeState.PROVISIONING, VolumeState.RESTORING):
+        if vol.lifecycle_state in VOLUME_FILLING:
             raise IncorrectState(f"Boot volume {volume_id} is {vol.lifecycle_state}; delete it later.")
         if vol.attachment_uri is not None:
             raise IncorrectState(
@@ -255,7 +259,7 @@ def delete_volume(ctx: Context, caller: Caller, volume_id: str, if_match: str | 
             raise IncorrectState(f"Boot volume {volume_id} has a backup in progress; delete it later.")
         if repo.count_restoring_from(conn, volume_id):
             raise IncorrectState(f"Boot volume {volume_id} is being cloned; delete it later.")
-        _cas(conn, vol, {"lifecycle_state": VolumeState.TERMINATING.value}, if_match)
+        _cas(conn, vol, {}, if_match, "deleted")
         policy_repo.delete_assignment_of_asset(conn, volume_id)  # a deleted volume has no policy
         jobs.enqueue(
             conn,
@@ -273,6 +277,6 @@ def change_compartment(
     with ctx.db.write() as conn:
         vol = owned_volume(conn, caller, volume_id, lock=True)
         require_compartment(conn, caller, compartment_id, in_body=True)
-        if vol.lifecycle_state in (VolumeState.TERMINATING, VolumeState.TERMINATED):
+        if vol.lifecycle_state in VOLUME_GONE:
             raise Conflict(f"Boot volume {volume_id} is {vol.lifecycle_state}.")
         _cas(conn, vol, {"compartment_id": compartment_id}, if_match)

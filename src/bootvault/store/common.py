@@ -8,6 +8,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Select, Table, bindparam, select, update
 
+from bootvault.domain.errors import Conflict, EtagMismatch
+from bootvault.domain.lifecycle import Lifecycle
 from bootvault.domain.models import Tags
 from bootvault.store import rawread
 
@@ -53,3 +55,34 @@ def update_with_etag(
         stmt = stmt.where(table.c.etag == expected_etag)
     result = conn.execute(stmt)
     return etag if result.rowcount == 1 else None
+
+
+def transition(
+    conn: Connection,
+    table: Table,
+    lifecycle: Lifecycle[Any],
+    ident: str,
+    event: str,
+    values: dict[str, Any] | None = None,
+    *,
+    expected_etag: str | None = None,
+) -> str:
+    """Move row `ident` by `event` of `lifecycle`, with `values`, by compare-and-set on its
+    current state (and on `expected_etag` when given); returns the new etag. A state the event
+    may not start from is refused with Conflict, a stale etag with EtagMismatch, and nothing
+    changes."""
+    move = lifecycle.move(event)
+    etag = new_etag()
+    sources = [state.value for state in move.sources]
+    stmt = update(table).where(table.c.id == ident, table.c.lifecycle_state.in_(sources))
+    if expected_etag is not None:
+        stmt = stmt.where(table.c.etag == expected_etag)
+    if (
+        conn.execute(stmt.values(**(values or {}), lifecycle_state=move.target.value, etag=etag)).rowcount
+        == 1
+    ):
+        return etag
+    row = conn.execute(select(table.c.lifecycle_state, table.c.etag).where(table.c.id == ident)).first()
+    if row is not None and row.lifecycle_state in sources:
+        raise EtagMismatch(EtagMismatch.IF_MATCH)
+    raise Conflict(lifecycle.refusal(ident, event, None if row is None else row.lifecycle_state))

@@ -6,8 +6,9 @@ from typing import Any
 
 from sqlalchemy import Connection, func, insert, select
 
-from bootvault.domain.models import VOLUME_BUSY, BootVolume, VolumeSource, VolumeState
-from bootvault.store.common import fetch_row, tag_columns, tags_from_row, update_with_etag
+from bootvault.domain.lifecycle import VOLUME, VOLUME_FILLING
+from bootvault.domain.models import BootVolume, VolumeSource, VolumeState
+from bootvault.store.common import fetch_row, tag_columns, tags_from_row, transition, update_with_etag
 from bootvault.store.paging import Position, keyset_page
 from bootvault.store.tables import boot_volumes as t
 
@@ -81,7 +82,21 @@ def get_volumes(
 def update_volume(
     conn: Connection, volume_id: str, values: dict[str, Any], expected_etag: str | None = None
 ) -> str | None:
+    """Change columns other than the state (that goes through move_volume)."""
+    if "lifecycle_state" in values:
+        raise ValueError("a volume's state changes only through move_volume")
     return update_with_etag(conn, t, volume_id, values, expected_etag)
+
+
+def move_volume(
+    conn: Connection,
+    volume_id: str,
+    event: str,
+    values: dict[str, Any] | None = None,
+    expected_etag: str | None = None,
+) -> str:
+    """The volume's state by `event` of domain/lifecycle.VOLUME (refused: Conflict)."""
+    return transition(conn, t, VOLUME, volume_id, event, values, expected_etag=expected_etag)
 
 
 def list_volumes(
@@ -104,7 +119,7 @@ def list_volumes(
 
 def count_restoring_from(conn: Connection, source_id: str) -> int:
     """Volumes still being filled from `source_id` (a backup being restored or a volume cloned)."""
-    busy = [s.value for s in VOLUME_BUSY if s != VolumeState.TERMINATING]
+    busy = [s.value for s in VOLUME_FILLING]
     stmt = select(func.count()).where(t.c.source_id == source_id, t.c.lifecycle_state.in_(busy))
     return int(conn.execute(stmt).scalar() or 0)
 

@@ -1,0 +1,59 @@
+"""domain/lifecycle.py is the one table of states, events and the jobs that own transient
+states; docs/architecture.md's restart table must say the same, row by row."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from bootvault.domain.lifecycle import BACKUP, VOLUME, Lifecycle
+from bootvault.domain.models import BackupState, JobKind, VolumeState
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "architecture.md"
+ROW = re.compile(r"^\| (backup|volume) ([A-Z_]+(?: / [A-Z_]+)*) \| ([^|]+) \|")
+MACHINES: dict[str, Lifecycle] = {"backup": BACKUP, "volume": VOLUME}  # type: ignore[type-arg]
+
+
+def _restart_rows() -> list[tuple[str, list[str], set[str]]]:
+    rows = []
+    for line in DOC.read_text().splitlines():
+        m = ROW.match(line)
+        if m:
+            kinds = set(re.findall(r"\b[A-Z_]{2,}\b", m.group(3)))
+            rows.append((m.group(1), m.group(2).split(" / "), kinds))
+    return rows
+
+
+def test_the_restart_table_names_the_owning_jobs_of_the_lifecycle_table() -> None:
+    rows = _restart_rows()
+    assert rows, "the restart table of docs/architecture.md was not found"
+    documented: dict[str, set[str]] = {"backup": set(), "volume": set()}
+    for noun, states, kinds in rows:
+        machine = MACHINES[noun]
+        owners = {kind.value for s in states for kind in machine.owners[s]}  # a StrEnum key is its text
+        assert kinds == owners, f"{noun} {' / '.join(states)}: the document says {kinds}, the table {owners}"
+        documented[noun].update(states)
+    for noun, machine in MACHINES.items():
+        assert documented[noun] == {s.value for s in machine.owners}, f"{noun}: transient states undocumented"
+
+
+def test_every_transient_state_is_owned_by_a_job_and_every_event_ends_in_a_state() -> None:
+    for machine, transient in (
+        (BACKUP, {BackupState.REQUEST_RECEIVED, BackupState.CREATING, BackupState.TERMINATING}),
+        (VOLUME, {VolumeState.RESTORING, VolumeState.PROVISIONING, VolumeState.TERMINATING}),
+    ):
+        assert set(machine.owners) == transient
+        assert all(isinstance(kind, JobKind) for kinds in machine.owners.values() for kind in kinds)
+        for event, move in machine.moves.items():
+            assert move.sources and move.target not in (None, ""), event
+
+
+def test_what_the_table_allows_and_refuses() -> None:
+    assert BACKUP.allows("deleted", BackupState.AVAILABLE) and BACKUP.allows("deleted", BackupState.FAULTY)
+    assert not BACKUP.allows("deleted", BackupState.CREATING)  # a backup in progress cannot be deleted
+    assert not BACKUP.allows("completed", BackupState.TERMINATING)  # a deleted backup never comes back
+    assert not VOLUME.allows("resized", VolumeState.RESTORING)
+    assert (
+        VOLUME.refusal("v1", "resized", VolumeState.TERMINATED)
+        == "Boot volume v1 is TERMINATED; it cannot be resized."
+    )
