@@ -10,6 +10,7 @@ editable bootvault. The venv is made without system site-packages, where Debian 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -32,7 +33,9 @@ def _run(args: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
 def plain(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The bin directory of a plain venv holding bootvault as pip installs it."""
     root = tmp_path_factory.mktemp("plain")
-    wheels = root / "wheels"
+    wheels, tree = root / "wheels", root / "tree"  # built from a copy: no build/ left in the work tree
+    shutil.copytree(ROOT / "src", tree / "src", ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", tree)
     built = _run(
         [
             sys.executable,
@@ -44,7 +47,7 @@ def plain(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "--no-build-isolation",
             "-w",
             str(wheels),
-            str(ROOT),
+            str(tree),
         ]
     )
     assert built.returncode == 0, built.stderr
