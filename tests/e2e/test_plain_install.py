@@ -14,11 +14,13 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import MIB, make_image
+from tests.helpers import MIB, free_port, make_image
 from tests.nbdwriter import stop_daemons
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -142,3 +144,27 @@ def test_commands_without_libnbd_work(plain: Path, tmp_path: Path) -> None:
         from bootvault.pool.daemon import socket_root
 
         stop_daemons(socket_root(tmp_path / "data" / "run"))
+
+
+def test_the_api_alone_serves_without_libnbd(plain: Path, tmp_path: Path) -> None:
+    port = free_port()
+    server = subprocess.Popen(
+        [str(plain / "bootvault"), "serve", "--workers", "0", "--port", str(port)],
+        env=_env(tmp_path),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert server.poll() is None, server.stderr.read() if server.stderr else ""
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as resp:
+                    assert resp.status == 200
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, "serve --workers 0 did not answer"
+                time.sleep(0.2)
+    finally:
+        server.terminate()
+        server.wait(30)
