@@ -10,7 +10,7 @@ DATA_DIR ?= .bootvault
 DEBS := qemu-utils qemu-system-common python3-libnbd libnbd-bin nbdkit nbdkit-plugin-python wrk
 NBD_SO := /usr/lib/python3/dist-packages/libnbdmod.cpython-311-x86_64-linux-gnu.so
 
-.PHONY: install system-packages run test lint bench clean
+.PHONY: install system-packages run test test-fast lint bench clean
 
 system-packages:
 	@missing=$$(for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -40,12 +40,18 @@ run: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests
+	$(BIN)/mypy
 
 # The e2e tests mostly wait on servers, daemons and clients: TEST_JOBS pytest workers (whole files
 # each, in order, so module fixtures stay whole) overlap those waits on CI's 2 cores.
 TEST_JOBS ?= 3
 test: $(STAMP) lint
 	$(BIN)/pytest -n $(TEST_JOBS) --dist loadfile
+
+# The unit, contract and in-process tiers (tests/service: the service and the ASGI app with jobs
+# run inline), without the e2e tests: the quick answer while changing a rule.
+test-fast: $(STAMP)
+	$(BIN)/pytest -m "not e2e" -n 2 -q
 
 # BENCH_ARGS, e.g. "--size-mib 256" for a quick run of the peer comparison; see bench/run.py --help.
 # LIVE_ARGS, e.g. "--quick", for the live-volume run (bench/live.py --help); it reads bench/run.py's

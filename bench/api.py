@@ -7,7 +7,9 @@ run (a signature is valid for the five-minute date skew; every run signs afresh)
 one thread on the same 2-core machine as the server, so the two share the cores.
 
 Phases:
-1. the bare app: GET of one document at 1, 10 and 50 connections, and a list of 25 at 50;
+1. the bare app: GET of one document at 1, 10 and 50 connections, and a list of 25 at 50; then
+   the same app with one process per core (item and list at 50): every target compares both
+   sides at the same number of processes;
 2. bootvault (`serve`, one process, one in-process worker) with 1,000 backups in one compartment
    (rows inserted through the store's table, not the API): a backup created on the idle service,
    from the create response to the job's claim; GetBootVolumeBackup at 1, 10 and 50 connections;
@@ -57,35 +59,32 @@ from measure import machine_busy_cpu, stop_process
 
 
 def bare_phase(work: Path, rep: Report, seconds: float, conns: list[int]) -> None:
-    print("bare Starlette app", flush=True)
-    port = free_port()
-    log = work / "logs" / "bare.log"
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, str(BENCH / "bareapp.py"), str(port)], stdout=out, stderr=out
-        )
-    try:
-        wait_port(port, proc, log)
-        script = WRK_REPORT_LUA
-        for c in conns:
-            rep.bare.append(
-                run_wrk(
-                    "bare GET /item", f"http://127.0.0.1:{port}/item", script, c, seconds, work, pid=proc.pid
+    """The bare app at one process (every connection count, and the list) and at one process
+    per core (50 connections, item and list): each bootvault figure is judged against the bare
+    app run with the same number of processes."""
+    cores = os.cpu_count() or 1
+    for processes in sorted({1, cores}):
+        print(f"bare Starlette app, {processes} process(es)", flush=True)
+        port = free_port()
+        log = work / "logs" / f"bare-{processes}.log"
+        with open(log, "ab") as out:
+            proc = subprocess.Popen(
+                [sys.executable, str(BENCH / "bareapp.py"), str(port), str(processes)], stdout=out, stderr=out
+            )
+        try:
+            wait_port(port, proc, log)
+            suffix = "" if processes == 1 else f" x{processes}"
+            for c in conns if processes == 1 else [50]:
+                url = f"http://127.0.0.1:{port}/item"
+                rep.bare.append(
+                    run_wrk(f"bare GET /item{suffix}", url, WRK_REPORT_LUA, c, seconds, work, pid=proc.pid)
                 )
+            url = f"http://127.0.0.1:{port}/list"
+            rep.bare.append(
+                run_wrk(f"bare GET /list (25){suffix}", url, WRK_REPORT_LUA, 50, seconds, work, pid=proc.pid)
             )
-        rep.bare.append(
-            run_wrk(
-                "bare GET /list (25)",
-                f"http://127.0.0.1:{port}/list",
-                script,
-                50,
-                seconds,
-                work,
-                pid=proc.pid,
-            )
-        )
-    finally:
-        stop_process(proc)
+        finally:
+            stop_process(proc)
 
 
 def bootvault_phase(dep: Deployment, rep: Report, args: argparse.Namespace) -> None:

@@ -56,8 +56,13 @@ def verdict(ok: bool) -> str:
 
 
 def render(rep: Report, args: argparse.Namespace, base: Report | None = None) -> str:
-    bare_get = next(r for r in rep.bare if r.connections == 50 and "item" in r.label)
-    bare_list = next(r for r in rep.bare if "list" in r.label)
+    cores = os.cpu_count() or 1
+    one = [r for r in rep.bare if " x" not in r.label]  # the bare app at one process
+    many = [r for r in rep.bare if r.label.endswith(f" x{cores}")] or one  # at one per core
+    bare_get = next(r for r in one if r.connections == 50 and "item" in r.label)
+    bare_list = next(r for r in one if "list" in r.label)
+    bare_get_n = next(r for r in many if r.connections == 50 and "item" in r.label)
+    bare_list_n = next(r for r in many if "list" in r.label)
     get50 = next(r for r in rep.get if r.connections == 50)
     get1 = next(r for r in rep.get if r.connections == 1)
     list50 = rep.list25[0]
@@ -68,15 +73,16 @@ def render(rep: Report, args: argparse.Namespace, base: Report | None = None) ->
     starts = [a for a, _ in rep.start_ms]
     starts_sent = [b for _, b in rep.start_ms]
     rss_peak = max(rep.rss_load_kib, rep.rss_hostile_kib) / 1024
-    cores = os.cpu_count() or 1
     per_core = next(((g, li) for n, g, li, _ in rep.processes if n == cores), (get50, list50))
     get_n, list_n = per_core
-    get_ratio, list_ratio = get_n.rps / bare_get.rps, list_n.rps / bare_list.rps
+    get_ratio, list_ratio = get_n.rps / bare_get_n.rps, list_n.rps / bare_list_n.rps
     targets = [
         (
-            f"signed GetBootVolumeBackup at 50 connections ≥ {GET_RATIO}x the bare app (one process)",
-            f"`--processes {cores}` (one per core): {get_n.rps:,.0f} / {bare_get.rps:,.0f} req/s ="
-            f" **{get_ratio:.2f}x**; one process: {get50.rps:,.0f} req/s = {get50.rps / bare_get.rps:.2f}x",
+            f"signed GetBootVolumeBackup at 50 connections ≥ {GET_RATIO}x the bare app, both with"
+            f" {cores} process(es)",
+            f"{cores} processes each (one per core): {get_n.rps:,.0f} / {bare_get_n.rps:,.0f} req/s ="
+            f" **{get_ratio:.2f}x**; one process each: {get50.rps:,.0f} / {bare_get.rps:,.0f} req/s ="
+            f" {get50.rps / bare_get.rps:.2f}x",
             get_ratio >= GET_RATIO,
         ),
         (
@@ -90,10 +96,11 @@ def render(rep: Report, args: argparse.Namespace, base: Report | None = None) ->
             get50.rps >= get1.rps,
         ),
         (
-            f"signed ListBootVolumeBackups of 25 ≥ {LIST_RATIO}x the bare app's list of 25",
-            f"`--processes {cores}`: {list_n.rps:,.0f} / {bare_list.rps:,.0f} req/s = **{list_ratio:.2f}x**"
-            f" ({list_n.rps / bare_get.rps:.2f}x the bare app's single item); one process:"
-            f" {list50.rps:,.0f} req/s = {list50.rps / bare_list.rps:.2f}x",
+            f"signed ListBootVolumeBackups of 25 ≥ {LIST_RATIO}x the bare app's list of 25, same processes",
+            f"{cores} processes each: {list_n.rps:,.0f} / {bare_list_n.rps:,.0f} req/s"
+            f" = **{list_ratio:.2f}x**"
+            f" ({list_n.rps / bare_get_n.rps:.2f}x the bare app's single item); one process each:"
+            f" {list50.rps:,.0f} / {bare_list.rps:,.0f} req/s = {list50.rps / bare_list.rps:.2f}x",
             list_ratio >= LIST_RATIO,
         ),
         (

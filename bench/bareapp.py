@@ -2,12 +2,16 @@
 as `bootvault serve` (httptools, uvloop, no access log), answering a backup-shaped JSON document
 (GET /item) or a list of 25 of them (GET /list), serialised on every request.
 
-    python bench/bareapp.py PORT
+    python bench/bareapp.py PORT [PROCESSES]
+
+PROCESSES > 1 runs that many worker processes on the port (uvicorn's supervisor), as
+`bootvault serve --processes N` does, so bench/api.py compares like with like.
 """
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import uvicorn
 from starlette.applications import Starlette
@@ -45,8 +49,11 @@ async def items(request: Request) -> JSONResponse:
 app = Starlette(routes=[Route("/item", item), Route("/list", items)])
 
 if __name__ == "__main__":
+    processes = int(sys.argv[2]) if len(sys.argv) > 2 else 1
     uvicorn.run(
-        app,
+        "bareapp:app" if processes > 1 else app,  # worker processes import the app by name
+        app_dir=str(Path(__file__).resolve().parent),
+        workers=processes,
         host="127.0.0.1",
         port=int(sys.argv[1]),
         http="httptools",

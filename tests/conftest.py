@@ -12,6 +12,16 @@ import pytest
 
 from tests.helpers import Deployment
 
+E2E = Path(__file__).parent / "e2e"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Everything under tests/e2e starts servers, daemons or clients: marked `e2e`, so that
+    `make test-fast` (-m "not e2e") runs the unit, contract and in-process tiers alone."""
+    for item in items:
+        if E2E in item.path.parents:
+            item.add_marker(pytest.mark.e2e)
+
 
 @pytest.fixture(scope="session")
 def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:

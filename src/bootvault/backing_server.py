@@ -14,6 +14,7 @@ that cannot be fetched or fails its check is an I/O error (EIO) to the reader, n
 from __future__ import annotations
 
 import builtins
+import contextlib
 import errno
 import os
 import sys
@@ -30,30 +31,48 @@ _reader: Any = None
 _opened = threading.Event()  # set when _reader is open, or _open_error says why it is not
 _open_error: list[str] = []
 OPEN_WAIT_S = 600.0
-_served = {"bytes": 0, "written_at": 0.0}
+_served = {"bytes": 0, "written_at": 0.0, "every": STATS_EVERY_S}
 _lock = threading.Lock()
+_publishing = threading.Lock()  # held while the stats file is written
 
 
 def _count(nbytes: int) -> None:
-    """Publish the bytes served (the HYDRATE job tells the machine's reads from its copy's)."""
+    """Count the bytes served; publish the count at most every `stats_every` seconds (the
+    HYDRATE job tells the machine's reads from its copy's by it)."""
     with _lock:
         _served["bytes"] += nbytes
         now = time.monotonic()
-        if now - _served["written_at"] < STATS_EVERY_S or "stats" not in _config:
+        if now - _served["written_at"] < _served["every"]:
             return
         _served["written_at"] = now
-        total = _served["bytes"]
-    tmp = _config["stats"] + ".tmp"
-    with builtins.open(tmp, "w") as fh:
-        fh.write(str(total))
-    os.replace(tmp, _config["stats"])
+    _publish()
+
+
+def _publish() -> None:
+    """Write the count to the stats file. One writer at a time: a second one would find its
+    temporary file renamed away by the first (on a busy machine a write can outlast the
+    interval). A thread that finds another writing leaves it the newer count to write; a write
+    that fails only delays the throttle, so it never fails the read that was served."""
+    if "stats" not in _config or not _publishing.acquire(blocking=False):
+        return
+    try:
+        with _lock:
+            total = _served["bytes"]
+        tmp = _config["stats"] + ".tmp"
+        with builtins.open(tmp, "w") as fh:
+            fh.write(str(total))
+        os.replace(tmp, _config["stats"])
+    except OSError as exc:
+        nbdkit.debug(f"could not publish the bytes served: {exc}")
+    finally:
+        _publishing.release()
 
 
 def _note_failure(message: str) -> None:
     """Publish why the last read failed (EIO says nothing): the HYDRATE job gives it as the reason."""
     if "errors" not in _config:
         return
-    with _lock:
+    with _lock, contextlib.suppress(OSError):  # the read fails with EIO whatever happens here
         tmp = _config["errors"] + ".tmp"
         with builtins.open(tmp, "w") as fh:
             fh.write(message)
@@ -65,7 +84,7 @@ def config(key: str, value: str) -> None:
 
 
 def config_complete() -> None:
-    global _reader
+    _served["every"] = float(_config.get("stats_every", STATS_EVERY_S))
     for path in reversed(_config.get("pythonpath", "").split(os.pathsep)):
         if path and path not in sys.path:
             sys.path.insert(0, path)
@@ -106,7 +125,7 @@ def _backup() -> Any:
 
 
 def thread_model() -> int:
-    return nbdkit.THREAD_MODEL_PARALLEL
+    return int(nbdkit.THREAD_MODEL_PARALLEL)
 
 
 def open(readonly: bool) -> int:  # noqa: A001 - nbdkit's callback name
@@ -114,7 +133,7 @@ def open(readonly: bool) -> int:  # noqa: A001 - nbdkit's callback name
 
 
 def get_size(h: int) -> int:
-    return int(_config["size"]) if "size" in _config else _backup().size
+    return int(_config["size"]) if "size" in _config else int(_backup().size)
 
 
 def can_write(h: int) -> bool:
@@ -130,7 +149,7 @@ def can_extents(h: int) -> bool:
 
 
 def can_cache(h: int) -> int:
-    return nbdkit.CACHE_NONE
+    return int(nbdkit.CACHE_NONE)
 
 
 def extents(h: int, count: int, offset: int, flags: int) -> list[tuple[int, int, int]]:
@@ -144,9 +163,9 @@ def extents(h: int, count: int, offset: int, flags: int) -> list[tuple[int, int,
 def pread(h: int, buf: memoryview, offset: int, flags: int) -> None:
     try:
         _backup().read_into(memoryview(buf), offset)
-        _count(len(buf))
     except Exception as exc:
         nbdkit.debug(f"read of {len(buf)} bytes at {offset} failed: {exc}")
         _note_failure(str(exc))
         nbdkit.set_error(errno.EIO)
         raise
+    _count(len(buf))  # after the read, outside it: bookkeeping never turns a good read into EIO

@@ -82,7 +82,8 @@ def import_nbd() -> ModuleType:
         import nbd
     except ImportError as exc:
         raise Missing(f"no module named 'nbd' in {sys.prefix}") from exc
-    return nbd
+    binding: ModuleType = nbd
+    return binding
 
 
 def _libnbd_version() -> str:

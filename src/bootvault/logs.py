@@ -116,7 +116,7 @@ def access(logger: logging.Logger, message: str, fields: dict[str, Any], *, defe
 def setup_logging(level: str = "INFO") -> None:
     # Facts the JSON lines never carry, not gathered for each record (the logging module's own
     # advice for speed): the caller's source line, thread, process names.
-    logging._srcfile = None  # type: ignore[attr-defined]
+    logging._srcfile = None
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     global _direct
     handler = _direct = DeferredFlushHandler()

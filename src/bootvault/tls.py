@@ -200,12 +200,15 @@ def _issue(
         .add_extension(x509.SubjectAlternativeName(_sans(names)), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),  # type: ignore[arg-type]
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
             critical=False,
         )
         .sign(ca_key, hashes.SHA256())
     )
     return key, cert
+
+
+_NETWORKS = (ipaddress.IPv4Network, ipaddress.IPv6Network)  # what a name constraint's IPAddress holds
 
 
 def _permits(ca_cert: x509.Certificate, names: Names) -> list[str]:
@@ -216,7 +219,7 @@ def _permits(ca_cert: x509.Certificate, names: Names) -> list[str]:
         return []
     permitted = nc.permitted_subtrees or []
     domains = [g.value.lower() for g in permitted if isinstance(g, x509.DNSName)]
-    nets = [g.value for g in permitted if isinstance(g, x509.IPAddress)]
+    nets = [g.value for g in permitted if isinstance(g, x509.IPAddress) and isinstance(g.value, _NETWORKS)]
     missing = [n for n in names.dns if not any(n == d or n.endswith("." + d) for d in domains)]
     missing += [str(ip) for ip in names.ips if not any(ip in net for net in nets)]
     return missing

@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +23,8 @@ from oci.core.models import (
     CreateBootVolumeDetails,
 )
 
+from bootvault.pool.backing import BackingServer
+from bootvault.pool.daemon import Runtime
 from tests.e2e.test_worker_lifecycle import WorkerProcess
 from tests.helpers import MIB, Deployment, Tenant, make_image, sha256_file, wait_state
 from tests.nbdwriter import stop_daemons
@@ -268,7 +271,9 @@ def test_hydration_survives_sigkill_of_its_worker(tmp_path: Path) -> None:
 
 
 def test_unreadable_backup_data_is_an_io_error_then_faulty(tmp_path: Path) -> None:
-    dep = _deployment(tmp_path / "dep", BOOTVAULT_HYDRATE_RETRIES="1")
+    # three retries (back-offs of 2, 4 and 8 s): the volume is still hydrating when the CLI,
+    # slow to start on a busy machine, attaches it; with one, it could be FAULTY already
+    dep = _deployment(tmp_path / "dep", BOOTVAULT_HYDRATE_RETRIES="3")
     dep.start()
     try:
         tenant = dep.new_tenant("broken")
@@ -313,3 +318,45 @@ def test_backup_and_export_of_a_hydrating_volume(slow: Deployment, tmp_path: Pat
     assert _hydrated(tenant, again.id).is_hydrated
     assert _export(slow, again.id, tmp_path / "again.raw") == want
     assert _hydrated(tenant, vol.id).is_hydrated
+
+
+def test_reads_never_fail_while_the_backing_server_publishes_its_count(
+    slow: Deployment, tmp_path: Path
+) -> None:
+    """Regression (chaos issue): the server published the bytes it served from whichever read
+    crossed the interval, through one temporary file; on a busy machine a publish outlasted the
+    interval, the next one renamed the file away under it, and that error failed a good read with
+    EIO (`qemu-img: error while reading at byte 693108736: Input/output error` exporting a volume
+    restored instantly). Publishing at every read makes the overlap certain without the fix."""
+    tenant = slow.new_tenant("publish")
+    original = _image(tmp_path / "disk.img", seed=31)
+    backup_id = _backup(tenant, slow.import_volume(tenant, tmp_path / "disk.img"))
+    server = BackingServer(Runtime(slow.run_dir, "publish-probe"), slow.env, stats_every=0.0)
+    server.ensure(backup_id)
+    failures: list[str] = []
+    block = 64 << 10
+
+    def read_everything(first: int) -> None:
+        h = nbd.NBD()
+        h.connect_uri(f"nbd+unix:///?socket={server.sock}")
+        try:
+            for n in range(SIZE // block):
+                off = (first + n) % (SIZE // block) * block
+                if h.pread(block, off) != original[off : off + block]:
+                    failures.append(f"wrong bytes at {off}")
+        except nbd.Error as exc:
+            failures.append(str(exc))
+        finally:
+            h.shutdown()
+
+    try:
+        readers = [threading.Thread(target=read_everything, args=(k * 48,)) for k in range(8)]
+        for t in readers:
+            t.start()
+        for t in readers:
+            t.join()
+        assert failures == []
+        assert server.last_failure() is None
+        assert 0 < server.bytes_served() <= 8 * SIZE
+    finally:
+        server.stop()

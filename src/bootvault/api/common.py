@@ -7,7 +7,7 @@ import contextvars
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
@@ -68,7 +68,8 @@ class Call:
     async def parse(self, model: type[M]) -> M:
         """The body as `model`; a large one is parsed off the event loop."""
         if len(self.body) > PARSE_INLINE_BYTES:
-            return await offload(self.request, parse_body, model, self.body)
+            parsed: M = await offload(self.request, parse_body, model, self.body)
+            return parsed
         return parse_body(model, self.body)
 
     async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -118,7 +119,7 @@ def headers_of(request: Request) -> WireHeaders:
     return found
 
 
-def _repeated(scope: dict[str, Any], headers: dict[str, str]) -> frozenset[str]:
+def _repeated(scope: MutableMapping[str, Any], headers: dict[str, str]) -> frozenset[str]:
     """The names of headers sent more than once: none when every raw header has its own entry
     in `headers` (headers_of, one entry per lower-case name)."""
     if len(headers) == len(scope["headers"]):

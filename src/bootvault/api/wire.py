@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any, ClassVar, Literal, TypeVar, get_args
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -12,7 +12,7 @@ from bootvault.domain.errors import InvalidArgument, MissingArgument
 from bootvault.domain.policies import DAYS_OF_WEEK, MONTHS
 from bootvault.domain.retention import RetentionDuration
 
-M = TypeVar("M", bound=BaseModel)
+M = TypeVar("M", bound="_Body")
 Tags = dict[str, Any]
 
 
@@ -59,8 +59,12 @@ class UpdateBootVolumeBackupDetails(_RetentionFields):
     defined_tags: Tags | None = Field(None, alias="definedTags")
 
 
-DayOfWeek = Literal[tuple(DAYS_OF_WEEK)]  # type: ignore[valid-type]  # the domain's lists, one spelling
-Month = Literal[tuple(MONTHS)]  # type: ignore[valid-type]
+if TYPE_CHECKING:  # a Literal built at run time is opaque to the type checker
+    DayOfWeek = str
+    Month = str
+else:  # the domain's lists, one spelling
+    DayOfWeek = Literal[tuple(DAYS_OF_WEEK)]
+    Month = Literal[tuple(MONTHS)]
 
 
 class VolumeBackupScheduleDetails(_Body):

@@ -37,7 +37,7 @@ LOCAL_MAX_CONNECTIONS = 2
 ALIGN = 4096  # O_DIRECT wants buffers, offsets and lengths in whole pages
 
 
-def _write_all(fd: int, data: bytes | memoryview) -> None:
+def _write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
     view = memoryview(data).cast("B")
     while view:
         n = os.write(fd, view)

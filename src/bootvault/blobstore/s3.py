@@ -278,7 +278,8 @@ class S3BlobStore:
         403 is explained by probing the bucket with a request that does (missing bucket, bad keys)."""
         key = self._key(name)
         try:
-            return self._client.head_object(Bucket=self.bucket, Key=key)
+            head: dict[str, Any] = self._client.head_object(Bucket=self.bucket, Key=key)
+            return head
         except bce.ClientError as exc:
             status = _status(exc)
             if status == 403 or (status == 404 and not self._bucket_ok):

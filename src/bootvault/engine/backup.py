@@ -32,7 +32,7 @@ UPLOADERS = 2  # packs being stored at once, each a 16 MiB buffer: what bounds t
 DEFAULT_BLOCK_SIZE = 64 << 10  # change-detection granularity; see docs/architecture.md
 SEGMENT = 2 << 20  # bytes read per task: large reads, few tasks, per-block work stays in C
 
-Decision = tuple[int, bytes, bytes | None, int]  # block index, id, encoded blob if new, length
+Decision = tuple[int, bytes, bytearray | None, int]  # block index, id, encoded blob if new, length
 
 
 @dataclass
@@ -52,7 +52,7 @@ class BackupResult:
 class _Pass:
     """Accumulates the manifest entries of the blocks read, and counters."""
 
-    indices: array = field(default_factory=lambda: array("Q"))
+    indices: array[int] = field(default_factory=lambda: array("Q"))
     ids: bytearray = field(default_factory=bytearray)
     blocks_new: int = 0
     bytes_new: int = 0

@@ -79,7 +79,7 @@ def object_name(keys: DataKeys, bid: bytes) -> str:
 
 def encode(keys: DataKeys, data: bytes | bytearray | memoryview, bid: bytes) -> bytearray:
     """Compress (if it helps) and encrypt one block whose id is bid."""
-    packed = _compressor().compress(data)
+    packed: bytes | bytearray | memoryview = _compressor().compress(data)
     flags = FLAG_ZSTD
     if len(packed) >= len(data):
         packed, flags = data, 0

@@ -68,7 +68,7 @@ def _repack(store: BlobStore, keys: DataKeys, index: ScopeIndex, packs: list[str
     try:
         for pack_id in packs:
             entries = sorted(
-                e for e in index.entries(pack_id) if e[0] in live and index.lookup(e[0])[0] == pack_id
+                e for e in index.entries(pack_id) if e[0] in live and index.home(e[0]) == pack_id
             )
             for bid, offset, length in entries:
                 blob = store.get_range(pack_name(keys.scope, pack_id), offset, length)

@@ -33,6 +33,11 @@ class ScopeIndex:
     def lookup(self, bid: bytes) -> Location | None:
         return self._where.get(bid)
 
+    def home(self, bid: bytes) -> str | None:
+        """The pack that answers for the block, if any."""
+        where = self._where.get(bid)
+        return None if where is None else where[0]
+
     def packs(self) -> list[tuple[str, list[tuple[bytes, int, int]]]]:
         with self._lock:
             return list(self._packs.items())

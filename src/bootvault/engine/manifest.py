@@ -17,6 +17,7 @@ import sys
 from array import array
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import zstandard
 
@@ -41,7 +42,7 @@ class CorruptManifest(EngineError):
 class Manifest:
     logical_size: int
     block_size: int
-    indices: array = field(repr=False)  # array('Q'), strictly increasing
+    indices: array[int] = field(repr=False)  # array('Q'), strictly increasing
     ids: bytes = field(repr=False)  # len(indices) * 32 bytes, ids in index order
     format_version: int = FORMAT_VERSION
 
@@ -87,7 +88,7 @@ class Manifest:
         return None
 
 
-def _le_indices(indices: array) -> bytes:
+def _le_indices(indices: array[int]) -> bytes:
     if sys.byteorder == "little":
         return indices.tobytes()
     swapped = array("Q", indices)
@@ -111,7 +112,7 @@ def serialize(manifest: Manifest) -> bytes:
     )
 
 
-def _parse_v1(header: dict, payload: bytes) -> Manifest:
+def _parse_v1(header: dict[str, Any], payload: bytes) -> Manifest:
     count = header["count"]
     if not isinstance(count, int) or count < 0 or len(payload) != count * (8 + ID_LEN):
         raise CorruptManifest("entry table has the wrong length")
@@ -122,7 +123,7 @@ def _parse_v1(header: dict, payload: bytes) -> Manifest:
     return Manifest(header["logical_size"], header["block_size"], indices, payload[8 * count :], 1)
 
 
-SUPPORTED_VERSIONS: dict[int, Callable[[dict, bytes], Manifest]] = {1: _parse_v1}
+SUPPORTED_VERSIONS: dict[int, Callable[[dict[str, Any], bytes], Manifest]] = {1: _parse_v1}
 
 
 def parse(body: bytes) -> Manifest:

@@ -82,7 +82,9 @@ def _write_sparse(sink: VolumeSink, data: bytes | bytearray, pos: int) -> None:
         sink.write(pos + run, view[run:])
 
 
-def _decode(keys: DataKeys, target: _Target, index: int, bid: bytes, blob: bytes, name: str) -> bytes:
+def _decode(
+    keys: DataKeys, target: _Target, index: int, bid: bytes, blob: bytes | memoryview, name: str
+) -> bytes:
     try:
         return codec.decode(keys, blob, bid)
     except codec.CorruptBlock as exc:
@@ -143,7 +145,7 @@ def _runs(entries: list[Entry]) -> Iterator[list[Entry]]:
         yield run
 
 
-def _plan(manifest: Manifest, index: ScopeIndex) -> Iterator[tuple[Callable[..., int], tuple]]:
+def _plan(manifest: Manifest, index: ScopeIndex) -> Iterator[tuple[Callable[..., int], tuple[Any, ...]]]:
     by_pack: dict[str, list[Entry]] = defaultdict(list)
     for block, bid in manifest.entries():
         loc = index.lookup(bid)

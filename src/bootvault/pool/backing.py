@@ -42,7 +42,8 @@ def _package_paths() -> list[str]:
 
 
 class BackingServer:
-    def __init__(self, runtime: Runtime, env: dict[str, str]) -> None:
+    def __init__(self, runtime: Runtime, env: dict[str, str], stats_every: float | None = None) -> None:
+        self.stats_every = stats_every  # how often the server publishes its count (None: its default)
         self.sock = runtime.dir / BACKING_SOCK
         self.pidfile = runtime.dir / "backing.pid"
         self.stats = runtime.dir / "backing.stats"
@@ -87,6 +88,8 @@ class BackingServer:
             f"errors={self.errors}",
             *([f"size={size}"] if size is not None else []),
         ]
+        if self.stats_every is not None:
+            args.append(f"stats_every={self.stats_every}")
         logfile = self.runtime.dir / "backing.log"
         try:
             with open(logfile, "ab") as err:  # nbdkit logs to syslog once it runs in the background

@@ -146,7 +146,8 @@ class NbdSource:
     def read(self, offset: int, length: int) -> bytearray:
         h = self._conns.handle()
         if length <= MAX_REQUEST:
-            return h.pread(length, offset)
+            data: bytearray = h.pread(length, offset)
+            return data
         out = bytearray()
         for pos in range(offset, offset + length, MAX_REQUEST):
             out += h.pread(min(MAX_REQUEST, offset + length - pos), pos)

@@ -87,11 +87,12 @@ def convert(
         _run(*args, src, str(dst), what=f"copying {src} to {dst}")
         return
     proc = subprocess.Popen([QEMU_IMG, *args, src, str(dst)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert proc.stdout is not None and proc.stderr is not None
-    for line in iter(lambda: proc.stdout.read(64), b""):  # "    (12.34/100%)\r" per step
+    stdout, stderr = proc.stdout, proc.stderr
+    assert stdout is not None and stderr is not None
+    for line in iter(lambda: stdout.read(64), b""):  # "    (12.34/100%)\r" per step
         for match in PROGRESS.findall(line):
             progress(int(float(match)), 100)
-    err = proc.stderr.read().decode(errors="replace")
+    err = stderr.read().decode(errors="replace")
     if proc.wait() != 0:
         raise PoolError(f"copying {src} to {dst} failed: {err.strip()}")
 

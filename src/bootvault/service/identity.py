@@ -78,7 +78,8 @@ def cached_api_key(ctx: Context, tenancy_id: str, user_id: str, fingerprint: str
     entry = ctx.api_key_cache.get((tenancy_id, user_id, fingerprint))
     if entry is None or entry[1] < time.monotonic():
         return None
-    return entry[0]
+    key: ApiKey = entry[0]
+    return key
 
 
 def require_compartment(conn: object, caller: Caller, compartment_id: str, *, in_body: bool) -> Compartment:

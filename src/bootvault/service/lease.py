@@ -36,7 +36,7 @@ def finish_job(
     job: Job,
     lease: Lease,
     state: JobState,
-    apply: Callable[[Connection], None],
+    apply: Callable[[Connection], object],
     error: str | None = None,
     result: str | None = None,
 ) -> None:

@@ -45,7 +45,8 @@ class CommitCount:
 
     def now(self) -> int:
         """The count; odd while a commit is under way (then nothing read may be remembered)."""
-        return _COUNT.unpack_from(self._map)[0]
+        count: int = _COUNT.unpack_from(self._map)[0]
+        return count
 
     @contextmanager
     def _locked(self) -> Iterator[None]:

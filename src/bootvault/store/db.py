@@ -122,13 +122,13 @@ class Database:
         # SQLite: a thread keeps one connection for its reads, so a read costs BEGIN and COMMIT
         # and not a pool checkout, a reset and a return (more than a small query costs). A read
         # inside a read of the same thread gets a connection of its own, as before.
-        conn = self._read_connection()
-        if conn is None:
+        kept = self._read_connection()
+        if kept is None:
             with self.engine.connect() as fresh, fresh.begin():
                 yield fresh
             return
-        with conn.begin():
-            yield conn
+        with kept.begin():
+            yield kept
 
     @contextmanager
     def read_one(self) -> Iterator[Connection]:

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from bootvault.domain.policies import PolicyAssignment, Schedule, VolumeBackupPolicy
 from bootvault.store.common import fetch_row, tag_columns, tags_from_row, update_with_etag
@@ -163,11 +164,9 @@ def claim_runs(conn: Connection, rows: list[dict[str, Any]]) -> set[str]:
     made twice."""
     if not rows:
         return set()
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    conn.execute(dialect_insert(runs).on_conflict_do_nothing(), rows)  # executemany: compiled once
+    postgres = conn.dialect.name == "postgresql"
+    statement = postgresql.insert(runs) if postgres else sqlite.insert(runs)
+    conn.execute(statement.on_conflict_do_nothing(), rows)  # executemany: compiled once
     ours = [r["backup_id"] for r in rows if r["backup_id"] is not None]
     if not ours:
         return set()

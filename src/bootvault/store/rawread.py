@@ -50,7 +50,7 @@ RESULTS_MAX = 4096  # the results share their rows with _CONVERTED
 def _prepare(conn: Connection, stmt: Select[Any]) -> _Prepared:
     dialect = conn.dialect
     compiled = stmt.compile(dialect=dialect)
-    binds = []
+    binds: list[tuple[str, Processor, Any]] = []
     for name in compiled.positiontup or []:
         bind = compiled.binds[name]
         binds.append((name, bind.type.dialect_impl(dialect).bind_processor(dialect), bind.effective_value))
@@ -58,7 +58,7 @@ def _prepare(conn: Connection, stmt: Select[Any]) -> _Prepared:
     procs = [c.type.dialect_impl(dialect).result_processor(dialect, None) for c in cols]
     selected = tuple(id(c) for c in cols)  # table columns live as long as the process
     if selected not in _KINDS:
-        _KINDS[selected] = len(_KINDS), namedtuple("Row", [c.name for c in cols])._make  # type: ignore[misc]
+        _KINDS[selected] = len(_KINDS), namedtuple("Row", [c.name for c in cols])._make  # type: ignore[attr-defined]
     kind, make = _KINDS[selected]
     return _Prepared(
         sql=compiled.string,

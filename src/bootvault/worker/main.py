@@ -14,6 +14,7 @@ from bootvault.domain.models import Job
 from bootvault.service import jobs as runner
 from bootvault.service import maintenance, volume_admin
 from bootvault.service.context import Context
+from bootvault.service.lease import Lease, LeaseLost
 from bootvault.store import jobs
 from bootvault.worker.scheduler import start_scheduler
 from bootvault.worker.wakeup import Wakeup
@@ -65,21 +66,21 @@ class Worker:
             job.attempts,
             extra={"job": job.id, "resource": job.resource_id},
         )
-        lease = runner.Lease(self.owner)
+        lease = Lease(self.owner)
         done = threading.Event()
         beat = threading.Thread(target=self._heartbeat, args=(job, lease, done), daemon=True)
         beat.start()
         try:
             runner.execute(self.ctx, job, lease)
             log.info("job %s finished", job.id, extra={"job": job.id})
-        except runner.LeaseLost:
+        except LeaseLost:
             log.warning("job %s: lease lost to another worker; abandoned", job.id, extra={"job": job.id})
         finally:
             done.set()
             beat.join()
         return True
 
-    def _heartbeat(self, job: Job, lease: runner.Lease, done: threading.Event) -> None:
+    def _heartbeat(self, job: Job, lease: Lease, done: threading.Event) -> None:
         interval = self.ctx.settings.lease_seconds / 3
         while not done.wait(interval):
             try:
