@@ -64,6 +64,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/live.py $(LIVE_ARGS)
 	$(BIN)/python bench/api.py
 	$(BIN)/python bench/instant.py
+	$(BIN)/python bench/attach.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

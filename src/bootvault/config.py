@@ -36,7 +36,7 @@ class Settings(BaseSettings):
     """The availability domains volumes can be created in (JSON list in the environment)."""
     master_key: str | None = None
     """The deployment's master key (base64 or hex of 32 bytes), the same on every host. Unset: read
-    from `master_key_file`."""
+    from `BOOTVAULT_MASTER_KEY_FILE`."""
     master_key_file: Path | None = None
     """File holding the master key. Unset: `<data dir>/keys/master.key`, made on first use."""
     volume_pools: dict[str, Path] = Field(default_factory=dict)
@@ -44,7 +44,7 @@ class Settings(BaseSettings):
     Unset domains: `<data dir>/volumes/<AD>`."""
     worker_availability_domains: list[str] | None = None
     """The domains whose jobs this host's workers claim: give a worker only the ADs whose pools its
-    host reaches. Unset: all of `availability_domains`."""
+    host reaches. Unset: all of `BOOTVAULT_AVAILABILITY_DOMAINS`."""
     run_dir: Path | None = None
     """Sockets and pid files of the daemons that serve volumes on this host (a unix socket path is
     at most 107 bytes: keep it short, or a private directory in /tmp is used). Unset: `<data dir>/run`."""
@@ -63,9 +63,9 @@ class Settings(BaseSettings):
     max_connections: int = 1000
     """Open connections per API process; beyond this many, new requests get 503."""
     tls_cert: Path | None = None
-    """Certificate chain (PEM) to serve HTTPS with, together with `tls_key`. Unset: plain HTTP."""
+    """Certificate chain (PEM) to serve HTTPS with, together with `BOOTVAULT_TLS_KEY`. Unset: plain HTTP."""
     tls_key: Path | None = None
-    """The private key (PEM) of `tls_cert`."""
+    """The private key (PEM) of `BOOTVAULT_TLS_CERT`."""
     metrics_host: str = "127.0.0.1"
     """Address of the Prometheus metrics listener (never the API port)."""
     metrics_port: int | None = None

@@ -10,14 +10,17 @@ editable bootvault. The venv is made without system site-packages, where Debian 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import MIB, make_image
+from tests.helpers import MIB, free_port, make_image
 from tests.nbdwriter import stop_daemons
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,7 +35,9 @@ def _run(args: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
 def plain(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The bin directory of a plain venv holding bootvault as pip installs it."""
     root = tmp_path_factory.mktemp("plain")
-    wheels = root / "wheels"
+    wheels, tree = root / "wheels", root / "tree"  # built from a copy: no build/ left in the work tree
+    shutil.copytree(ROOT / "src", tree / "src", ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", tree)
     built = _run(
         [
             sys.executable,
@@ -44,7 +49,7 @@ def plain(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "--no-build-isolation",
             "-w",
             str(wheels),
-            str(ROOT),
+            str(tree),
         ]
     )
     assert built.returncode == 0, built.stderr
@@ -139,3 +144,27 @@ def test_commands_without_libnbd_work(plain: Path, tmp_path: Path) -> None:
         from bootvault.pool.daemon import socket_root
 
         stop_daemons(socket_root(tmp_path / "data" / "run"))
+
+
+def test_the_api_alone_serves_without_libnbd(plain: Path, tmp_path: Path) -> None:
+    port = free_port()
+    server = subprocess.Popen(
+        [str(plain / "bootvault"), "serve", "--workers", "0", "--port", str(port)],
+        env=_env(tmp_path),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert server.poll() is None, server.stderr.read() if server.stderr else ""
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as resp:
+                    assert resp.status == 200
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, "serve --workers 0 did not answer"
+                time.sleep(0.2)
+    finally:
+        server.terminate()
+        server.wait(30)

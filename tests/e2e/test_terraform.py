@@ -21,7 +21,6 @@ import pytest
 
 from tests.helpers import MIB, Deployment, make_image
 from tests.nbdwriter import stop_daemons
-from tests.unit.test_tag_values import non_string_tag_values
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "terraform.md"
 TERRAFORM = shutil.which("terraform") or "/usr/local/bin/terraform"
@@ -113,12 +112,15 @@ def _state(work: Path, env: dict[str, str]) -> dict[str, dict[str, Any]]:
     return {r["address"]: r["values"] for r in resources}
 
 
-def _camel_tags(values: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "freeformTags": values.get("freeform_tags"),
-        "definedTags": values.get("defined_tags"),
-        "systemTags": values.get("system_tags"),
-    }
+def _non_string_tags(values: dict[str, Any]) -> list[str]:
+    """Tag map entries of a state object that are not strings (the provider keeps each tag map
+    flat, `namespace.key` for defined and system tags)."""
+    return [
+        f"{field}.{key}"
+        for field in ("freeform_tags", "defined_tags", "system_tags")
+        for key, value in (values.get(field) or {}).items()
+        if not isinstance(value, str)
+    ]
 
 
 def test_apply_plan_update_destroy(workspace: tuple[Path, dict[str, str], Deployment]) -> None:
@@ -130,7 +132,7 @@ def test_apply_plan_update_destroy(workspace: tuple[Path, dict[str, str], Deploy
     restored = state["oci_core_boot_volume.restored"]
     assert restored["state"] == "AVAILABLE"
     for address, values in state.items():
-        assert non_string_tag_values(_camel_tags(values)) == [], address
+        assert _non_string_tags(values) == [], address
     backups = state["data.oci_core_boot_volume_backups.of_boot"]["boot_volume_backups"]
     assert state["oci_core_boot_volume_backup.full"]["id"] in [b["id"] for b in backups]
 
