@@ -32,11 +32,14 @@ from tests.nbdwriter import stop_daemons
 AD = "bootvault:AD-1"
 SIZE = 24 * MIB
 SLOW = str(2 * MIB)  # bytes per second: the copy takes ~10 s for this image's data
+THROTTLED = str(256 << 10)
 
 
 def _deployment(root: Path, workers: int = 1, **env: str) -> Deployment:
     dep = Deployment(root, workers=workers)
-    dep.env.update({"BOOTVAULT_HYDRATE_SPEED_BPS": SLOW, **env})
+    # While the machine reads on demand the copy slows to THROTTLED, so that on a busy machine a
+    # test that reads the whole volume still finishes its reads before the volume is hydrated.
+    dep.env.update({"BOOTVAULT_HYDRATE_SPEED_BPS": SLOW, "BOOTVAULT_HYDRATE_THROTTLED_BPS": THROTTLED, **env})
     return dep
 
 
