@@ -10,13 +10,13 @@ import time
 
 from sqlalchemy import Connection
 
-from bootvault.blobstore import BlobStoreError, ObjectNotFound
+from bootvault.blobstore import ObjectNotFound
 from bootvault.config import Settings
 from bootvault.domain.models import BackupState, BootVolume, Job, JobKind, JobState, VolumeState
-from bootvault.engine.errors import EngineError
 from bootvault.engine.manifest import CorruptManifest, Manifest
 from bootvault.engine.reader import BackupReader
 from bootvault.pool import PoolError, PoolVolume, hydrate
+from bootvault.service import failures
 from bootvault.service.context import Context
 from bootvault.service.lease import JobFailed, Lease, finish_job
 from bootvault.store import backups, jobs, volumes
@@ -25,9 +25,7 @@ log = logging.getLogger("bootvault.hydration")
 THROTTLE_EVERY_S = 0.25
 REPORT_EVERY_S = 0.5  # hydrationProgress is written at most this often
 ON_DEMAND_BYTES = 256 << 10  # more than this read by the machine in THROTTLE_EVERY_S slows the copy
-# What a hydration tries again: the store (an outage), the data (damaged: fails again, then the
-# reason), the pool (a daemon that will not answer), the disk.
-HYDRATION_ERRORS = (BlobStoreError, EngineError, PoolError, OSError)
+BUSY_HOLD_S = 2.0  # ... for this long after: a read is counted when it ends, and large ones take a while
 
 
 def open_backup_reader(backup_id: str) -> BackupReader:
@@ -104,7 +102,9 @@ def run_hydrate(ctx: Context, job: Job, lease: Lease) -> None:
             _make_local(ctx, vol, pool_volume, watch)
         except _Stopped:
             continue  # no longer AVAILABLE under the copy: the next look ends the job
-        except HYDRATION_ERRORS as exc:
+        except Exception as exc:
+            if not failures.retried_by_hydration(exc):  # service/failures.py: an outage may pass
+                raise
             watch.failed(pool_volume, exc)
             continue
         _hydrated(ctx, job, lease, vol.id)
@@ -146,7 +146,7 @@ class _Watch:
         self.failures = 0
         self.percent = -1
         self.checked = self.state_checked = self.reported = 0.0
-        self.guest_seen, self.busy = 0, False
+        self.guest_seen, self.busy_until = 0, 0.0
         self.mark = (0.0, 0)  # (time, bytes done) the throttle counts from
 
     def volume(self) -> BootVolume | None:
@@ -185,10 +185,11 @@ class _Watch:
         if now - self.checked >= THROTTLE_EVERY_S:
             self.checked = now
             served = self.pool_volume.backing.bytes_served()
-            self.busy = served - self.guest_seen > ON_DEMAND_BYTES
+            if served - self.guest_seen > ON_DEMAND_BYTES:
+                self.busy_until = now + BUSY_HOLD_S
             self.guest_seen = max(self.guest_seen, served)
         limits = [self.ctx.settings.hydrate_speed_bps]
-        if self.busy:
+        if now < self.busy_until:
             limits.append(self.ctx.settings.hydrate_throttled_bps)
         return min((r for r in limits if r), default=0)
 

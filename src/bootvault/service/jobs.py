@@ -25,11 +25,9 @@ from bootvault.domain.models import (
     VolumeState,
 )
 from bootvault.engine.errors import EngineError
-from bootvault.engine.keys import KeyNotFound, KeyUnwrapError
 from bootvault.engine.manifest import Manifest
 from bootvault.engine.repository import Repository, manifest_name
-from bootvault.pool import PoolError
-from bootvault.service import hydration, maintenance
+from bootvault.service import failures, hydration, maintenance
 from bootvault.service.context import Context
 from bootvault.service.lease import JobFailed, Lease, LeaseLost, finish_job
 from bootvault.store import backups, jobs, volumes
@@ -298,14 +296,9 @@ def execute(ctx: Context, job: Job, lease: Lease) -> None:
 
 
 def _explain(job: Job, exc: Exception) -> str:
-    """A sentence for users: the object store and the keys fail in known ways; the rest is a bug."""
-    if isinstance(exc, BlobStoreError):
-        return f"The object store failed: {exc}"
-    if isinstance(exc, (KeyNotFound, KeyUnwrapError)):
-        return f"The encryption key is unavailable: {exc}"
-    if isinstance(exc, PoolError):
-        return f"The volume pool failed: {exc}"
-    if isinstance(exc, OSError):
-        return f"A volume pool file could not be accessed: {exc}"
+    """A sentence for users (service/failures.py's table); the unforeseen is a bug, logged."""
+    reason = failures.job_reason(exc)
+    if reason is not None:
+        return reason
     log.exception("job %s (%s) failed", job.id, job.kind)
     return f"Internal error while running the {job.kind.lower()} job: {type(exc).__name__}: {exc}"

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 from bootvault.domain import ocid
-from bootvault.domain.errors import Conflict, IncorrectState, InvalidArgument, NotFound
+from bootvault.domain.errors import IncorrectState, InvalidArgument, NotFound
 from bootvault.domain.models import BootVolume, VolumeState
 from bootvault.domain.validation import check_display_name
-from bootvault.pool import ImageRejected, PoolError, VolumeBusy
 from bootvault.pool.qemuimg import probe_import
-from bootvault.service import quotas
+from bootvault.service import failures, quotas
 from bootvault.service.context import Context
 from bootvault.service.volumes import MAX_GBS, check_availability_domain, size_gbs_for
 from bootvault.store import backups, identity
@@ -23,19 +21,6 @@ from bootvault.store.common import new_etag, now
 
 Progress = Callable[[int, int], None]
 log = logging.getLogger("bootvault.volumes")
-
-
-@contextmanager
-def _pool_errors() -> Iterator[None]:
-    """The pool's refusals become the domain's errors (and so clear CLI messages)."""
-    try:
-        yield
-    except ImageRejected as exc:
-        raise InvalidArgument(str(exc)) from exc
-    except VolumeBusy as exc:
-        raise IncorrectState(str(exc)) from exc
-    except PoolError as exc:
-        raise Conflict(str(exc)) from exc
 
 
 def import_volume(
@@ -57,7 +42,7 @@ def import_volume(
         comp = identity.get_compartment(conn, compartment_id)
     if comp is None:
         raise NotFound(f"Compartment {compartment_id} not found.")
-    with _pool_errors():
+    with failures.pool_refusals():
         size_gbs = size_gbs_for(probe_import(image).virtual_size)
         if size_gbs > MAX_GBS:
             raise InvalidArgument(f"{image} needs {size_gbs} GB; a boot volume holds at most {MAX_GBS} GB.")
@@ -124,7 +109,7 @@ def attach(ctx: Context, volume_id: str) -> str:
         uri = pool_volume.runtime.uri()
         if vol.attachment_uri != uri:
             repo.update_volume(conn, vol.id, {"attachment_uri": uri, "time_attached": now()})
-    with _pool_errors():
+    with failures.pool_refusals():
         return pool_volume.attach()
 
 
@@ -133,7 +118,7 @@ def detach(ctx: Context, volume_id: str) -> None:
     vol = _volume(ctx, volume_id)
     if vol.attachment_uri is None:
         raise InvalidArgument(f"Boot volume {volume_id} is not attached.")
-    with _pool_errors():
+    with failures.pool_refusals():
         ctx.pool.volume(vol.availability_domain, vol.id).detach()
     with ctx.db.write() as conn:
         repo.update_volume(conn, vol.id, {"attachment_uri": None, "time_attached": None})
@@ -152,7 +137,7 @@ def export_volume(
     vol = _volume(ctx, volume_id)
     if vol.lifecycle_state != VolumeState.AVAILABLE:
         raise IncorrectState(f"Boot volume {volume_id} is {vol.lifecycle_state}, not AVAILABLE.")
-    with _pool_errors():
+    with failures.pool_refusals():
         ctx.pool.volume(vol.availability_domain, vol.id).export(
             Path(os.path.abspath(dest)), fmt, force=force, progress=progress
         )
