@@ -90,6 +90,14 @@ class Settings(BaseSettings):
     quota_volumes: int = 1000
     quota_volume_gbs: int = 100 * 1024  # provisioned size of all volumes (they are thin)
     quota_backups: int = 10000
+    # The operator console (/console/): a session ends after this long without a request, and
+    # in any case this long after sign-in; sign-in is refused for a user name, or a client
+    # address (many users may share one), after this many failures within the window.
+    console_idle_seconds: float = 1800.0
+    console_absolute_seconds: float = 12 * 3600.0
+    console_max_failures: int = 5
+    console_max_address_failures: int = 20
+    console_failure_window_seconds: float = 900.0
 
     @field_validator("region_time_zone")
     @classmethod
