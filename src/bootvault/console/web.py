@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -190,6 +191,13 @@ def page(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
     its CSRF token checked first; a service error is shown as an error page with its status."""
 
     async def run(request: Request) -> Response:
+        started = time.perf_counter()
+        response = await _answer(request)
+        # The server's own time for the page (bench/console.py reads it; browsers show it).
+        response.headers["server-timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.1f}"
+        return response
+
+    async def _answer(request: Request) -> Response:
         try:
             _, session = await session_of(request)
             if session is None:

@@ -84,11 +84,12 @@ def dashboard(ctx: Context, caller: Caller, compartment_id: str) -> Dashboard:
     t = caller.tenancy_id
     with ctx.db.read() as conn:
         require_compartment(conn, caller, compartment_id, in_body=False)
-        logical, stored = repo.stored_totals(conn, t, compartment_id)
+        totals = repo.state_totals(conn, t, compartment_id)
+        _, logical, stored = totals.get(BackupState.AVAILABLE.value, (0, 0, 0))
         runs = repo.next_runs(conn, t, compartment_id, LIST_LIMIT)
         policies = _policies_by_id(conn, {x.policy_id for x, _ in runs})
         board = Dashboard(
-            states=repo.backup_states(conn, t, compartment_id),
+            states={state: n for state, (n, _, _) in totals.items()},
             logical_bytes=logical,
             stored_bytes=stored,
             running=repo.running_backups(conn, t, compartment_id, LIST_LIMIT),

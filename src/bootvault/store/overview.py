@@ -22,37 +22,41 @@ def _backups_in(tenancy_id: str, compartment_id: str) -> Any:
     return (b.c.tenancy_id == tenancy_id) & (b.c.compartment_id == compartment_id)
 
 
-def backup_states(conn: Connection, tenancy_id: str, compartment_id: str) -> dict[str, int]:
+def state_totals(conn: Connection, tenancy_id: str, compartment_id: str) -> dict[str, tuple[int, int, int]]:
+    """state -> (backups, logical bytes, bytes stored), in one pass over ix_backups_state_sizes.
+    The stored bytes are what each backup added (new blocks, compressed and encrypted), so over
+    the AVAILABLE backups their sum is the space the compartment's backups hold, and logical /
+    stored is the deduplication and compression factor."""
     stmt = (
-        select(b.c.lifecycle_state, func.count())
+        select(
+            b.c.lifecycle_state,
+            func.count(),
+            func.coalesce(func.sum(b.c.logical_size_bytes), 0),
+            func.coalesce(func.sum(b.c.unique_size_bytes), 0),
+        )
         .where(_backups_in(tenancy_id, compartment_id))
         .group_by(b.c.lifecycle_state)
     )
-    return {state: int(n) for state, n in conn.execute(stmt)}
-
-
-def stored_totals(conn: Connection, tenancy_id: str, compartment_id: str) -> tuple[int, int]:
-    """(logical bytes protected, bytes stored) over the AVAILABLE backups: the stored bytes are
-    what each backup added (new blocks, compressed and encrypted), so their sum is the space the
-    compartment's backups hold and logical/stored is the dedup and compression factor."""
-    stmt = select(
-        func.coalesce(func.sum(b.c.logical_size_bytes), 0), func.coalesce(func.sum(b.c.unique_size_bytes), 0)
-    ).where(_backups_in(tenancy_id, compartment_id), b.c.lifecycle_state == BackupState.AVAILABLE.value)
-    logical, stored = conn.execute(stmt).one()
-    return int(logical), int(stored)
+    return {state: (int(n), int(logical), int(stored)) for state, n, logical, stored in conn.execute(stmt)}
 
 
 def backups_in_states(
     conn: Connection, tenancy_id: str, compartment_id: str, states: Iterable[BackupState], limit: int
 ) -> list[BootVolumeBackup]:
-    """The newest backups in these states (running ones, failures)."""
-    stmt = (
-        select(b)
-        .where(_backups_in(tenancy_id, compartment_id), b.c.lifecycle_state.in_([s.value for s in states]))
-        .order_by(b.c.time_created.desc(), b.c.id.desc())
-        .limit(limit)
-    )
-    return [_record(r) for r in conn.execute(stmt)]
+    """The newest backups in these states (running ones, failures): one statement per state, so
+    each reads ix_backups_state_time backwards and stops after `limit` rows (with IN, SQLite
+    walked the whole compartment in time order)."""
+    found: list[BootVolumeBackup] = []
+    for state in states:
+        stmt = (
+            select(b)
+            .where(_backups_in(tenancy_id, compartment_id), b.c.lifecycle_state == state.value)
+            .order_by(b.c.time_created.desc(), b.c.id.desc())
+            .limit(limit)
+        )
+        found.extend(_record(r) for r in conn.execute(stmt))
+    found.sort(key=lambda x: (x.time_created, x.id), reverse=True)
+    return found[:limit]
 
 
 def running_backups(

@@ -26,8 +26,13 @@ function drawChart() {
   var counts = rows.map(function (r) { return r[1]; });
   var gib = rows.map(function (r) { return r[2] / 1073741824; });
   var width = Math.max(320, Math.min(holder.clientWidth || 800, 1100));
+  var day = 86400;
   new uPlot({
     width: width, height: 240,
+    // One day of data would otherwise stretch over years: pad the time axis to at least a week.
+    scales: { x: { time: true, range: function (u, min, max) {
+      return max - min < 7 * day ? [min - 3 * day, max + 3 * day] : [min, max];
+    } } },
     series: [
       {},
       { label: "Stored (GiB)", stroke: "#0b57a4", width: 2, scale: "gib" },
