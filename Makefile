@@ -58,6 +58,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/live.py $(LIVE_ARGS)
 	$(BIN)/python bench/api.py
 	$(BIN)/python bench/instant.py
+	$(BIN)/python bench/console.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
