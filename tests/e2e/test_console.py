@@ -273,6 +273,10 @@ def test_change_without_csrf_token_is_refused(page: Page, console: Console) -> N
     )
     assert cross_site.status == 403
     assert client.get_boot_volume_backup(backup_id).data.display_name == before
+    # Signing out is a change too: without the token it is refused and the session lives on.
+    assert page.request.post(f"{console.base}/sign-out", form={}).status == 403
+    page.goto(f"{console.base}/")
+    expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
 
 
 def test_sign_out_ends_the_session(page: Page, console: Console) -> None:

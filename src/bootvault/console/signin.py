@@ -13,8 +13,10 @@ from bootvault.api.common import offload
 from bootvault.console.web import (
     PREFIX,
     Refused,
+    check_csrf,
     check_origin,
     clear_cookie,
+    cookie_name,
     error_parts,
     read_form,
     redirect,
@@ -49,7 +51,7 @@ async def sign_in(request: Request) -> Response:
         values = await read_form(request)
         name = values.get("username", "")
         check_origin(request)
-        nonce = request.cookies.get(NONCE if request.url.scheme != "https" else f"__Host-{NONCE}", "")
+        nonce = request.cookies.get(cookie_name(request, NONCE), "")
         if not nonce or not secrets.compare_digest(nonce.encode(), values.get("nonce", "").encode()):
             raise Refused(403, "Forbidden", "The sign-in form expired; please sign in again.")
         address = request.client.host if request.client else "unknown"
@@ -66,12 +68,14 @@ async def sign_in(request: Request) -> Response:
 
 
 async def sign_out(request: Request) -> Response:
+    """Delete the session (a POST with its CSRF token, so no other site can sign a user out)."""
     token, session = await session_of(request)
     if session is not None:
-        values = await read_form(request)
-        from bootvault.console.web import check_csrf
-
-        check_csrf(session, values, request)
+        try:
+            check_csrf(session, await read_form(request), request)
+        except Refused as exc:
+            status, code, message = error_parts(exc)
+            return render(request, "error.html", status, session=session, code=code, message=message)
         await offload(request, console_users.sign_out, request.app.state.ctx, token)
     response = redirect(f"{PREFIX}/sign-in")
     clear_cookie(response, request, "bv_session")
