@@ -279,6 +279,48 @@ def test_change_without_csrf_token_is_refused(page: Page, console: Console) -> N
     expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
 
 
+def test_attached_volume_shows_its_nbd_uri(page: Page, console: Console) -> None:
+    uri = console.dep.attach(console.volume_id)
+    try:
+        page.goto(f"{console.base}/volumes/{console.volume_id}")
+        expect(page.get_by_label("NBD URI")).to_have_value(uri)
+        page.get_by_role("button", name="Copy").click()  # selects the URI and copies it
+        assert page.evaluate("document.getSelection().toString() || document.activeElement.value") == uri
+        page.goto(f"{console.base}/volumes?compartment={console.tenant.tenancy_id}")
+        row = page.get_by_role("row", name=re.compile("web-01 boot"))
+        expect(row.get_by_role("cell", name="yes", exact=True)).to_be_visible()
+    finally:
+        console.dep.cli("volume", "detach", console.volume_id)
+
+
+ALL_PAGES = ["/", "/compartments", "/volumes", "/backups", "/policies"]
+
+
+def test_every_control_is_labelled_and_keyboard_reachable(page: Page, console: Console) -> None:
+    unlabelled = """[...document.querySelectorAll('input:not([type=hidden]), select, textarea')]
+        .filter(e => !e.labels.length && !e.getAttribute('aria-label')).map(e => e.outerHTML)"""
+    details = [f"/volumes/{console.volume_id}", f"/backups/{console.state['backup']}"]
+    for path in ALL_PAGES + details:
+        page.goto(console.base + path)
+        assert page.evaluate(unlabelled) == [], path
+        assert page.locator("h1").count() == 1, path
+    # Keyboard only: the first Tab reaches the skip link, which moves focus to the content.
+    page.goto(f"{console.base}/backups/{console.state['backup']}")
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
+    # A form is opened and sent with the keyboard alone.
+    summary = page.get_by_text("Rename and tag")
+    summary.focus()
+    page.keyboard.press("Enter")
+    name = page.get_by_label("Name", exact=True)
+    expect(name).to_be_visible()
+    name.focus()
+    page.keyboard.press("Control+A")
+    page.keyboard.type("renamed by keyboard")
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name="Backup renamed by keyboard")).to_be_visible()
+
+
 def test_sign_out_ends_the_session(page: Page, console: Console) -> None:
     page.goto(f"{console.base}/")
     token = session_cookie(page)
