@@ -1,4 +1,4 @@
-"""Console users and sessions (service/console_users.py) on a real SQLite database: password
+"""Console users and sessions (service/console_users.py) on SQLite and PostgreSQL: password
 hashing, idle and absolute expiry, sign-out, and the sign-in rate limit's windows."""
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from bootvault.domain.errors import Conflict, InvalidArgument, NotFound, TooMany
 from bootvault.service import console_users, identity
 from bootvault.service.context import Context
 from bootvault.store.tables import console_credentials, console_sessions
+from tests.dbs import database_url
 
 PASSWORD = "a long enough password"
 
@@ -38,19 +39,24 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     return c
 
 
-@pytest.fixture
-def ctx(tmp_path: Path) -> Iterator[Context]:
-    settings = Settings(
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ctx(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Context]:
+    with database_url(request.param, tmp_path) as url:
+        c = Context.open(_settings(tmp_path, url))
+        yield c
+        c.close()
+
+
+def _settings(tmp_path: Path, url: str) -> Settings:
+    return Settings(
         data_dir=tmp_path,
+        database_url=url,
         console_idle_seconds=600,
         console_absolute_seconds=3600,
         console_max_failures=3,
         console_max_address_failures=5,
         console_failure_window_seconds=300,
     )
-    c = Context.open(settings)
-    yield c
-    c.close()
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from bootvault.store.tables import compartments, console_credentials, console_sessions
 from bootvault.store.tables import console_sign_in_failures as failures
@@ -106,14 +107,16 @@ def failures_of(conn: Connection, subject: str) -> tuple[datetime, int] | None:
 
 
 def record_failure(conn: Connection, subject: str, window_start: datetime, count: int) -> None:
-    """Set the subject's counter (a new window when window_start moved)."""
-    found = conn.execute(
-        update(failures)
-        .where(failures.c.subject == subject)
-        .values(window_start=window_start, failures=count)
-    )
-    if found.rowcount == 0:
-        conn.execute(insert(failures).values(subject=subject, window_start=window_start, failures=count))
+    """Set the subject's counter (a new window when window_start moved). Two first failures at
+    once (PostgreSQL) both insert: the loser's savepoint rolls back and it updates instead."""
+    values = {"window_start": window_start, "failures": count}
+    if conn.execute(update(failures).where(failures.c.subject == subject).values(**values)).rowcount:
+        return
+    try:
+        with conn.begin_nested():
+            conn.execute(insert(failures).values(subject=subject, **values))
+    except IntegrityError:
+        conn.execute(update(failures).where(failures.c.subject == subject).values(**values))
 
 
 def clear_failures(conn: Connection, subject: str) -> None:
