@@ -103,6 +103,26 @@ def test_idle_expiry_renewed_by_use(ctx: Context, tenancy: str, clock: Clock) ->
     assert console_users.resolve(ctx, token) is None  # deleted, not just refused
 
 
+def test_background_polling_does_not_renew(ctx: Context, tenancy: str, clock: Clock) -> None:
+    console_users.create_user(ctx, tenancy, "ann", PASSWORD)
+    token, _ = console_users.sign_in(ctx, "ann", PASSWORD, "10.0.0.1")
+    for _ in range(4):  # an open page polling every 2 minutes, nobody at the keyboard
+        clock.advance(120)
+        assert console_users.resolve(ctx, token, renew=False) is not None
+    clock.advance(121)  # 601 s after the last real use
+    assert console_users.resolve(ctx, token, renew=False) is None
+
+
+def test_sign_in_prunes_expired_sessions(ctx: Context, tenancy: str, clock: Clock) -> None:
+    console_users.create_user(ctx, tenancy, "ann", PASSWORD)
+    console_users.sign_in(ctx, "ann", PASSWORD, "10.0.0.1")
+    console_users.sign_in(ctx, "ann", PASSWORD, "10.0.0.1")
+    clock.advance(601)  # both idle past their end, never resolved again
+    console_users.sign_in(ctx, "ann", PASSWORD, "10.0.0.1")
+    with ctx.db.read() as conn:
+        assert len(conn.execute(select(console_sessions.c.token_hash)).all()) == 1
+
+
 def test_absolute_expiry_despite_use(ctx: Context, tenancy: str, clock: Clock) -> None:
     console_users.create_user(ctx, tenancy, "ann", PASSWORD)
     token, _ = console_users.sign_in(ctx, "ann", PASSWORD, "10.0.0.1")

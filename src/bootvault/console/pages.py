@@ -138,14 +138,12 @@ async def backup_list(p: Page) -> Response:
     q, shown = _backup_query(p, comp)
     items, next_page = await p.run(backups.list_backups, q)
     vols, _ = await p.run(volumes.list_volumes, comp, None, 1000, None)
-    live = any(b.lifecycle_state in BACKUP_IN_PROGRESS | {BackupState.TERMINATING} for b in items)
     return p.render(
         "backups.html",
         backups=items,
         next_page=next_page,
         filters=shown,
         volumes=vols,
-        live=live,
         states=list(BackupState),
         page_sizes=PAGE_SIZES,
         **frame,

@@ -8,6 +8,7 @@ browser sends an Origin, come from this origin; anything else is 403 and changes
 
 from __future__ import annotations
 
+import functools
 import logging
 import secrets
 import time
@@ -24,7 +25,7 @@ from bootvault.api.errors import classify, printable
 from bootvault.domain.errors import BootVaultError
 from bootvault.service import console_users
 from bootvault.service.console_users import ConsoleSession
-from bootvault.service.context import Context
+from bootvault.service.context import Caller, Context
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +95,7 @@ class Page:
     values: dict[str, str] = field(default_factory=dict)  # the parsed form of a POST
 
     @property
-    def caller(self) -> Any:
+    def caller(self) -> Caller:
         return self.session.caller
 
     def query(self, name: str, default: str = "") -> str:
@@ -166,7 +167,10 @@ async def session_of(request: Request) -> tuple[str, ConsoleSession | None]:
     token = request.cookies.get(cookie_name(request, "bv_session"), "")
     if not token:
         return "", None
-    session = await offload(request, console_users.resolve, request.app.state.ctx, token)
+    polling = request.headers.get("hx-request") == "true"  # htmx's own refresh, not the user
+    session = await offload(
+        request, functools.partial(console_users.resolve, renew=not polling), request.app.state.ctx, token
+    )
     return token, session
 
 

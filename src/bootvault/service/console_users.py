@@ -13,6 +13,7 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -116,12 +117,14 @@ def sign_in(ctx: Context, name: str, password: str, address: str) -> tuple[str, 
         if _hasher.check_needs_rehash(cred.password_hash):
             repo.set_password_hash(conn, cred.user_id, _hasher.hash(password))
         repo.insert_session(conn, _token_hash(token), cred, csrf, at)
+        _prune(ctx, conn, at)
     return token, ConsoleSession(Caller(cred.tenancy_id, cred.user_id), cred.name, csrf)
 
 
-def resolve(ctx: Context, token: str) -> ConsoleSession | None:
+def resolve(ctx: Context, token: str, *, renew: bool = True) -> ConsoleSession | None:
     """The live session of a cookie's token; None when unknown or expired (an expired one is
-    deleted). Using a session renews its idle time, never its absolute end."""
+    deleted). Using a session renews its idle time (unless `renew` is False: a page's own
+    background polling is not the user's activity), never its absolute end."""
     if not token or len(token) > 100:
         return None
     key, at, s = _token_hash(token), now(), ctx.settings
@@ -134,7 +137,7 @@ def resolve(ctx: Context, token: str) -> ConsoleSession | None:
         with ctx.db.write() as conn:
             repo.delete_session(conn, key)
         return None
-    if at - row.time_last_seen >= TOUCH_EVERY:
+    if renew and at - row.time_last_seen >= TOUCH_EVERY:
         with ctx.db.write() as conn:
             repo.touch_session(conn, key, at)
     return ConsoleSession(Caller(row.tenancy_id, row.user_id), row.user_name, row.csrf_token)
@@ -145,12 +148,12 @@ def sign_out(ctx: Context, token: str) -> None:
         repo.delete_session(conn, _token_hash(token))
 
 
-def prune_sessions(ctx: Context) -> int:
-    """Delete sessions past their idle or absolute end (run by the console now and then)."""
-    at, s = now(), ctx.settings
-    with ctx.db.write() as conn:
-        return repo.delete_sessions_before(
-            conn,
-            at - timedelta(seconds=s.console_absolute_seconds),
-            at - timedelta(seconds=s.console_idle_seconds),
-        )
+def _prune(ctx: Context, conn: Any, at: datetime) -> int:
+    """Delete every session past its idle or absolute end (done at each sign-in, so the table
+    holds only live sessions and those not yet pruned)."""
+    s = ctx.settings
+    return repo.delete_sessions_before(
+        conn,
+        at - timedelta(seconds=s.console_absolute_seconds),
+        at - timedelta(seconds=s.console_idle_seconds),
+    )
