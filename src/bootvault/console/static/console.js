@@ -22,17 +22,16 @@ function drawChart() {
   var rows = JSON.parse(source.textContent);
   if (!rows.length) return;
   holder.dataset.drawn = "1";
+  var day = 86400;
   var xs = rows.map(function (r) { return Date.parse(r[0] + "T00:00:00Z") / 1000; });
+  // The totals were zero the day before the first backup: a line from there, even for one day.
+  xs.unshift(xs[0] - day);
+  rows.unshift([null, 0, 0]);
   var counts = rows.map(function (r) { return r[1]; });
   var gib = rows.map(function (r) { return r[2] / 1073741824; });
   var width = Math.max(320, Math.min(holder.clientWidth || 800, 1100));
-  var day = 86400;
   new uPlot({
     width: width, height: 240,
-    // One day of data would otherwise stretch over years: pad the time axis to at least a week.
-    scales: { x: { time: true, range: function (u, min, max) {
-      return max - min < 7 * day ? [min - 3 * day, max + 3 * day] : [min, max];
-    } } },
     series: [
       {},
       { label: "Stored (GiB)", stroke: "#0b57a4", width: 2, scale: "gib" },
