@@ -216,6 +216,40 @@ def test_hostile_names_and_tags_are_shown_as_text(page: Page, console: Console) 
     assert problems == []
 
 
+def test_move_backup_and_clone_volume(page: Page, console: Console) -> None:
+    client = console.tenant.client()
+    name = ("staging \u202e" + "<script>window.__pwned=3</script>" * 310)[:10_000]
+    compartment = (
+        console.dep.cli("compartment", "create", "--parent", console.tenant.tenancy_id, "--name", name)
+        .stdout.strip()
+        .splitlines()[-1]
+    )
+    made = client.create_boot_volume_backup(
+        CreateBootVolumeBackupDetails(boot_volume_id=console.volume_id, display_name="mover")
+    )
+    wait_state(client, "get_boot_volume_backup", made.data.id, "AVAILABLE")
+    page.goto(f"{console.base}/backups/{made.data.id}")
+    page.get_by_text("Move to another compartment").click()
+    page.locator("#bk-comp").select_option(compartment)
+    page.get_by_role("button", name="Move").click()
+    expect(page.get_by_role("heading", name="Backup mover")).to_be_visible()
+    assert client.get_boot_volume_backup(made.data.id).data.compartment_id == compartment
+    page.goto(f"{console.base}/backups?compartment={compartment}")
+    expect(page.get_by_role("link", name="mover")).to_be_visible()
+    page.goto(f"{console.base}/compartments")
+    expect(page.get_by_text("<script>window.__pwned=3</script>").first).to_be_attached()
+    assert page.evaluate("window.__pwned") is None
+    # Clone the volume from its page; the clone's bytes are the source's.
+    page.goto(f"{console.base}/volumes/{console.volume_id}")
+    page.get_by_text("Clone", exact=True).click()
+    page.get_by_label("Name of the clone (optional)").fill("web-01 clone")
+    page.get_by_role("button", name="Clone volume").click()
+    expect(page.get_by_role("heading", name="Boot volume web-01 clone")).to_be_visible()
+    clone_id = page.url.rsplit("/", 1)[-1]
+    expect(page.locator(".state").first).to_have_text("AVAILABLE", timeout=120_000)
+    assert console.dep.volume_sha256(clone_id, GIB) == console.dep.volume_sha256(console.volume_id, GIB)
+
+
 def test_lone_surrogate_in_a_form_is_refused(page: Page, console: Console) -> None:
     backup_id = console.state["backup"]
     page.goto(f"{console.base}/backups/{backup_id}")
