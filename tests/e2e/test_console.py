@@ -355,6 +355,35 @@ def test_every_control_is_labelled_and_keyboard_reachable(page: Page, console: C
     expect(page.get_by_role("heading", name="Backup renamed by keyboard")).to_be_visible()
 
 
+AXE = Path(__file__).resolve().parents[1] / "vendor" / "axe.min.js"
+AUDIT = """axe.run(document, {runOnly: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]})
+    .then(r => r.violations.map(v => v.id + ": " + v.nodes.map(n => n.target.join(" ")).join(", ")))"""
+
+
+def test_pages_pass_an_automated_wcag_audit(browser: Browser, console: Console) -> None:
+    """axe-core's WCAG 2.1 A/AA rules (contrast, labels, names, structure) on every page. The
+    audit's script is injected, so this context alone bypasses the CSP."""
+    context = browser.new_context(viewport={"width": 1366, "height": 900}, bypass_csp=True)
+    try:
+        pg = context.new_page()
+        pg.goto(f"{console.base}/sign-in")
+        found = {"/sign-in": pg.add_script_tag(path=str(AXE)) and pg.evaluate(AUDIT)}
+        sign_in(pg, console)
+        backup = console.state["backup"]
+        for path in [
+            *ALL_PAGES,
+            f"/volumes/{console.volume_id}",
+            f"/backups/{backup}",
+            f"/backups/{backup}/delete",
+        ]:
+            pg.goto(console.base + path)
+            pg.add_script_tag(path=str(AXE))
+            found[path] = pg.evaluate(AUDIT)
+        assert {p: v for p, v in found.items() if v} == {}
+    finally:
+        context.close()
+
+
 def test_sign_out_ends_the_session(page: Page, console: Console) -> None:
     page.goto(f"{console.base}/")
     token = session_cookie(page)
