@@ -20,8 +20,9 @@ from urllib.parse import parse_qsl, urlsplit
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from bootvault import logs
 from bootvault.api.common import offload
-from bootvault.api.errors import classify, printable
+from bootvault.api.errors import classify, printable, request_id
 from bootvault.domain.errors import BootVaultError
 from bootvault.service import console_users
 from bootvault.service.console_users import ConsoleSession
@@ -196,9 +197,23 @@ def page(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
 
     async def run(request: Request) -> Response:
         started = time.perf_counter()
-        response = await _answer(request)
+        rid = request_id(None)
+        token = logs.request_id.set(rid)  # every log line of the request carries it
+        try:
+            response = await _answer(request)
+        finally:
+            logs.request_id.reset(token)
+        took = time.perf_counter() - started
         # The server's own time for the page (bench/console.py reads it; browsers show it).
-        response.headers["server-timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.1f}"
+        response.headers["server-timing"] = f"app;dur={took * 1000:.1f}"
+        response.headers["opc-request-id"] = rid
+        status = response.status_code
+        logs.access(
+            log,
+            f"{request.method} {request.url.path} -> {status}",
+            {"status": status, "opcRequestId": rid, "operation": "Console", "ms": round(took * 1000, 1)},
+            deferrable=status < 500,
+        )
         return response
 
     async def _answer(request: Request) -> Response:
@@ -217,6 +232,8 @@ def page(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
             return render(request, "error.html", status, session=shown, code=code, message=message)
         except Exception:
             log.exception("console request failed")
-            return render(request, "error.html", 500, code="InternalServerError", message="Internal error.")
+            rid = logs.request_id.get()  # the log has the traceback under this id
+            message = f"Internal error; the server's log has it under opc-request-id {rid}."
+            return render(request, "error.html", 500, code="InternalServerError", message=message)
 
     return run
