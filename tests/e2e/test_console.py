@@ -117,6 +117,25 @@ def test_create_backup_and_watch_progress_reach_100(page: Page, console: Console
     expect(page.locator("#stored-chart canvas")).to_have_count(1)  # uPlot drew the chart
 
 
+def test_backup_list_refreshes_while_a_backup_runs(page: Page, console: Console) -> None:
+    client = console.tenant.client()
+    image = console.dep.root / "bulk.img"
+    make_image(image, 96 * MIB, seed=12)  # big enough that its backup is still running when the page loads
+    bulk = console.dep.import_volume(console.tenant, image, "bulk")
+    made = client.create_boot_volume_backup(
+        CreateBootVolumeBackupDetails(boot_volume_id=bulk, display_name="listed", type="FULL")
+    ).data
+    page.goto(f"{console.base}/backups?compartment={console.tenant.tenancy_id}&volume={bulk}")
+    page.evaluate(LIVE_MARK)
+    row = page.get_by_role("row", name=re.compile("^listed"))
+    assert row.locator(".state").inner_text() in ("REQUEST_RECEIVED", "CREATING")
+    expect(row.locator(".state")).to_have_text("AVAILABLE", timeout=120_000)
+    assert page.evaluate("window.__sameDocument") == "kept"
+    assert client.get_boot_volume_backup(made.id).data.lifecycle_state == "AVAILABLE"
+    page.wait_for_timeout(2500)  # nothing runs now: the table stopped polling
+    expect(page.locator("#live")).not_to_have_attribute("hx-trigger", re.compile("."))
+
+
 def test_restore_backup_to_new_volume(page: Page, console: Console) -> None:
     page.goto(f"{console.base}/backups/{console.state['backup']}")
     page.get_by_label("Name of the new volume (optional)").fill("web-01 restored")

@@ -15,7 +15,7 @@ from starlette.responses import Response
 from bootvault.console.web import Page
 from bootvault.domain import ocid
 from bootvault.domain.errors import InvalidArgument, NotFound
-from bootvault.domain.models import BACKUP_IN_PROGRESS, VOLUME_BUSY, BackupState
+from bootvault.domain.models import BACKUP_BUSY, VOLUME_BUSY, BackupState
 from bootvault.service import backups, overview, policies, volumes
 from bootvault.store.common import now
 
@@ -70,7 +70,8 @@ async def volume_list(p: Page) -> Response:
     frame = await _frame(p, comp)
     items, next_page = await p.run(volumes.list_volumes, comp, None, 100, p.query("page") or None)
     assigned = await p.run(overview.volume_policies, items)
-    return p.render("volumes.html", volumes=items, next_page=next_page, assigned=assigned, **frame)
+    live = any(v.lifecycle_state in VOLUME_BUSY or not v.is_hydrated for v in items)
+    return p.render("volumes.html", volumes=items, next_page=next_page, assigned=assigned, live=live, **frame)
 
 
 async def _policy_choices(p: Page, compartment: str) -> list[Any]:
@@ -138,12 +139,15 @@ async def backup_list(p: Page) -> Response:
     q, shown = _backup_query(p, comp)
     items, next_page = await p.run(backups.list_backups, q)
     vols, _ = await p.run(volumes.list_volumes, comp, None, 1000, None)
+    # The table refreshes itself only while a listed backup changes (a refresh moves the focus).
+    live = any(b.lifecycle_state in BACKUP_BUSY for b in items)
     return p.render(
         "backups.html",
         backups=items,
         next_page=next_page,
         filters=shown,
         volumes=vols,
+        live=live,
         states=list(BackupState),
         page_sizes=PAGE_SIZES,
         **frame,
@@ -173,7 +177,7 @@ async def backup_detail(p: Page, error: tuple[int, str, str] | None = None) -> R
         volume=await _volume_or_none(p, backup.boot_volume_id),
         chain=chain,
         blocker=backup.retention.blocker(backup.id, now()),
-        live=backup.lifecycle_state in BACKUP_IN_PROGRESS | {BackupState.TERMINATING},
+        live=backup.lifecycle_state in BACKUP_BUSY,
         availability_domains=p.ctx.settings.availability_domains,
         error=error[1:] if error else None,
         **frame,

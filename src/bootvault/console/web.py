@@ -115,6 +115,8 @@ def render(request: Request, template: str, status: int = 200, **values: Any) ->
     values.setdefault("session", None)
     values.setdefault("error", None)
     values.setdefault("path", request.url.path)
+    query = request.url.query
+    values.setdefault("self_url", request.url.path + ("?" + query if query else ""))  # what a list polls
     html = env.get_template(template).render(**values)
     # A string the page quotes could hold a lone surrogate: shown as an escape, never a failure.
     body = html.encode("utf-8", "backslashreplace")
