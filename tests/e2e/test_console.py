@@ -15,7 +15,7 @@ import pytest
 from oci.core.models import CreateBootVolumeBackupDetails, UpdateBootVolumeBackupDetails
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from tests.helpers import MIB, Deployment, Tenant, make_image, sha256_file, wait_state
+from tests.helpers import MIB, Deployment, Tenant, log_entries, make_image, sha256_file, wait_state
 
 CHROMIUM = "/usr/bin/chromium"
 GIB = 1 << 30
@@ -438,3 +438,8 @@ def test_sign_in_attempts_are_rate_limited(console: Console) -> None:
             assert attempt("guess").status_code == 401
         locked = attempt("another long password")  # even the right password, now
         assert locked.status_code == 429 and "Too many failed sign-ins" in locked.text
+    entries = log_entries(console.dep.root / "server.log")
+    failed = [e for e in entries if e["message"] == "console sign-in failed"]
+    assert sum(e.get("userName") == "mallory-target" for e in failed) == 5
+    assert all(e["address"] == "127.0.0.1" and e.get("opcRequestId") for e in failed)
+    assert any(e["message"] == "console sign-in refused: rate limit" for e in entries)

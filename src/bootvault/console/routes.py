@@ -15,7 +15,7 @@ from starlette.routing import Route
 from bootvault.console import actions, pages
 from bootvault.console.render import environment
 from bootvault.console.signin import sign_in, sign_in_page, sign_out
-from bootvault.console.web import PREFIX, Handler, page, redirect, render, secured
+from bootvault.console.web import PREFIX, Handler, logged, page, redirect, render, secured
 
 STATIC_TYPES = {".js": "text/javascript", ".css": "text/css", ".txt": "text/plain", ".md": "text/plain"}
 
@@ -65,9 +65,9 @@ def _post(path: str, handler: Handler) -> Route:
 
 ROUTES = [
     Route(PREFIX, to_dashboard, methods=["GET"]),
-    Route(PREFIX + "/sign-in", sign_in_page, methods=["GET"]),
-    Route(PREFIX + "/sign-in", sign_in, methods=["POST"]),
-    Route(PREFIX + "/sign-out", sign_out, methods=["POST"]),
+    Route(PREFIX + "/sign-in", logged(sign_in_page), methods=["GET"]),
+    Route(PREFIX + "/sign-in", logged(sign_in), methods=["POST"]),
+    Route(PREFIX + "/sign-out", logged(sign_out), methods=["POST"]),
     Route(PREFIX + "/static/{name}", static, methods=["GET"]),
     _get("/", pages.dashboard),
     _get("/compartments", pages.compartments),

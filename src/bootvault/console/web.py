@@ -193,16 +193,19 @@ def error_parts(exc: BootVaultError | Refused) -> tuple[int, str, str]:
 Handler = Callable[[Page], Awaitable[Response]]
 
 
-def page(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
-    """A signed-in page or action: no session goes to the sign-in page; a POST is parsed and
-    its CSRF token checked first; a service error is shown as an error page with its status."""
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def logged(endpoint: Endpoint) -> Endpoint:
+    """Every console request: an opc-request-id (response header, and every log line of the
+    request), the Server-Timing header, and one access line (path without the query)."""
 
     async def run(request: Request) -> Response:
         started = time.perf_counter()
         rid = request_id(None)
-        token = logs.request_id.set(rid)  # every log line of the request carries it
+        token = logs.request_id.set(rid)
         try:
-            response = await _answer(request)
+            response = await endpoint(request)
         finally:
             logs.request_id.reset(token)
         took = time.perf_counter() - started
@@ -218,7 +221,14 @@ def page(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         )
         return response
 
-    async def _answer(request: Request) -> Response:
+    return run
+
+
+def page(handler: Handler) -> Endpoint:
+    """A signed-in page or action: no session goes to the sign-in page; a POST is parsed and
+    its CSRF token checked first; a service error is shown as an error page with its status."""
+
+    async def answer(request: Request) -> Response:
         try:
             _, session = await session_of(request)
             if session is None:
@@ -238,4 +248,4 @@ def page(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
             message = f"Internal error; the server's log has it under opc-request-id {rid}."
             return render(request, "error.html", 500, code="InternalServerError", message=message)
 
-    return run
+    return logged(answer)

@@ -10,6 +10,7 @@ sign-in is refused (429) before the password is even checked."""
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -26,6 +27,7 @@ from bootvault.store import console as repo
 from bootvault.store import identity
 from bootvault.store.common import now
 
+log = logging.getLogger(__name__)
 _hasher = PasswordHasher()  # argon2id
 # Verified when the user name is unknown, so an unknown name costs the same time as a wrong password.
 _DUMMY_HASH = _hasher.hash("bootvault: no such user")
@@ -81,6 +83,7 @@ def _check_rate(ctx: Context, subjects: list[str], at: datetime) -> None:
             limit = s.console_max_address_failures if subject.startswith("addr:") else s.console_max_failures
             if found and found[0] + window > at and found[1] >= limit:
                 wait = int((found[0] + window - at).total_seconds()) + 1
+                log.warning("console sign-in refused: rate limit", extra={"subject": subject[:120]})
                 raise TooManyRequests(f"Too many failed sign-ins; try again in {wait} seconds.")
 
 
@@ -110,6 +113,7 @@ def sign_in(ctx: Context, name: str, password: str, address: str) -> tuple[str, 
         ok = False
     if not ok or cred is None:
         _record_failure(ctx, subjects, at)
+        log.warning("console sign-in failed", extra={"userName": name[:100], "address": address})
         raise Unauthenticated(BAD_CREDENTIALS)
     token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
     with ctx.db.write() as conn:
@@ -118,6 +122,9 @@ def sign_in(ctx: Context, name: str, password: str, address: str) -> tuple[str, 
             repo.set_password_hash(conn, cred.user_id, _hasher.hash(password))
         repo.insert_session(conn, _token_hash(token), cred, csrf, at)
         _prune(ctx, conn, at)
+    log.info(
+        "console sign-in", extra={"userId": cred.user_id, "tenancyId": cred.tenancy_id, "address": address}
+    )
     return token, ConsoleSession(Caller(cred.tenancy_id, cred.user_id), cred.name, csrf)
 
 
