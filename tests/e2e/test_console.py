@@ -211,6 +211,8 @@ def test_hostile_names_and_tags_are_shown_as_text(page: Page, console: Console) 
     for url in (console.base + p for p in pages):
         page.goto(url)
         expect(page.get_by_text("window.__pwned = 1").first).to_be_visible()
+        # Isolated in <bdi>: its right-to-left override cannot reorder the text around it.
+        expect(page.locator("bdi", has_text="window.__pwned = 1").first).to_be_visible()
         assert page.evaluate("window.__pwned") is None
     # The same through the console's own form: a tag typed in the browser.
     page.goto(f"{console.base}/backups/{backup_id}")
