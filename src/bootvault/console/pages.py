@@ -8,6 +8,7 @@ the backup page (templates/backup.html, block `more_actions`) posting to actions
 from __future__ import annotations
 
 import secrets
+from datetime import UTC, datetime
 from typing import Any
 
 from starlette.responses import Response
@@ -15,9 +16,8 @@ from starlette.responses import Response
 from bootvault.console.web import Page
 from bootvault.domain import ocid
 from bootvault.domain.errors import InvalidArgument, NotFound
-from bootvault.domain.models import BACKUP_BUSY, VOLUME_BUSY, BackupState
+from bootvault.domain.models import BACKUP_BUSY, VOLUME_BUSY, BackupState, VolumeState
 from bootvault.service import backups, overview, policies, volumes
-from bootvault.store.common import now
 
 NAV = [  # (path under /console, label); work requests will be added here
     ("/", "Dashboard"),
@@ -34,6 +34,12 @@ def path_id(p: Page, name: str, kind: str) -> str:
     if ocid.resource_type(ident) != kind:
         raise NotFound()
     return ident
+
+
+def _changing(vol: Any) -> bool:
+    """Being filled, grown or deleted, or still hydrating: its page refreshes itself."""
+    hydrating = vol.lifecycle_state == VolumeState.AVAILABLE and not vol.is_hydrated
+    return vol.lifecycle_state in VOLUME_BUSY or hydrating
 
 
 def compartment_of(p: Page) -> str:
@@ -70,7 +76,7 @@ async def volume_list(p: Page) -> Response:
     frame = await _frame(p, comp)
     items, next_page = await p.run(volumes.list_volumes, comp, None, 100, p.query("page") or None)
     assigned = await p.run(overview.volume_policies, items)
-    live = any(v.lifecycle_state in VOLUME_BUSY or not v.is_hydrated for v in items)
+    live = any(_changing(v) for v in items)
     return p.render("volumes.html", volumes=items, next_page=next_page, assigned=assigned, live=live, **frame)
 
 
@@ -92,7 +98,7 @@ async def volume_detail(p: Page, error: tuple[int, str, str] | None = None) -> R
         "volume.html",
         error[0] if error else 200,
         volume=vol,
-        busy=vol.lifecycle_state in VOLUME_BUSY or not vol.is_hydrated,
+        busy=_changing(vol),
         assigned=assigned,
         backups=listed,
         policy_choices=await _policy_choices(p, vol.compartment_id),
@@ -176,7 +182,7 @@ async def backup_detail(p: Page, error: tuple[int, str, str] | None = None) -> R
         backup=backup,
         volume=await _volume_or_none(p, backup.boot_volume_id),
         chain=chain,
-        blocker=backup.retention.blocker(backup.id, now()),
+        blocker=backup.retention.blocker(backup.id, datetime.now(UTC)),
         live=backup.lifecycle_state in BACKUP_BUSY,
         availability_domains=p.ctx.settings.availability_domains,
         error=error[1:] if error else None,
@@ -187,7 +193,7 @@ async def backup_detail(p: Page, error: tuple[int, str, str] | None = None) -> R
 async def backup_delete_confirm(p: Page) -> Response:
     backup = await p.run(backups.get_backup, path_id(p, "backup_id", "bootvolumebackup"))
     frame = await _frame(p, backup.compartment_id)
-    blocker = backup.retention.blocker(backup.id, now())
+    blocker = backup.retention.blocker(backup.id, datetime.now(UTC))
     return p.render("delete_backup.html", backup=backup, blocker=blocker, **frame)
 
 
