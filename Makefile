@@ -6,8 +6,9 @@ STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 DATA_DIR ?= .bootvault
 # Volumes are served by qemu-storage-daemon (qemu-system-common) and read over NBD with libnbd's
 # Python binding (python3-libnbd); qemu-img (qemu-utils) converts; nbdkit with its python plugin
-# serves backups to instantly restored volumes; wrk drives the API bench.
-DEBS := qemu-utils qemu-system-common python3-libnbd libnbd-bin nbdkit nbdkit-plugin-python wrk
+# serves backups to instantly restored volumes; wrk drives the API bench; chromium (driven by
+# Playwright, whose own browser download cannot work here) runs the console's browser tests.
+DEBS := qemu-utils qemu-system-common python3-libnbd libnbd-bin nbdkit nbdkit-plugin-python wrk chromium
 NBD_SO := /usr/lib/python3/dist-packages/libnbdmod.cpython-311-x86_64-linux-gnu.so
 
 .PHONY: install system-packages run test test-fast lint bench clean
@@ -65,6 +66,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/api.py
 	$(BIN)/python bench/instant.py
 	$(BIN)/python bench/attach.py
+	$(BIN)/python bench/console.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -131,7 +131,9 @@ class Deployment:
             "BOOTVAULT_POLL_SECONDS": "0.2",
         }
 
-    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def cli(
+        self, *args: str, check: bool = True, input: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [str(BIN / "bootvault"), *args],
             env=self.env,
@@ -139,6 +141,7 @@ class Deployment:
             text=True,
             check=check,
             timeout=300,
+            input=input,
         )
 
     def start(self) -> None:

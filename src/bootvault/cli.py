@@ -28,10 +28,12 @@ tenancy_app = typer.Typer(no_args_is_help=True, help="Tenancies and their API ke
 compartment_app = typer.Typer(no_args_is_help=True, help="Compartments.")
 volume_app = typer.Typer(no_args_is_help=True, help="Boot volumes in the volume pool.")
 key_app = typer.Typer(no_args_is_help=True, help="Encryption keys of the local key provider.")
+user_app = typer.Typer(no_args_is_help=True, help="Users of the operator console (/console/).")
 app.add_typer(tenancy_app, name="tenancy")
 app.add_typer(compartment_app, name="compartment")
 app.add_typer(volume_app, name="volume")
 app.add_typer(key_app, name="key")
+app.add_typer(user_app, name="user")
 err = Console(stderr=True)
 
 DataDir = Annotated[Path | None, typer.Option("--data-dir", help="Data directory [env BOOTVAULT_DATA_DIR].")]
@@ -255,6 +257,36 @@ def tenancy_create(
         write_oci_config(oci_config, new, ctx.settings.region)
         typer.echo(f"OCI config: {oci_config}")
         typer.echo(new.tenancy_id)
+
+
+def _read_password() -> str:
+    """The password from a prompt on a terminal (asked twice), else the first line of stdin."""
+    import getpass
+    import sys
+
+    if sys.stdin.isatty():
+        first = getpass.getpass("Password: ")
+        if getpass.getpass("Password again: ") != first:
+            err.print("[red]error:[/red] the passwords differ")
+            raise typer.Exit(1)
+        return first
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+@user_app.command("create")
+def user_create(
+    tenancy: Annotated[str, typer.Option(help="The tenancy OCID the user belongs to.")],
+    name: Annotated[str, typer.Option(help="Sign-in name (unique).")],
+    data_dir: DataDir = None,
+    database_url: DbUrl = None,
+) -> None:
+    """Create a console user; the password is read from stdin (or prompted for on a terminal).
+    Prints the user OCID."""
+    from bootvault.service import console_users
+
+    password = _read_password()
+    with open_context(settings_from(data_dir, database_url)) as ctx:
+        typer.echo(console_users.create_user(ctx, tenancy, name, password))
 
 
 @compartment_app.command("create")

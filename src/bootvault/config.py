@@ -123,6 +123,16 @@ class Settings(BaseSettings):
     """Provisioned GB of all boot volumes of a tenancy (volumes are thin)."""
     quota_backups: int = 10000
     """Boot volume backups per tenancy."""
+    console_idle_seconds: float = 1800.0
+    """The operator console (/console/): a session ends after this long without a request."""
+    console_absolute_seconds: float = 12 * 3600.0
+    """A console session ends this long after sign-in, whatever its use."""
+    console_max_failures: int = 5
+    """Console sign-in is refused for a user name after this many failures within the window."""
+    console_max_address_failures: int = 20
+    """... and for a client address (many users may share one) after this many."""
+    console_failure_window_seconds: float = 900.0
+    """The window in which console sign-in failures are counted."""
 
     @field_validator("region_time_zone")
     @classmethod

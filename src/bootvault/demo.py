@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import os
 import random
+import secrets
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from bootvault.api.auth import generate_api_key
 from bootvault.config import Settings
 from bootvault.ociconfig import write_oci_config
-from bootvault.service import identity, volume_admin
+from bootvault.service import console_users, identity, volume_admin
 from bootvault.service.context import Context
 
 MIB = 1 << 20
@@ -22,6 +23,8 @@ class DemoInfo:
     tenancy_id: str
     oci_config: str
     volume_id: str
+    console_user: str = ""
+    console_password: str = ""  # demo only: kept in demo.json (0600) so `make run` can print it
 
 
 def _demo_image(path: Path) -> None:
@@ -42,10 +45,27 @@ def _demo_image(path: Path) -> None:
         fh.write(rng.randbytes(8 * MIB))
 
 
+def _ensure_console_user(ctx: Context, info: DemoInfo, marker: Path) -> DemoInfo:
+    """The demo's console sign-in (added to data dirs made before the console existed)."""
+    if info.console_user:
+        return info
+    info.console_user, info.console_password = "demo", secrets.token_urlsafe(12)
+    console_users.create_user(ctx, info.tenancy_id, info.console_user, info.console_password)
+    _write_private(marker, json.dumps(asdict(info), indent=2))
+    return info
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.chmod(path, 0o600)
+
+
 def ensure_demo(ctx: Context) -> DemoInfo:
     marker = ctx.settings.data_dir / "demo.json"
     if marker.exists():
-        return DemoInfo(**json.loads(marker.read_text()))
+        return _ensure_console_user(ctx, DemoInfo(**json.loads(marker.read_text())), marker)
     new = identity.create_tenancy(ctx, "demo", generate_api_key())
     config = ctx.settings.data_dir / "oci" / "config"
     write_oci_config(config, new, ctx.settings.region)
@@ -54,8 +74,8 @@ def ensure_demo(ctx: Context) -> DemoInfo:
     vol = volume_admin.import_volume(ctx, new.tenancy_id, image, display_name="demo-boot-volume")
     os.unlink(image)
     info = DemoInfo(new.tenancy_id, str(config), vol.id)
-    marker.write_text(json.dumps(asdict(info), indent=2))
-    return info
+    _write_private(marker, json.dumps(asdict(info), indent=2))
+    return _ensure_console_user(ctx, info, marker)
 
 
 def _tls_lines(s: Settings, info: DemoInfo, ca: str) -> str:
@@ -92,6 +112,7 @@ def print_demo(ctx: Context, info: DemoInfo, ca_bundle: Path | None = None) -> N
     print(
         f"""
 bootvault is serving the OCI Core Services API on {base} (data in {s.data_dir})
+Operator console: {base}/console/  (sign in as {info.console_user!r}, password {info.console_password!r})
 Demo tenancy {info.tenancy_id}, demo boot volume {info.volume_id}. Try, in another terminal:
 
   export OCI_CLI_SUPPRESS_FILE_PERMISSIONS_WARNING=True

@@ -12,6 +12,7 @@ import uvicorn
 from bootvault.api.app import create_app
 from bootvault.api.http import GuardedHttpToolsProtocol
 from bootvault.config import Settings
+from bootvault.console.routes import install as install_console
 from bootvault.logs import setup_logging
 from bootvault.service.context import Context
 from bootvault.worker.main import start_workers
@@ -37,6 +38,13 @@ def _uvicorn_options(settings: Settings) -> dict[str, Any]:
     return options
 
 
+def build_app(ctx: Context) -> Any:
+    """The OCI API and, on the same listener, the operator console under /console/."""
+    app = create_app(ctx)
+    install_console(app)
+    return app
+
+
 def _freeze_heap() -> None:
     """Move everything allocated at start-up (modules, SQLAlchemy's and the SDK's structures) out
     of the cyclic collector's reach: a full collection then walks only what requests allocate,
@@ -50,7 +58,7 @@ def app_from_env() -> Any:
     setup_logging()
     settings = Settings()
     _uvicorn_options(settings)  # the protocol's limits, in this process too
-    app = create_app(Context.open(settings, migrate=False))
+    app = build_app(Context.open(settings, migrate=False))
     _freeze_heap()
     return app
 
@@ -66,7 +74,7 @@ def run_server(ctx: Context, workers: int, processes: int = 1) -> None:
         if processes > 1:
             uvicorn.run("bootvault.server:app_from_env", factory=True, workers=processes, **options)
         else:
-            app = create_app(ctx)
+            app = build_app(ctx)
             _freeze_heap()
             uvicorn.Server(uvicorn.Config(app, **options)).run()
     finally:

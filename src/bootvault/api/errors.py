@@ -20,6 +20,7 @@ ERROR_TABLE: list[tuple[type[d.BootVaultError], int, str]] = [
     (d.Conflict, 409, "Conflict"),
     (d.RetryTokenReused, 409, "InvalidatedRetryToken"),
     (d.EtagMismatch, 412, "NoEtagMatch"),
+    (d.TooManyRequests, 429, "TooManyRequests"),
 ]
 
 

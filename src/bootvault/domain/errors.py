@@ -55,3 +55,7 @@ class Unauthenticated(BootVaultError):
 
 class LimitExceeded(BootVaultError):
     """A service limit would be exceeded."""
+
+
+class TooManyRequests(BootVaultError):
+    """Too many attempts (console sign-in) within the rate limit's window."""

@@ -161,6 +161,16 @@ boot_volume_backups = Table(
     Index("ix_backups_volume_name", "boot_volume_id", "display_name", "id"),
     Index("ix_backups_volume_state_time", "boot_volume_id", "lifecycle_state", "time_created", "id"),
     Index("ix_backups_volume_state_name", "boot_volume_id", "lifecycle_state", "display_name", "id"),
+    # The console's dashboard sums sizes by state and day from this index alone (migration 0010).
+    Index(
+        "ix_backups_state_sizes",
+        "tenancy_id",
+        "compartment_id",
+        "lifecycle_state",
+        "time_created",
+        "unique_size_bytes",
+        "logical_size_bytes",
+    ),
 )
 
 volume_backup_policies = Table(
@@ -249,4 +259,37 @@ gc_condemned = Table(
     Column("scope", String(64), primary_key=True),
     Column("pack_id", String(64), primary_key=True),
     Column("time_condemned", UtcDateTime, nullable=False),
+)
+
+# The operator console (migration 0010). A console user is a row of `users` with a password;
+# names are unique across tenancies (the sign-in form asks only a name). A session is stored by
+# the SHA-256 of its cookie's token, so the table never holds a usable session id.
+console_credentials = Table(
+    "console_credentials",
+    metadata,
+    Column("user_id", OCID, primary_key=True),
+    Column("tenancy_id", OCID, nullable=False),
+    Column("name", String(255), nullable=False, unique=True),
+    Column("password_hash", Text, nullable=False),
+    Column("time_created", UtcDateTime, nullable=False),
+)
+
+console_sessions = Table(
+    "console_sessions",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("user_id", OCID, nullable=False, index=True),
+    Column("tenancy_id", OCID, nullable=False),
+    Column("csrf_token", String(64), nullable=False),
+    Column("time_created", UtcDateTime, nullable=False),
+    Column("time_last_seen", UtcDateTime, nullable=False),
+)
+
+# Failed sign-ins per subject ("user:<name>" or "addr:<ip>") in the current window.
+console_sign_in_failures = Table(
+    "console_sign_in_failures",
+    metadata,
+    Column("subject", String(300), primary_key=True),
+    Column("window_start", UtcDateTime, nullable=False),
+    Column("failures", Integer, nullable=False),
 )
