@@ -19,8 +19,8 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TimeRemaining
 
 from bootvault.config import Settings
 from bootvault.domain.errors import BootVaultError
-from bootvault.domain.models import JobKind, JobState
-from bootvault.service import identity, volume_admin
+from bootvault.domain.models import JobKind
+from bootvault.service import identity, maintenance, volume_admin
 from bootvault.service.context import Context
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
@@ -244,8 +244,8 @@ def tenancy_create(
     database_url: DbUrl = None,
 ) -> None:
     """Create a tenancy with an admin user and API key; write an OCI config for it."""
-    from bootvault.api.auth import generate_api_key
     from bootvault.ociconfig import config_paths, write_oci_config
+    from bootvault.service.identity import generate_api_key
 
     try:
         config_paths(oci_config)  # refuse before anything is created
@@ -377,24 +377,23 @@ def volume_export(
 
 def _run_maintenance(ctx: Context, kind: JobKind, resource: str) -> str:
     """Queue a maintenance job and run it here, tracked like any job (lease, start time)."""
-    from bootvault.store import jobs
     from bootvault.worker.main import Worker
+    from bootvault.worker.wakeup import Wakeup
 
-    with ctx.db.write() as conn:
-        job_id = jobs.enqueue(conn, kind, "", resource, lane=f"maintenance:{kind.value.lower()}")
-    worker = Worker(ctx)
-    deadline = time.monotonic() + 3600
-    # Wait while an older job of the same kind holds the lane, or while a worker process that
-    # claimed this job first runs it (then its outcome is the answer).
-    while not worker.run_once(job_id):
-        with ctx.db.read() as conn:
-            if jobs.get(conn, job_id).state in (JobState.SUCCEEDED, JobState.FAILED):
-                break
-        if time.monotonic() > deadline:
-            raise typer.Exit(1)
-        time.sleep(0.2)
-    with ctx.db.read() as conn:
-        job = jobs.get(conn, job_id)
+    job_id = maintenance.queue_now(ctx, kind, resource)
+    worker, stop = Worker(ctx), threading.Event()
+    wakeup, deadline = Wakeup(ctx.db, stop), time.monotonic() + 3600
+    try:
+        # Wait while an older job of the same kind holds the lane, or while a worker process that
+        # claimed this job first runs it (then its outcome is the answer): woken when a job ends.
+        while not worker.run_once(job_id) and maintenance.ended(ctx, job_id) is None:
+            if time.monotonic() > deadline:
+                raise typer.Exit(1)
+            wakeup.wait(ctx.settings.poll_seconds)
+    finally:
+        stop.set()
+    job = maintenance.ended(ctx, job_id)
+    assert job is not None
     if job.last_error:
         err.print(f"[red]error:[/red] {job.last_error}")
         raise typer.Exit(1)

@@ -9,11 +9,11 @@ import secrets
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from bootvault.api.auth import generate_api_key
 from bootvault.config import Settings
 from bootvault.ociconfig import write_oci_config
 from bootvault.service import console_users, identity, volume_admin
 from bootvault.service.context import Context
+from bootvault.service.identity import generate_api_key
 
 MIB = 1 << 20
 

@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-from sqlalchemy import func, select
 
 log = logging.getLogger("bootvault.metrics")
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -51,16 +50,14 @@ class _QueueCollector(Collector):
         self.db = db
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        from bootvault.store.tables import jobs
+        from bootvault.store import jobs
 
         family = GaugeMetricFamily(
             "bootvault_jobs_current", "Jobs in the queue by kind and state.", labels=["kind", "state"]
         )
         try:
             with self.db.read() as conn:  # type: ignore[attr-defined]
-                rows = conn.execute(
-                    select(jobs.c.kind, jobs.c.state, func.count()).group_by(jobs.c.kind, jobs.c.state)
-                ).all()
+                rows = jobs.counts_by_kind_and_state(conn)
         except Exception as exc:  # a scrape must not fail because the database is away
             log.warning("queue metrics unavailable: %s", exc)
             rows = []

@@ -20,7 +20,7 @@ import pytest
 from oci._vendor import requests
 from oci.signer import AbstractBaseSigner, load_private_key_from_file
 
-from bootvault.api.auth import generate_api_key
+from bootvault.service.identity import generate_api_key
 from tests.helpers import MIB, Deployment, Tenant, make_image, wait_state
 
 API = "/20160918"

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from bootvault.api.auth import generate_api_key
 from bootvault.config import Settings
 from bootvault.domain import ocid
 from bootvault.domain.models import BootVolume, VolumeState
 from bootvault.service import identity
 from bootvault.service.context import Caller, Context
+from bootvault.service.identity import generate_api_key
 from bootvault.store import volumes
 from bootvault.worker.main import Worker
 

@@ -24,11 +24,11 @@ from bootvault.api.auth import (
     KeyId,
     WireHeaders,
     _simple_params,  # noqa: PLC2701 - its equivalence is the point
-    fingerprint_of,
-    generate_api_key,
     parse_authorization,
     verify_request,
 )
+from bootvault.domain.apikeys import fingerprint_of
+from bootvault.service.identity import generate_api_key
 
 TENANCY = "ocid1.tenancy.oc1..aaaatest"
 USER = "ocid1.user.oc1..aaaauser"

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from bootvault.api.auth import generate_api_key
 from bootvault.config import Settings
 from bootvault.domain import ocid
 from bootvault.domain.errors import NotFound
@@ -27,6 +26,7 @@ from bootvault.domain.models import (
 from bootvault.domain.policies import ORACLE_POLICIES
 from bootvault.service import identity, overview, policies
 from bootvault.service.context import Caller, Context
+from bootvault.service.identity import generate_api_key
 from bootvault.store import backups, volumes
 from tests.dbs import database_url
 

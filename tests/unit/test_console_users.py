@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from bootvault.api.auth import generate_api_key
 from bootvault.config import Settings
 from bootvault.domain.errors import Conflict, InvalidArgument, NotFound, TooManyRequests, Unauthenticated
 from bootvault.service import console_users, identity
 from bootvault.service.context import Context
+from bootvault.service.identity import generate_api_key
 from bootvault.store.tables import console_credentials, console_sessions
 from tests.dbs import database_url
 

@@ -19,9 +19,11 @@ from functools import lru_cache
 from urllib.request import parse_http_list
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+
+from bootvault.domain.apikeys import fingerprint, public_der
 
 __all__ = [
     "AuthError",
@@ -33,8 +35,6 @@ __all__ = [
     "check_signature",
     "prepare_request",
     "VerifiedRequest",
-    "fingerprint_of",
-    "generate_api_key",
     "parse_authorization",
     "verify_request",
 ]
@@ -79,22 +79,6 @@ class SignedRequest:
     signature: bytes
 
 
-def _der(public_key: RSAPublicKey) -> bytes:
-    return public_key.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-
-
-def _fingerprint(der: bytes) -> str:
-    digest = hashlib.md5(der, usedforsecurity=False).hexdigest()
-    return ":".join(digest[i : i + 2] for i in range(0, len(digest), 2))
-
-
-def fingerprint_of(public_key: RSAPublicKey) -> str:
-    """Colon-separated lowercase MD5 of the DER SubjectPublicKeyInfo (what OCI calls the key fingerprint)."""
-    return _fingerprint(_der(public_key))
-
-
 @dataclass(frozen=True)
 class TrustedKey:
     """A registered public key with what verification derives from it, computed once."""
@@ -105,8 +89,8 @@ class TrustedKey:
 
     @classmethod
     def of(cls, public_key: RSAPublicKey) -> TrustedKey:
-        der = _der(public_key)
-        return cls(public_key, _fingerprint(der), hashlib.sha256(der).digest())
+        der = public_der(public_key)
+        return cls(public_key, fingerprint(der), hashlib.sha256(der).digest())
 
 
 class _VerifiedCache:
@@ -137,18 +121,6 @@ class _VerifiedCache:
 
 
 _verified = _VerifiedCache(_VERIFIED_MAX)
-
-
-def generate_api_key() -> tuple[bytes, bytes, str]:
-    """Return (private key PEM PKCS8 unencrypted, public key PEM, fingerprint) for a new 2048-bit RSA key."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private_pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    public_pem = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return private_pem, public_pem, fingerprint_of(key.public_key())
 
 
 @lru_cache(maxsize=1024)  # a client sends its keyId with every request

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Generic, TypeVar
 
-from bootvault.domain.models import BackupState, JobKind, VolumeState
+from bootvault.domain.models import BackupState, JobKind, JobState, VolumeState
 
 S = TypeVar("S", bound=StrEnum)
 
@@ -95,3 +95,4 @@ BACKUP_BUSY = BACKUP_IN_PROGRESS | {B.TERMINATING}
 VOLUME_FILLING = frozenset({V.RESTORING, V.PROVISIONING})  # its data is being written by a job
 VOLUME_GONE = frozenset({V.TERMINATING, V.TERMINATED})
 VOLUME_BUSY = VOLUME_FILLING | {V.TERMINATING}
+JOB_ENDED = frozenset({JobState.SUCCEEDED, JobState.FAILED})  # a job's outcome is recorded

@@ -5,7 +5,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
 from bootvault.domain import ocid
+from bootvault.domain.apikeys import fingerprint_of
 from bootvault.domain.errors import NotFound, RelatedNotFound
 from bootvault.domain.models import ApiKey, Compartment
 from bootvault.service.context import Caller, Context
@@ -19,6 +23,18 @@ class NewTenancy:
     user_id: str
     fingerprint: str
     private_key_pem: bytes
+
+
+def generate_api_key() -> tuple[bytes, bytes, str]:
+    """(private key PEM PKCS8 unencrypted, public key PEM, fingerprint) of a new 2048-bit RSA key."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    public_pem = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return private_pem, public_pem, fingerprint_of(key.public_key())
 
 
 def create_tenancy(ctx: Context, name: str, key: tuple[bytes, bytes, str]) -> NewTenancy:

@@ -10,13 +10,14 @@ from datetime import timedelta
 
 from bootvault import metrics
 from bootvault.blobstore import ObjectNotFound
-from bootvault.domain.models import BackupState, JobKind
+from bootvault.domain.lifecycle import JOB_ENDED
+from bootvault.domain.models import BackupState, Job, JobKind
 from bootvault.engine.gc import collect_garbage
 from bootvault.engine.manifest import CorruptManifest
 from bootvault.engine.repository import manifest_name
 from bootvault.engine.restore import RestoreError
 from bootvault.service.context import Context
-from bootvault.store import backups, gc, jobs
+from bootvault.store import backups, gc, jobs, locks
 from bootvault.store.common import now
 
 log = logging.getLogger("bootvault.maintenance")
@@ -138,9 +139,25 @@ def schedule_due(ctx: Context) -> None:
         if every <= 0:
             continue
         with ctx.db.write() as conn:
-            if conn.dialect.name == "postgresql":  # SQLite writers are serialised already
-                conn.exec_driver_sql("SELECT pg_advisory_xact_lock(74207312)")  # one scheduler at a time
+            locks.hold(conn, locks.Lock.MAINTENANCE_QUEUE)
             last = jobs.last_queued(conn, kind)
             if jobs.has_active(conn, kind) or (last is not None and last > now() - timedelta(seconds=every)):
                 continue
-            jobs.enqueue(conn, kind, "", kind.value.lower(), lane=f"maintenance:{kind.value.lower()}")
+            jobs.enqueue(conn, kind, "", kind.value.lower(), lane=_lane(kind))
+
+
+def _lane(kind: JobKind) -> str:
+    return f"maintenance:{kind.value.lower()}"  # one GC (or verify) at a time
+
+
+def queue_now(ctx: Context, kind: JobKind, resource: str) -> str:
+    """Queue a GC or verify job to run now (`bootvault gc`, `bootvault verify`); its id."""
+    with ctx.db.write() as conn:
+        return jobs.enqueue(conn, kind, "", resource, lane=_lane(kind))
+
+
+def ended(ctx: Context, job_id: str) -> Job | None:
+    """The job once it has ended (its result or last_error), else None."""
+    with ctx.db.read() as conn:
+        job = jobs.get(conn, job_id)
+    return job if job.state in JOB_ENDED else None

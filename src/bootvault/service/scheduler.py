@@ -32,22 +32,19 @@ from bootvault.domain.policies import ORACLE_POLICIES, PolicyAssignment, Schedul
 from bootvault.domain.retention import Retention, change
 from bootvault.domain.scheduling import Decision, decide
 from bootvault.service.context import Context
-from bootvault.store import backups, jobs, policies, volumes
+from bootvault.store import backups, jobs, locks, policies, volumes
 from bootvault.store.common import new_etag
 from bootvault.store.common import now as wall_clock
 
 log = logging.getLogger("bootvault.scheduler")
 BATCH = 500  # assignments (or expired backups) per transaction
 RUN_HISTORY = timedelta(days=2)  # scheduled_runs rows older than this are pruned
-SCHEDULER_LOCK = 74207313  # PostgreSQL advisory lock: one scheduler transaction at a time
 
 
 def _exclusive(conn: Connection) -> bool:
     """Whether this transaction may schedule: always on SQLite (writers are serialised), on
     PostgreSQL only if no other scheduler holds the advisory lock (then this tick is skipped)."""
-    if conn.dialect.name != "postgresql":
-        return True
-    return bool(conn.exec_driver_sql(f"SELECT pg_try_advisory_xact_lock({SCHEDULER_LOCK})").scalar())
+    return locks.try_hold(conn, locks.Lock.SCHEDULER)
 
 
 def policy_of(conn: Connection, policy_id: str) -> VolumeBackupPolicy | None:

@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, exc, make_url
 
-from bootvault.store import doorbell
+from bootvault.store import doorbell, locks
 from bootvault.store.commits import INFO_KEY, CommitCount
 
 JOBS_CHANGED = "bootvault_jobs_changed"  # set in conn.info by store.jobs.announce
@@ -178,8 +178,7 @@ class Database:
         cfg = Config()
         cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
         with self.write() as conn:
-            if not self.is_sqlite:
-                conn.exec_driver_sql("SELECT pg_advisory_xact_lock(74207311)")
+            locks.hold(conn, locks.Lock.MIGRATE)
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
 

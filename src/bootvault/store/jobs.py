@@ -193,3 +193,9 @@ def has_active(conn: Connection, kind: JobKind) -> bool:
 def last_queued(conn: Connection, kind: JobKind) -> datetime | None:
     stmt = select(func.max(t.c.time_created)).where(t.c.kind == kind.value)
     return conn.execute(stmt).scalar()
+
+
+def counts_by_kind_and_state(conn: Connection) -> list[tuple[str, str, int]]:
+    """(kind, state, jobs) for the queue metrics."""
+    rows = conn.execute(select(t.c.kind, t.c.state, func.count()).group_by(t.c.kind, t.c.state))
+    return [(kind, state, count) for kind, state, count in rows]
