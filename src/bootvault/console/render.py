@@ -9,8 +9,15 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup, escape
 
+from bootvault.domain.lifecycle import BACKUP_IN_PROGRESS
+from bootvault.domain.models import BackupState
+
 UNITS = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"]
 SHORT = 80  # characters of a user string shown in a list cell (the detail page shows all)
+
+
+B = BackupState
+BACKUP_STATES_SHOWN = (B.AVAILABLE, B.CREATING, B.REQUEST_RECEIVED, B.FAULTY, B.TERMINATING, B.TERMINATED)
 
 
 def human_bytes(n: int | None) -> str:
@@ -50,4 +57,6 @@ def environment() -> Environment:
         lstrip_blocks=True,
     )
     env.filters.update(bytes=human_bytes, when=when, user=user_text, short=short)
+    # the lifecycle's own states, so no template spells one (domain/lifecycle.py)
+    env.globals.update(BACKUP_IN_PROGRESS=BACKUP_IN_PROGRESS, BACKUP_STATES=BACKUP_STATES_SHOWN)
     return env
