@@ -90,6 +90,11 @@ class Settings(BaseSettings):
     quota_volumes: int = 1000
     quota_volume_gbs: int = 100 * 1024  # provisioned size of all volumes (they are thin)
     quota_backups: int = 10000
+    # Cross-region copy (docs/regions.md): how long a copy keeps retrying a peer region that does
+    # not answer before it fails, and how long a destination waits for a silent source before it
+    # turns the copy FAULTY.
+    copy_link_patience_seconds: float = 300.0
+    copy_stall_seconds: float = 1800.0
 
     @field_validator("region_time_zone")
     @classmethod

@@ -102,6 +102,12 @@ class CreateVolumeBackupPolicyAssignmentDetails(_Body):
     policy_id: str = Field(alias="policyId", min_length=1, max_length=255)
 
 
+class CopyBootVolumeBackupDetails(_Body):
+    destination_region: str = Field(alias="destinationRegion", min_length=1, max_length=64)
+    display_name: str | None = Field(None, alias="displayName")
+    kms_key_id: str | None = Field(None, alias="kmsKeyId", min_length=1, max_length=255)
+
+
 class ChangeCompartmentDetails(_Body):
     compartment_id: str = Field(alias="compartmentId", min_length=1, max_length=255)
 

@@ -56,6 +56,8 @@ class JobKind(enum.StrEnum):
     GC = "GC"
     VERIFY = "VERIFY"
     RETAIN = "RETAIN"  # give a locked backup's objects an object-store retention date
+    COPY = "COPY"  # send a backup to a region (service/copy.py); its resource is the work request
+    IDENTITY_SYNC = "IDENTITY_SYNC"  # push tenancies, users, keys, compartments to a peer region
 
 
 class JobState(enum.StrEnum):
