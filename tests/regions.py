@@ -18,6 +18,8 @@ class Region(Deployment):
         self.name = name
         self.env["BOOTVAULT_REGION"] = name
         self.env["BOOTVAULT_SCHEDULER_INTERVAL_SECONDS"] = "1"
+        self.env["BOOTVAULT_MIN_RETENTION_SECONDS"] = "1"  # policy copies expire within a test
+        self.env["BOOTVAULT_COPY_CALL_TIMEOUT_SECONDS"] = "5"
 
     def peers(self) -> list[str]:
         return self.cli("region", "list").stdout.split()[::2]

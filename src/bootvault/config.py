@@ -95,6 +95,8 @@ class Settings(BaseSettings):
     # turns the copy FAULTY.
     copy_link_patience_seconds: float = 300.0
     copy_stall_seconds: float = 1800.0
+    copy_call_timeout_seconds: float = 60.0  # one region protocol call (a body of blocks included)
+    copy_max_bps: int = 0  # a cap on the bytes a copy sends per second (0: none)
 
     @field_validator("region_time_zone")
     @classmethod

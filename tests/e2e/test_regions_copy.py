@@ -5,6 +5,10 @@ requests read from both regions, and the bad requests."""
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,16 +22,18 @@ from oci.core.models import (
     CreateBootVolumeDetails,
 )
 
-from tests.helpers import MIB, Tenant, make_image, raw_request, sha256_file, wait_hydrated, wait_state
+from tests.helpers import BIN, MIB, Tenant, make_image, raw_request, sha256_file, wait_hydrated, wait_state
 from tests.regions import Region, client_in, pair, work_requests_in
 
 AD = "bootvault:AD-1"
 GIB = 1 << 30
+COPY_BPS = 4 * MIB  # alpha's cap on what a copy sends per second (so a copy is seen in progress)
 
 
 @pytest.fixture(scope="module")
 def regions(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Region, Region]]:
     alpha = Region(tmp_path_factory.mktemp("alpha"), "alpha-1")
+    alpha.env["BOOTVAULT_COPY_MAX_BPS"] = str(COPY_BPS)
     beta = Region(tmp_path_factory.mktemp("beta"), "beta-1")
     alpha.start()
     beta.start()
@@ -181,3 +187,182 @@ def test_copy_full_then_incremental_sends_only_what_is_missing(
     wait_state(dst, "get_boot_volume_backup", again.data.id, "AVAILABLE")
     assert _wait_wr(tenant, alpha, again.headers["opc-work-request-id"]).status == "SUCCEEDED"
     assert _sent(tenant, alpha, again.headers["opc-work-request-id"]) == 0
+
+
+@pytest.fixture(scope="module")
+def source_backup(
+    paired: tuple[Region, Region, Tenant], tmp_path_factory: pytest.TempPathFactory
+) -> tuple[str, str, Path]:
+    """(volume, FULL backup, image) in alpha, for the tests below."""
+    alpha, _, tenant = paired
+    image = tmp_path_factory.mktemp("src") / "small.img"
+    make_image(image, 4 * MIB, seed=5)
+    volume_id = alpha.import_volume(tenant, image, "small")
+    return volume_id, _backup(client_in(tenant, alpha), volume_id, "FULL"), image
+
+
+def _raw_copy(tenant: Tenant, backup_id: str, body: dict, **headers: str):  # type: ignore[no-untyped-def]
+    return raw_request(
+        tenant, "POST", f"/bootVolumeBackups/{backup_id}/actions/copy", json.dumps(body).encode(), headers
+    )
+
+
+def test_bad_copies_are_refused_naming_the_field(
+    paired: tuple[Region, Region, Tenant], source_backup: tuple[str, str, Path]
+) -> None:
+    alpha, beta, tenant = paired
+    volume_id, backup_id, _ = source_backup
+    src = client_in(tenant, alpha)
+
+    def refused(resp, status: int, code: str, words: str) -> None:  # type: ignore[no-untyped-def]
+        assert (resp.status_code, resp.json()["code"]) == (status, code), resp.text
+        assert words in resp.json()["message"], resp.text
+
+    refused(
+        _raw_copy(tenant, backup_id, {"destinationRegion": "nowhere-1"}),
+        400,
+        "InvalidParameter",
+        "destinationRegion",
+    )
+    refused(_raw_copy(tenant, backup_id, {}), 400, "InvalidParameter", "destinationRegion")
+    refused(
+        _raw_copy(tenant, backup_id, {"destinationRegion": "beta-1", "size": 1}),
+        400,
+        "InvalidParameter",
+        "size",
+    )
+    refused(
+        _raw_copy(
+            tenant, backup_id, {"destinationRegion": "beta-1", "kmsKeyId": "ocid1.key.oc1.beta-1.aaaanokey"}
+        ),
+        400,
+        "RelatedResourceNotAuthorizedOrNotFound",
+        "kmsKeyId",
+    )
+    missing = "ocid1.bootvolumebackup.oc1.alpha-1.aaaaaaaadoesnotexist"
+    refused(_raw_copy(tenant, missing, {"destinationRegion": "beta-1"}), 404, "NotAuthorizedOrNotFound", "")
+    # a backup still being made: 409 IncorrectState (clears by itself); a deleted one: 409 Conflict
+    creating = src.create_boot_volume_backup(CreateBootVolumeBackupDetails(boot_volume_id=volume_id)).data.id
+    refused(_raw_copy(tenant, creating, {"destinationRegion": "beta-1"}), 409, "IncorrectState", "AVAILABLE")
+    wait_state(src, "get_boot_volume_backup", creating, "AVAILABLE")
+    src.delete_boot_volume_backup(creating)
+    wait_state(src, "get_boot_volume_backup", creating, "TERMINATED")
+    refused(_raw_copy(tenant, creating, {"destinationRegion": "beta-1"}), 409, "Conflict", "AVAILABLE")
+    # another tenancy's key cannot copy it (404, as if it did not exist)
+    other = alpha.new_tenant("other")
+    refused(_raw_copy(other, backup_id, {"destinationRegion": "beta-1"}), 404, "NotAuthorizedOrNotFound", "")
+    # nothing was created in the destination by any of these
+    assert (
+        client_in(tenant, beta)
+        .list_boot_volume_backups(compartment_id=tenant.tenancy_id, source_boot_volume_backup_id=creating)
+        .data
+        == []
+    )
+
+
+def test_retry_token_same_copy_and_same_region_copy(
+    paired: tuple[Region, Region, Tenant], source_backup: tuple[str, str, Path]
+) -> None:
+    alpha, beta, tenant = paired
+    _, backup_id, image = source_backup
+    src = client_in(tenant, alpha)
+    details = CopyBootVolumeBackupDetails(destination_region="beta-1", display_name="once")
+    first = src.copy_boot_volume_backup(backup_id, details, opc_retry_token="copy-token-1")
+    second = src.copy_boot_volume_backup(backup_id, details, opc_retry_token="copy-token-1")
+    assert first.data.id == second.data.id
+    assert first.headers["opc-work-request-id"] == second.headers["opc-work-request-id"]
+    with pytest.raises(oci.exceptions.ServiceError) as err:
+        src.copy_boot_volume_backup(
+            backup_id,
+            CopyBootVolumeBackupDetails(destination_region="beta-1", display_name="other"),
+            opc_retry_token="copy-token-1",
+        )
+    assert err.value.status == 409
+    wait_state(client_in(tenant, beta), "get_boot_volume_backup", first.data.id, "AVAILABLE")
+    # a copy to the region itself is accepted, as recorded from OCI, and restores
+    same = src.copy_boot_volume_backup(backup_id, CopyBootVolumeBackupDetails(destination_region="alpha-1"))
+    assert same.data.id.split(".")[3] == "alpha-1" and same.data.source_boot_volume_backup_id == backup_id
+    wait_state(src, "get_boot_volume_backup", same.data.id, "AVAILABLE")
+    assert _wait_wr(tenant, alpha, same.headers["opc-work-request-id"]).status == "SUCCEEDED"
+    assert _restore_hash(alpha, src, tenant, same.data.id) == sha256_file(image, GIB)
+
+
+def test_sdk_composite_waiters(
+    paired: tuple[Region, Region, Tenant], source_backup: tuple[str, str, Path]
+) -> None:
+    """Both composite waiters poll the source region: it answers for the copy (its GET of a
+    copy it made into a peer is the peer's answer) and holds the work request."""
+    alpha, beta, tenant = paired
+    _, backup_id, _ = source_backup
+    composite = oci.core.BlockstorageClientCompositeOperations(client_in(tenant, alpha))
+    details = CopyBootVolumeBackupDetails(destination_region="beta-1")
+    by_state = composite.copy_boot_volume_backup_and_wait_for_state(
+        backup_id,
+        details,
+        wait_for_states=["AVAILABLE"],
+        waiter_kwargs={"max_wait_seconds": 120, "max_interval_seconds": 1},
+    )
+    assert by_state.data.lifecycle_state == "AVAILABLE" and by_state.data.id.split(".")[3] == "beta-1"
+    by_wr = composite.copy_boot_volume_backup_and_wait_for_work_request(
+        backup_id,
+        details,
+        work_request_states=["SUCCEEDED"],
+        waiter_kwargs={"max_wait_seconds": 120, "max_interval_seconds": 1},
+    )
+    assert by_wr.data.status == "SUCCEEDED"
+    copy_id = by_wr.data.resources[0].identifier
+    assert client_in(tenant, beta).get_boot_volume_backup(copy_id).data.lifecycle_state == "AVAILABLE"
+    # the list of work requests, by compartment and by resource, in both regions
+    for region in (alpha, beta):
+        wrs = work_requests_in(tenant, region).list_work_requests(tenant.tenancy_id, resource_id=copy_id).data
+        assert [w.id for w in wrs] == [by_wr.data.id], region.name
+        assert work_requests_in(tenant, region).list_work_request_errors(by_wr.data.id).data == []
+
+
+def test_oci_cli_copy_waits_for_the_copy(
+    paired: tuple[Region, Region, Tenant], source_backup: tuple[str, str, Path]
+) -> None:
+    alpha, _, tenant = paired
+    _, backup_id, _ = source_backup
+    cmd = [
+        str(BIN / "oci"), "bv", "boot-volume-backup", "copy", "--boot-volume-backup-id", backup_id,
+        "--destination-region", "beta-1", "--display-name", "by-cli", "--wait-for-state", "AVAILABLE",
+        "--max-wait-seconds", "120", "--wait-interval-seconds", "1",
+        "--config-file", str(tenant.config_path), "--endpoint", alpha.endpoint,
+    ]  # fmt: skip
+    env = {
+        **os.environ,
+        "OCI_CLI_SUPPRESS_FILE_PERMISSIONS_WARNING": "True",
+        "SUPPRESS_LABEL_WARNING": "True",
+    }
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)["data"]
+    assert data["lifecycle-state"] == "AVAILABLE" and data["display-name"] == "by-cli"
+    assert data["source-boot-volume-backup-id"] == backup_id and data["id"].split(".")[3] == "beta-1"
+
+
+def test_source_being_copied_cannot_be_deleted_and_a_down_destination_answers_at_once(
+    paired: tuple[Region, Region, Tenant], source_backup: tuple[str, str, Path]
+) -> None:
+    alpha, beta, tenant = paired
+    _, backup_id, _ = source_backup
+    src = client_in(tenant, alpha)
+    # alpha sends at most COPY_BPS: the copy of this backup lasts over a second
+    resp = src.copy_boot_volume_backup(backup_id, CopyBootVolumeBackupDetails(destination_region="beta-1"))
+    with pytest.raises(oci.exceptions.ServiceError) as err:
+        src.delete_boot_volume_backup(backup_id)
+    assert (err.value.status, err.value.code) == (409, "Conflict") and "copied" in err.value.message
+    wait_state(client_in(tenant, beta), "get_boot_volume_backup", resp.data.id, "AVAILABLE")
+    assert src.get_boot_volume_backup(backup_id).data.lifecycle_state == "AVAILABLE"
+
+    assert beta.proc is not None
+    beta.proc.send_signal(signal.SIGSTOP)  # the destination hangs
+    try:
+        started = time.monotonic()
+        refused = _raw_copy(tenant, backup_id, {"destinationRegion": "beta-1"})
+        assert time.monotonic() - started < 20
+    finally:
+        beta.proc.send_signal(signal.SIGCONT)
+    assert (refused.status_code, refused.json()["code"]) == (409, "Conflict"), refused.text
+    assert "beta-1" in refused.json()["message"] and "unreachable" in refused.json()["message"]

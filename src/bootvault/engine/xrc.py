@@ -95,9 +95,13 @@ class SendStats:
 
 
 def send_blocks(
-    repo: Repository, subset: Manifest, key: bytes, send: Callable[[bytes, SendStats], None]
+    repo: Repository,
+    subset: Manifest,
+    key: bytes,
+    send: Callable[[bytes, SendStats], None],
+    batch_bytes: int = BATCH_BYTES,
 ) -> SendStats:
-    """Read the blocks of `subset` and hand them to `send` in bodies of about BATCH_BYTES."""
+    """Read the blocks of `subset` and hand them to `send` in bodies of about `batch_bytes`."""
     stats = SendStats()
     batch = bytearray()
     cctx = zstandard.ZstdCompressor(level=codec.ZSTD_LEVEL)
@@ -111,11 +115,11 @@ def send_blocks(
         batch.extend(packed)
         stats.blocks += 1
         stats.plain_bytes += len(block)
-        if len(batch) >= BATCH_BYTES:
+        if len(batch) >= batch_bytes:
             flush()
 
     def flush() -> None:
-        stats.payload_bytes += len(batch)
+        stats.payload_bytes += len(batch)  # counted first: `send` paces on what it was given
         send(bytes(batch), stats)
         batch.clear()
 

@@ -26,6 +26,7 @@ import time
 from array import array
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from bootvault.domain import ocid
@@ -41,6 +42,7 @@ from bootvault.service.lease import JobFailed, Lease, finish_job
 from bootvault.service.regionlink import Peer, RegionRefused, RegionUnreachable, call
 from bootvault.service.retry import request_hash
 from bootvault.store import backups, jobs, retry_tokens, workrequests
+from bootvault.store import regions as xrc_repo
 from bootvault.store.common import now
 
 log = logging.getLogger("bootvault.copy")
@@ -85,6 +87,7 @@ class Destination:
 
     def _call(self, method: str, path: str, body: bytes | dict[str, Any], **kw: Any) -> tuple[bytes, dict]:
         assert self.peer is not None
+        kw.setdefault("timeout", self.ctx.settings.copy_call_timeout_seconds)
         return call(self.ctx.settings.region, self.peer, method, path, body, **kw)
 
     def create(self, order: CopyOrder) -> tuple[BootVolumeBackup | None, dict[str, Any] | None, str]:
@@ -100,7 +103,7 @@ class Destination:
         if self.peer is None:
             b = copy_dest.get(self.ctx, backup_id, tenancy_id)
             return b, None, b.etag
-        answer, headers = self._call("GET", f"/copies/{backup_id}?tenancyId={tenancy_id}", b"", timeout=15.0)
+        answer, headers = self._call("GET", f"/copies/{backup_id}?tenancyId={tenancy_id}", b"", timeout=5.0)
         return None, json.loads(answer), headers.get("etag", "")
 
     def started(self, backup_id: str, tenancy_id: str, message: str) -> None:
@@ -119,7 +122,7 @@ class Destination:
             copy_dest.receive(self.ctx, backup_id, tenancy_id, self.transfer_key(tenancy_id), body, percent)
             return
         path = f"/copies/{backup_id}/blocks?tenancyId={tenancy_id}&percent={percent:.1f}"
-        self._call("POST", path, body, timeout=120.0)
+        self._call("POST", path, body)
 
     def commit(
         self, backup_id: str, tenancy_id: str, header: dict[str, Any], indices: array, tids: list[bytes]
@@ -219,8 +222,6 @@ def copy_backup(
 
 
 def _token_age(ctx: Context) -> Any:
-    from datetime import timedelta
-
     return timedelta(hours=ctx.settings.retry_token_hours)
 
 
@@ -329,6 +330,12 @@ def run_copy(ctx: Context, job: Job, lease: Lease) -> None:
     for start in range(0, len(unique), IDS_PER_CALL):
         part = unique[start : start + IDS_PER_CALL]
         lacking += _patient(ctx, lease, "compare blocks", lambda p=part: dest.missing(target, tenancy, p))
+    with ctx.db.write() as conn:
+        workrequests.log_line(
+            conn,
+            wr.id,
+            f"attempt {job.attempts}: the destination lacks {len(lacking)} of {len(unique)} blocks",
+        )
     header = {
         "logical_size": manifest.logical_size,
         "block_size": manifest.block_size,
@@ -386,14 +393,21 @@ def _send(
         manifest.logical_size, manifest.block_size, ((i, manifest.block_id(i) or b"") for i in wanted)
     )
     already = distinct - len(lacking)
+    began = time.monotonic()
 
     def send(body: bytes, stats: xrc.SendStats) -> None:
         pct = 5 + 90 * (already + stats.blocks) / max(1, distinct)
         _patient(ctx, lease, "send blocks", lambda: dest.blocks(target, tenancy, body, pct))
+        if ctx.settings.copy_max_bps > 0:  # keep to the cap on average
+            ahead = stats.payload_bytes / ctx.settings.copy_max_bps - (time.monotonic() - began)
+            if ahead > 0:
+                time.sleep(ahead)
         with ctx.db.write() as conn:
             workrequests.progress(conn, wr_id, pct)
 
-    stats = xrc.send_blocks(repo, subset, key, send)
+    cap = ctx.settings.copy_max_bps
+    batch = xrc.BATCH_BYTES if cap <= 0 else max(256 << 10, min(xrc.BATCH_BYTES, cap // 2))
+    stats = xrc.send_blocks(repo, subset, key, send, batch)
     return stats.payload_bytes
 
 
@@ -412,3 +426,49 @@ def tell_destination(ctx: Context, job: Job, reason: str) -> None:
             destination(ctx, wr.destination_region).fail(wr.target_id, wr.tenancy_id, reason)
         except Exception as exc:  # the destination's own watchdog ends it (docs/regions.md)
             log.warning("copy %s: could not tell the destination it failed: %s", wr.target_id, exc)
+
+
+# --- copies made by a policy's destinationRegion ---------------------------------------------
+
+POLICY_COPY_WINDOW = timedelta(days=2)  # scheduled backups older than this are not copied late
+
+
+def copy_policy_backups(ctx: Context) -> int:
+    """Copy each scheduled backup whose volume's policy names a destinationRegion, once it is
+    AVAILABLE (run by the scheduler thread). The copy expires with the schedule's retention in
+    the destination too. A destination that does not answer is tried again next tick."""
+    with ctx.db.read() as conn:
+        due = xrc_repo.policy_copies_due(conn, now() - POLICY_COPY_WINDOW)
+    made = 0
+    for backup_id, region, xrc_key in due:
+        with ctx.db.read() as conn:
+            source = backups.get_backup(conn, backup_id)
+        if source is None:
+            continue
+        try:
+            dest = destination(ctx, region)
+            order = order_for(ctx, source, dest.name, None, xrc_key, source.schedule_retention_seconds)
+            dest.create(order)
+        except (RegionRefused, RegionUnreachable, InvalidArgument) as exc:
+            log.warning("policy copy of %s to %s not started: %s", backup_id, region, exc)
+            continue
+        with ctx.db.write() as conn:
+            queue_copy(ctx, conn, order, dest.name)
+        made += 1
+    return made
+
+
+def peer_backup(ctx: Context, caller: Caller, backup_id: str) -> tuple[dict[str, Any], str]:
+    """A copy this region made into a paired region, as that region shows it: the CLI with
+    --endpoint and the SDK's copy_..._and_wait_for_state poll the source region for it."""
+    parts = backup_id.split(".")
+    region = parts[3] if len(parts) == 5 else ""
+    peer = regions.peer(ctx, region) if region and region != ctx.settings.region else None
+    if peer is None:
+        raise NotFound()
+    try:
+        _, wire, etag = Destination(ctx, peer).get(backup_id, caller.tenancy_id)
+    except (RegionRefused, RegionUnreachable):
+        raise NotFound() from None
+    assert wire is not None
+    return wire, etag

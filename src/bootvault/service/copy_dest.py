@@ -234,3 +234,22 @@ def get(ctx: Context, backup_id: str, tenancy_id: str) -> BootVolumeBackup:
     if backup is None or backup.tenancy_id != tenancy_id:
         raise NotFound()
     return backup
+
+
+def expire_stalled(ctx: Context) -> int:
+    """Copies into this region whose source has not been heard from for copy_stall_seconds
+    (its worker cannot reach us, or it is gone): FAULTY, their work requests FAILED. A source
+    that comes back finds the copy FAULTY and fails its job (the copy is refused as not CREATING)."""
+    before = now() - timedelta(seconds=ctx.settings.copy_stall_seconds)
+    with ctx.db.read() as conn:
+        stalled = workrequests.stalled_incoming(conn, ctx.settings.region, before)
+    for wr in stalled:
+        if wr.target_id:
+            silent = ctx.settings.copy_stall_seconds
+            fail(
+                ctx,
+                wr.target_id,
+                wr.tenancy_id,
+                f"The source region {wr.source_region} sent nothing for {silent:g} s.",
+            )
+    return len(stalled)

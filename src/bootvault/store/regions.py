@@ -6,16 +6,20 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select
+from sqlalchemy import Connection, delete, exists, insert, select
 
 from bootvault.store.common import now
 from bootvault.store.tables import (
     api_keys,
+    boot_volume_backups,
     compartments,
     region_invites,
     region_peers,
     tenancies,
     users,
+    volume_backup_policies,
+    volume_backup_policy_assignments,
+    work_requests,
     xrc_blocks,
 )
 
@@ -112,3 +116,27 @@ def remember_transfers(conn: Connection, scope: str, pairs: list[tuple[str, str]
             )
         )
     conn.execute(insert(xrc_blocks), [{"scope": scope, "transfer_id": t, "block_id": b} for t, b in pairs])
+
+
+def policy_copies_due(
+    conn: Connection, since: datetime, limit: int = 100
+) -> list[tuple[str, str, str | None]]:
+    """(backup id, destination region, xrc kms key id) of scheduled backups made since `since`,
+    AVAILABLE, whose volume's policy names a destinationRegion, and that have no copy yet."""
+    b, a, p, w = boot_volume_backups, volume_backup_policy_assignments, volume_backup_policies, work_requests
+    copied = exists().where(w.c.source_id == b.c.id, w.c.operation_type == "CopyBootVolumeBackup")
+    stmt = (
+        select(b.c.id, p.c.destination_region, a.c.xrc_kms_key_id)
+        .join(a, a.c.asset_id == b.c.boot_volume_id)
+        .join(p, p.c.id == a.c.policy_id)
+        .where(
+            b.c.source_type == "SCHEDULED",
+            b.c.lifecycle_state == "AVAILABLE",
+            b.c.source_boot_volume_backup_id.is_(None),
+            b.c.time_created >= since,
+            p.c.destination_region.is_not(None),
+            ~copied,
+        )
+        .limit(limit)
+    )
+    return [(r[0], r[1], r[2]) for r in conn.execute(stmt)]

@@ -299,6 +299,7 @@ work_requests = Table(
     Column("time_accepted", UtcDateTime, nullable=False),
     Column("time_started", UtcDateTime, nullable=True),
     Column("time_finished", UtcDateTime, nullable=True),
+    Column("time_updated", UtcDateTime, nullable=False),  # last progress: the stall watchdog reads it
     Column("resources", JSON, nullable=False),
     Column("errors", JSON, nullable=False),
     Column("logs", JSON, nullable=False),

@@ -25,6 +25,7 @@ class WorkRequest:
     time_accepted: datetime
     time_started: datetime | None = None
     time_finished: datetime | None = None
+    time_updated: datetime | None = None
     resources: list[dict[str, Any]] = field(default_factory=list)
     errors: list[dict[str, Any]] = field(default_factory=list)
     logs: list[dict[str, Any]] = field(default_factory=list)
@@ -41,7 +42,7 @@ def _from_row(row: Any) -> WorkRequest:
 
 
 def insert_wr(conn: Connection, wr: WorkRequest) -> None:
-    conn.execute(insert(t).values(**wr.__dict__))
+    conn.execute(insert(t).values(**{**wr.__dict__, "time_updated": wr.time_updated or now()}))
 
 
 def get_wr(conn: Connection, wr_id: str) -> WorkRequest | None:
@@ -50,7 +51,7 @@ def get_wr(conn: Connection, wr_id: str) -> WorkRequest | None:
 
 
 def update_wr(conn: Connection, wr_id: str, values: dict[str, Any]) -> None:
-    conn.execute(update(t).where(t.c.id == wr_id).values(**values))
+    conn.execute(update(t).where(t.c.id == wr_id).values(**values, time_updated=now()))
 
 
 def log_line(conn: Connection, wr_id: str, message: str) -> None:
@@ -120,3 +121,14 @@ def list_wrs(
             if any(r.get("identifier") == resource_id for r in w.resources) or w.source_id == resource_id
         ]
     return rows[:limit]
+
+
+def stalled_incoming(conn: Connection, region: str, before: datetime) -> list[WorkRequest]:
+    """Copies into `region` from another region, not ended, with no progress since `before`."""
+    stmt = select(t).where(
+        t.c.destination_region == region,
+        t.c.source_region != region,
+        t.c.status.not_in(TERMINAL),
+        t.c.time_updated < before,
+    )
+    return [_from_row(r) for r in conn.execute(stmt)]

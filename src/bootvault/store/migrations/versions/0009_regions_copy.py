@@ -46,6 +46,7 @@ def upgrade() -> None:
         sa.Column("time_accepted", sa.DateTime(), nullable=False),
         sa.Column("time_started", sa.DateTime(), nullable=True),
         sa.Column("time_finished", sa.DateTime(), nullable=True),
+        sa.Column("time_updated", sa.DateTime(), nullable=False),
         sa.Column("resources", sa.JSON, nullable=False),
         sa.Column("errors", sa.JSON, nullable=False),
         sa.Column("logs", sa.JSON, nullable=False),
