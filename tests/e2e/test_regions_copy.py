@@ -366,3 +366,67 @@ def test_source_being_copied_cannot_be_deleted_and_a_down_destination_answers_at
         beta.proc.send_signal(signal.SIGCONT)
     assert (refused.status_code, refused.json()["code"]) == (409, "Conflict"), refused.text
     assert "beta-1" in refused.json()["message"] and "unreachable" in refused.json()["message"]
+
+
+def test_policy_destination_region_copies_each_scheduled_backup_which_expires_there_too(
+    paired: tuple[Region, Region, Tenant], tmp_path: Path
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from oci.core.models import (
+        CreateVolumeBackupPolicyAssignmentDetails,
+        CreateVolumeBackupPolicyDetails,
+        VolumeBackupSchedule,
+    )
+
+    alpha, beta, tenant = paired
+    src, dst = client_in(tenant, alpha), client_in(tenant, beta)
+    image = tmp_path / "policy.img"
+    make_image(image, 2 * MIB, seed=9)
+    volume_id = alpha.import_volume(tenant, image, "by-policy")
+    due = (datetime.now(UTC) + timedelta(seconds=6)).replace(microsecond=0)
+    retention = 45
+    schedule = VolumeBackupSchedule(
+        backup_type="FULL",
+        period="ONE_HOUR",
+        offset_type="NUMERIC_SECONDS",
+        offset_seconds=due.minute * 60 + due.second,
+        retention_seconds=retention,
+    )
+    policy = src.create_volume_backup_policy(
+        CreateVolumeBackupPolicyDetails(
+            compartment_id=tenant.tenancy_id, destination_region="beta-1", schedules=[schedule]
+        )
+    ).data
+    assert policy.destination_region == "beta-1"
+    assignment = src.create_volume_backup_policy_assignment(
+        CreateVolumeBackupPolicyAssignmentDetails(
+            asset_id=volume_id, policy_id=policy.id, xrc_kms_key_id=None
+        )
+    ).data
+    assert assignment.asset_id == volume_id
+
+    def copies() -> list:  # type: ignore[type-arg]
+        listed = src.list_boot_volume_backups(compartment_id=tenant.tenancy_id, boot_volume_id=volume_id).data
+        scheduled = [b for b in listed if b.source_type == "SCHEDULED"]
+        if not scheduled:
+            return []
+        return dst.list_boot_volume_backups(
+            compartment_id=tenant.tenancy_id, source_boot_volume_backup_id=scheduled[0].id
+        ).data
+
+    deadline = time.monotonic() + 90
+    while not copies() and time.monotonic() < deadline:
+        time.sleep(1)
+    found = copies()
+    assert len(found) == 1, found
+    copy = wait_state(dst, "get_boot_volume_backup", found[0].id, "AVAILABLE").data
+    assert copy.expiration_time is not None and copy.time_created is not None
+    assert abs((copy.expiration_time - copy.time_created).total_seconds() - retention) < 2
+    assert _restore_hash(beta, dst, tenant, copy.id) == sha256_file(image, GIB)
+    # one copy per scheduled backup, and it expires with the schedule's retention in beta too
+    time.sleep(3)
+    assert len(copies()) == 1
+    gone = wait_state(dst, "get_boot_volume_backup", copy.id, "TERMINATED", timeout=retention + 60).data
+    assert gone.lifecycle_state == "TERMINATED"
+    src.delete_volume_backup_policy_assignment(assignment.id)
