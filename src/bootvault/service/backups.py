@@ -119,6 +119,10 @@ def create_backup(
         jobs.enqueue(
             conn, JobKind.BACKUP, caller.tenancy_id, backup.id, lane=volume.id, ad=volume.availability_domain
         )
+        workrequests.open_for_job(
+            conn, ctx.settings.region, caller.tenancy_id, backup.compartment_id,
+            "CreateBootVolumeBackup", "bootVolumeBackup", backup.id, "CREATED",
+        )  # fmt: skip
         return backup.id
 
     return idempotent_create(

@@ -32,7 +32,7 @@ from bootvault.pool import PoolError
 from bootvault.service import copy, hydration, maintenance, regions
 from bootvault.service.context import Context
 from bootvault.service.lease import JobFailed, Lease, LeaseLost, finish_job
-from bootvault.store import backups, jobs, volumes
+from bootvault.store import backups, jobs, volumes, workrequests
 from bootvault.store.common import now
 
 log = logging.getLogger("bootvault.jobs")
@@ -280,6 +280,9 @@ def execute(ctx: Context, job: Job, lease: Lease) -> None:
         return
     started = time.monotonic()
     outcome = "failed"
+    if job.kind in (JobKind.BACKUP, JobKind.RESTORE, JobKind.CLONE, JobKind.DELETE_VOLUME):
+        with ctx.db.write() as conn:  # the work request of the call that queued it: IN_PROGRESS
+            workrequests.follow(conn, job.resource_id, None)
     try:
         HANDLERS[job.kind](ctx, job, lease)
         outcome = "succeeded"

@@ -29,7 +29,7 @@ from bootvault.service import pagetokens, policies, quotas
 from bootvault.service.context import Caller, Context
 from bootvault.service.identity import require_compartment, require_kms_key
 from bootvault.service.retry import idempotent_create
-from bootvault.store import backups, jobs
+from bootvault.store import backups, jobs, workrequests
 from bootvault.store import policies as policy_repo
 from bootvault.store import volumes as repo
 from bootvault.store.common import new_etag, now
@@ -146,6 +146,10 @@ def create_volume(ctx: Context, caller: Caller, req: CreateVolume, retry_token: 
             policies.assign(ctx, conn, vol, policy)
         kind = JobKind.RESTORE if req.source_type == VolumeSource.BACKUP else JobKind.CLONE
         jobs.enqueue(conn, kind, caller.tenancy_id, vol.id, lane=vol.id, ad=ad)
+        workrequests.open_for_job(
+            conn, ctx.settings.region, caller.tenancy_id, vol.compartment_id,
+            "CreateBootVolume", "bootVolume", vol.id, "CREATED",
+        )  # fmt: skip
         return vol.id
 
     return idempotent_create(
@@ -265,6 +269,10 @@ def delete_volume(ctx: Context, caller: Caller, volume_id: str, if_match: str | 
             lane=volume_id,
             ad=vol.availability_domain,
         )
+        workrequests.open_for_job(
+            conn, ctx.settings.region, caller.tenancy_id, vol.compartment_id,
+            "DeleteBootVolume", "bootVolume", volume_id, "DELETED",
+        )  # fmt: skip
 
 
 def change_compartment(

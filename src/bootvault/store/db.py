@@ -19,7 +19,7 @@ from bootvault.store.commits import INFO_KEY, CommitCount
 
 JOBS_CHANGED = "bootvault_jobs_changed"  # set in conn.info by store.jobs.announce
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
-HEAD_REVISION = "0008"  # the newest file in migrations/versions (a test keeps the two in step)
+HEAD_REVISION = "0009"  # the newest file in migrations/versions (a test keeps the two in step)
 _WRITE = "bootvault_write"
 
 

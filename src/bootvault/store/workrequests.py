@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
 
+from bootvault.domain import ocid
 from bootvault.store.common import now
 from bootvault.store.tables import work_requests as t
 
@@ -132,3 +133,56 @@ def stalled_incoming(conn: Connection, region: str, before: datetime) -> list[Wo
         t.c.time_updated < before,
     )
     return [_from_row(r) for r in conn.execute(stmt)]
+
+
+ENTITY_URI = {"bootVolumeBackup": "/20160918/bootVolumeBackups/", "bootVolume": "/20160918/bootVolumes/"}
+
+
+def open_for_job(
+    conn: Connection,
+    region: str,
+    tenancy_id: str,
+    compartment_id: str,
+    operation: str,
+    entity_type: str,
+    resource_id: str,
+    action: str,
+) -> str:
+    """The work request of an API call whose job does the work (it follows the job: see follow)."""
+    wr_id = ocid.mint("coreservicesworkrequest", region)
+    resource = {
+        "entityType": entity_type,
+        "actionType": action,
+        "identifier": resource_id,
+        "entityUri": ENTITY_URI[entity_type] + resource_id,
+    }
+    insert_wr(
+        conn,
+        WorkRequest(
+            id=wr_id,
+            tenancy_id=tenancy_id,
+            compartment_id=compartment_id,
+            operation_type=operation,
+            status="ACCEPTED",
+            percent_complete=0.0,
+            time_accepted=now(),
+            resources=[resource],
+            target_id=resource_id,
+        ),
+    )
+    return wr_id
+
+
+def follow(conn: Connection, resource_id: str, state: str | None, error: str | None = None) -> None:
+    """Move the open work requests of a job's resource (copies excepted: their job writes them):
+    state None = started; SUCCEEDED / FAILED = ended."""
+    stmt = select(t.c.id).where(
+        t.c.target_id == resource_id,
+        t.c.status.not_in(TERMINAL),
+        t.c.operation_type != "CopyBootVolumeBackup",
+    )
+    for (wr_id,) in conn.execute(stmt).all():
+        if state is None:
+            progress(conn, wr_id, 0.0)
+        else:
+            finish(conn, wr_id, state, error)
