@@ -32,6 +32,7 @@ from bootvault.pool import PoolError
 from bootvault.service import copy, hydration, maintenance, regions
 from bootvault.service.context import Context
 from bootvault.service.lease import JobFailed, Lease, LeaseLost, finish_job
+from bootvault.service.regionlink import RegionRefused, RegionUnreachable
 from bootvault.store import backups, jobs, volumes, workrequests
 from bootvault.store.common import now
 
@@ -233,7 +234,10 @@ def _run_verify(ctx: Context, job: Job, lease: Lease) -> None:
 
 
 def _run_identity_sync(ctx: Context, job: Job, lease: Lease) -> None:
-    added = regions.push_identity(ctx, job.resource_id)
+    try:
+        added = regions.push_identity(ctx, job.resource_id)
+    except (RegionUnreachable, RegionRefused) as exc:  # `bootvault region sync` pushes again
+        raise JobFailed(f"Identity could not be pushed to region {job.resource_id}: {exc.message}") from None
     finish_job(ctx, job, lease, JobState.SUCCEEDED, lambda conn: None, result=json.dumps({"added": added}))
 
 
