@@ -19,6 +19,7 @@ from __future__ import annotations
 import struct
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import blake3
@@ -45,31 +46,43 @@ def transfer_id(key: bytes, data: bytes | bytearray | memoryview) -> bytes:
 
 
 class _Tap:
-    """A restore sink that hands each verified block (index, plaintext) to a callback, in
-    whatever order the restore's threads produce them (the callback is serialised)."""
+    """A restore sink that hands each verified block to `prepare` in the restore's own threads
+    (hashing and compressing run in parallel, outside any lock), then its result to `take`,
+    serialised."""
 
     sparse = False
 
-    def __init__(self, block_size: int, each: Callable[[int, bytes], None]) -> None:
-        self.bs, self.each, self.lock = block_size, each, threading.Lock()
+    def __init__(
+        self, block_size: int, prepare: Callable[[int, bytes], object], take: Callable[[object], None]
+    ) -> None:
+        self.bs, self.prepare, self.take, self.lock = block_size, prepare, take, threading.Lock()
 
     def write(self, offset: int, data: bytes | bytearray | memoryview) -> None:
         view = memoryview(data)
+        done = [
+            self.prepare((offset + pos) // self.bs, bytes(view[pos : pos + self.bs]))
+            for pos in range(0, len(view), self.bs)
+        ]
         with self.lock:
-            for pos in range(0, len(view), self.bs):
-                self.each((offset + pos) // self.bs, bytes(view[pos : pos + self.bs]))
+            for item in done:
+                self.take(item)
 
     def flush(self) -> None:
         pass
 
 
-def each_block(repo: Repository, manifest: Manifest, each: Callable[[int, bytes], None]) -> None:
+def each_block(
+    repo: Repository,
+    manifest: Manifest,
+    prepare: Callable[[int, bytes], object],
+    take: Callable[[object], None],
+) -> None:
     """Read, decrypt and verify every block of `manifest` (RestoreError if one is damaged)."""
     run_restore(
         repo.store,
         repo.keys,
         manifest,
-        _Tap(manifest.block_size, each),
+        _Tap(manifest.block_size, prepare, take),
         index=repo.index,
         condemned=repo.condemned,
         workers=repo.threads,
@@ -80,10 +93,11 @@ def transfer_ids(repo: Repository, manifest: Manifest, key: bytes) -> dict[int, 
     """Block index -> transfer id of every stored block of the backup."""
     out: dict[int, bytes] = {}
 
-    def each(index: int, block: bytes) -> None:
-        out[index] = transfer_id(key, block)
+    def take(item: object) -> None:
+        index, tid = item  # type: ignore[misc]
+        out[index] = tid
 
-    each_block(repo, manifest, each)
+    each_block(repo, manifest, lambda index, block: (index, transfer_id(key, block)), take)
     return out
 
 
@@ -94,6 +108,20 @@ class SendStats:
     plain_bytes: int = 0
 
 
+_tls = threading.local()
+
+
+def _frame(key: bytes, block: bytes) -> bytes:
+    cctx = getattr(_tls, "cctx", None)
+    if cctx is None:
+        cctx = _tls.cctx = zstandard.ZstdCompressor(level=codec.ZSTD_LEVEL)
+    packed = cctx.compress(block)
+    flags = FLAG_ZSTD
+    if len(packed) >= len(block):
+        packed, flags = block, 0
+    return FRAME.pack(transfer_id(key, block), flags, len(packed)) + packed
+
+
 def send_blocks(
     repo: Repository,
     subset: Manifest,
@@ -101,31 +129,39 @@ def send_blocks(
     send: Callable[[bytes, SendStats], None],
     batch_bytes: int = BATCH_BYTES,
 ) -> SendStats:
-    """Read the blocks of `subset` and hand them to `send` in bodies of about `batch_bytes`."""
+    """Read the blocks of `subset` and hand them to `send` in bodies of about `batch_bytes`.
+    `send` runs in a thread of its own, one body at a time, while the next body is read: the
+    link and the destination work while the source reads (two bodies in memory at most)."""
     stats = SendStats()
     batch = bytearray()
-    cctx = zstandard.ZstdCompressor(level=codec.ZSTD_LEVEL)
+    sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bv-xrc-send")
+    pending: list[Future[None]] = []
 
-    def each(index: int, block: bytes) -> None:
-        packed = cctx.compress(block)
-        flags = FLAG_ZSTD
-        if len(packed) >= len(block):
-            packed, flags = block, 0
-        batch.extend(FRAME.pack(transfer_id(key, block), flags, len(packed)))
-        batch.extend(packed)
-        stats.blocks += 1
-        stats.plain_bytes += len(block)
-        if len(batch) >= batch_bytes:
-            flush()
-
-    def flush() -> None:
-        stats.payload_bytes += len(batch)  # counted first: `send` paces on what it was given
-        send(bytes(batch), stats)
+    def ship() -> None:
+        while pending and (len(pending) > 1 or pending[0].done()):
+            pending.pop(0).result()  # raises the sender's error here
+        body = bytes(batch)
         batch.clear()
+        stats.payload_bytes += len(body)  # counted first: `send` paces on what it was given
+        snapshot = SendStats(stats.blocks, stats.payload_bytes, stats.plain_bytes)
+        pending.append(sender.submit(send, body, snapshot))
 
-    each_block(repo, subset, each)
-    if batch:
-        flush()
+    def take(item: object) -> None:
+        frame, size = item  # type: ignore[misc]
+        batch.extend(frame)
+        stats.blocks += 1
+        stats.plain_bytes += size
+        if len(batch) >= batch_bytes:
+            ship()
+
+    try:
+        each_block(repo, subset, lambda index, block: (_frame(key, block), len(block)), take)
+        if batch:
+            ship()
+        for fut in pending:
+            fut.result()
+    finally:
+        sender.shutdown(wait=True, cancel_futures=True)
     return stats
 
 
@@ -152,23 +188,33 @@ def frames(body: bytes, max_block: int) -> Iterator[tuple[bytes, bytes]]:
         yield tid, payload
 
 
+def _received(repo: Repository, key: bytes, tid: bytes, block: bytes) -> tuple[bytes, bytes, bytes | None]:
+    """(transfer id, local id, encoded blob or None if the scope holds it) of one received block."""
+    if transfer_id(key, block) != tid:
+        raise BadFrame(f"block {tid.hex()[:16]} does not match its transfer id (damaged in transit)")
+    bid = codec.block_id(repo.keys, block)
+    home = repo.index.lookup(bid)
+    held = home is not None and home[0] not in repo.condemned
+    return tid, bid, None if held else bytes(codec.encode(repo.keys, block, bid))
+
+
 def store_received(repo: Repository, key: bytes, body: bytes, max_block: int) -> list[tuple[str, str]]:
     """Check and store the blocks of a body; returns (transfer id, local block id) hex pairs, all
-    of them in whole packs (with index objects) by the time this returns."""
+    of them in whole packs (with index objects) by the time this returns. Blocks are checked and
+    encoded in parallel (BLAKE3, zstd and AES-GCM release the GIL), packed in order."""
     repo.index.refresh(repo.store, demote=repo.condemned)
     pairs: list[tuple[str, str]] = []
     packer = PackWriter(repo.store, repo.keys, uploaders=1, on_stored=repo.index.add_pack)
     try:
-        pending: set[bytes] = set()
-        for tid, block in frames(body, max_block):
-            if transfer_id(key, block) != tid:
-                raise BadFrame(f"block {tid.hex()[:16]} does not match its transfer id (damaged in transit)")
-            bid = codec.block_id(repo.keys, block)
-            home = repo.index.lookup(bid)
-            if (home is None or home[0] in repo.condemned) and bid not in pending:
-                packer.add(bid, codec.encode(repo.keys, block, bid))
-                pending.add(bid)
-            pairs.append((tid.hex(), bid.hex()))
+        with ThreadPoolExecutor(max_workers=max(1, repo.threads), thread_name_prefix="bv-xrc-recv") as pool:
+            work = [pool.submit(_received, repo, key, tid, block) for tid, block in frames(body, max_block)]
+            pending: set[bytes] = set()
+            for fut in work:
+                tid, bid, blob = fut.result()
+                if blob is not None and bid not in pending:
+                    packer.add(bid, blob)
+                    pending.add(bid)
+                pairs.append((tid.hex(), bid.hex()))
         packer.flush()
     finally:
         packer.close()
