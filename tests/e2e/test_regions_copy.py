@@ -384,7 +384,9 @@ def test_policy_destination_region_copies_each_scheduled_backup_which_expires_th
     image = tmp_path / "policy.img"
     make_image(image, 2 * MIB, seed=9)
     volume_id = alpha.import_volume(tenant, image, "by-policy")
-    due = (datetime.now(UTC) + timedelta(seconds=6)).replace(microsecond=0)
+    # the copies are encrypted under a key of beta (xrcKmsKeyId), named on the assignment
+    beta_key = beta.cli("key", "create", "--compartment", tenant.tenancy_id).stdout.split()[-1]
+    due = (datetime.now(UTC) + timedelta(seconds=8)).replace(microsecond=0)
     retention = 45
     schedule = VolumeBackupSchedule(
         backup_type="FULL",
@@ -401,10 +403,10 @@ def test_policy_destination_region_copies_each_scheduled_backup_which_expires_th
     assert policy.destination_region == "beta-1"
     assignment = src.create_volume_backup_policy_assignment(
         CreateVolumeBackupPolicyAssignmentDetails(
-            asset_id=volume_id, policy_id=policy.id, xrc_kms_key_id=None
+            asset_id=volume_id, policy_id=policy.id, xrc_kms_key_id=beta_key
         )
     ).data
-    assert assignment.asset_id == volume_id
+    assert assignment.asset_id == volume_id and assignment.xrc_kms_key_id == beta_key
 
     def copies() -> list:  # type: ignore[type-arg]
         listed = src.list_boot_volume_backups(compartment_id=tenant.tenancy_id, boot_volume_id=volume_id).data
@@ -422,6 +424,7 @@ def test_policy_destination_region_copies_each_scheduled_backup_which_expires_th
     assert len(found) == 1, found
     copy = wait_state(dst, "get_boot_volume_backup", found[0].id, "AVAILABLE").data
     assert copy.expiration_time is not None and copy.time_created is not None
+    assert copy.kms_key_id == beta_key
     assert abs((copy.expiration_time - copy.time_created).total_seconds() - retention) < 2
     assert _restore_hash(beta, dst, tenant, copy.id) == sha256_file(image, GIB)
     # one copy per scheduled backup, and it expires with the schedule's retention in beta too
@@ -430,3 +433,28 @@ def test_policy_destination_region_copies_each_scheduled_backup_which_expires_th
     gone = wait_state(dst, "get_boot_volume_backup", copy.id, "TERMINATED", timeout=retention + 60).data
     assert gone.lifecycle_state == "TERMINATED"
     src.delete_volume_backup_policy_assignment(assignment.id)
+
+
+def test_create_boot_volume_takes_xrc_kms_key_id_for_its_policy_copies(
+    paired: tuple[Region, Region, Tenant], source_backup: tuple[str, str, Path]
+) -> None:
+    from oci.core.models import BootVolumeSourceFromBootVolumeDetails, CreateVolumeBackupPolicyDetails
+
+    alpha, _, tenant = paired
+    volume_id, _, _ = source_backup
+    src = client_in(tenant, alpha)
+    policy = src.create_volume_backup_policy(
+        CreateVolumeBackupPolicyDetails(compartment_id=tenant.tenancy_id, destination_region="beta-1")
+    ).data
+    key = "ocid1.key.oc1.beta-1.aaaaaaaaexamplekey"  # a key of the destination: checked there, at copy
+    clone = src.create_boot_volume(
+        CreateBootVolumeDetails(
+            compartment_id=tenant.tenancy_id,
+            source_details=BootVolumeSourceFromBootVolumeDetails(id=volume_id),
+            backup_policy_id=policy.id,
+            xrc_kms_key_id=key,
+        )
+    ).data
+    found = src.get_volume_backup_policy_asset_assignment(clone.id).data
+    assert [(a.policy_id, a.xrc_kms_key_id) for a in found] == [(policy.id, key)]
+    wait_state(src, "get_boot_volume", clone.id, "AVAILABLE")

@@ -123,8 +123,8 @@ class CreateBootVolumeDetails(_Body):
         "isAutoTuneEnabled": False,
         "bootVolumeReplicas": [],
         "autotunePolicies": [],
-        "xrcKmsKeyId": None,
     }
+    xrc_kms_key_id: str | None = Field(None, alias="xrcKmsKeyId", min_length=1, max_length=255)
     compartment_id: str = Field(alias="compartmentId", min_length=1, max_length=255)
     source_details: SourceDetails = Field(alias="sourceDetails")
     availability_domain: str | None = Field(None, alias="availabilityDomain")

@@ -117,6 +117,7 @@ class BootVolume:
     attachment_uri: str | None = None  # where the volume is served (NBD), while attached
     hydration_percent: int | None = None  # copied from its source backup, while not hydrated
     time_attached: datetime | None = None
+    xrc_kms_key_id: str | None = None  # a destination-region key for its policy's copies
 
     @property
     def size_bytes(self) -> int:

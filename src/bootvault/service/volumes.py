@@ -51,6 +51,7 @@ class CreateVolume:
     freeform_tags: dict[str, Any] | None = None
     defined_tags: dict[str, Any] | None = None
     backup_policy_id: str | None = None
+    xrc_kms_key_id: str | None = None  # a key of the policy's destination region (checked there)
 
 
 @dataclass
@@ -137,13 +138,14 @@ def create_volume(ctx: Context, caller: Caller, req: CreateVolume, retry_token: 
             kms_key_id=req.kms_key_id or src_key,
             vpus_per_gb=req.vpus_per_gb or 10,
             is_hydrated=False,
+            xrc_kms_key_id=req.xrc_kms_key_id,
         )
         repo.insert_volume(conn, vol)
         if req.backup_policy_id is not None:  # the volume and its assignment appear together
             policy = policies.visible_policy(conn, caller, req.backup_policy_id, share=True)
             if policy is None:
                 raise RelatedNotFound(f"backupPolicyId {req.backup_policy_id} not found or not authorized.")
-            policies.assign(ctx, conn, vol, policy)
+            policies.assign(ctx, conn, vol, policy, req.xrc_kms_key_id)
         kind = JobKind.RESTORE if req.source_type == VolumeSource.BACKUP else JobKind.CLONE
         jobs.enqueue(conn, kind, caller.tenancy_id, vol.id, lane=vol.id, ad=ad)
         workrequests.open_for_job(

@@ -6,12 +6,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, exists, insert, select
+from sqlalchemy import Connection, delete, exists, func, insert, select
 
 from bootvault.store.common import now
 from bootvault.store.tables import (
     api_keys,
     boot_volume_backups,
+    boot_volumes,
     compartments,
     region_invites,
     region_peers,
@@ -124,10 +125,12 @@ def policy_copies_due(
     """(backup id, destination region, xrc kms key id) of scheduled backups made since `since`,
     AVAILABLE, whose volume's policy names a destinationRegion, and that have no copy yet."""
     b, a, p, w = boot_volume_backups, volume_backup_policy_assignments, volume_backup_policies, work_requests
+    v = boot_volumes
     copied = exists().where(w.c.source_id == b.c.id, w.c.operation_type == "CopyBootVolumeBackup")
     stmt = (
-        select(b.c.id, p.c.destination_region, a.c.xrc_kms_key_id)
+        select(b.c.id, p.c.destination_region, func.coalesce(a.c.xrc_kms_key_id, v.c.xrc_kms_key_id))
         .join(a, a.c.asset_id == b.c.boot_volume_id)
+        .join(v, v.c.id == b.c.boot_volume_id)
         .join(p, p.c.id == a.c.policy_id)
         .where(
             b.c.source_type == "SCHEDULED",

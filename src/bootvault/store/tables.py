@@ -115,6 +115,7 @@ boot_volumes = Table(
     Column("attachment_uri", Text, nullable=True),
     Column("time_attached", UtcDateTime, nullable=True),
     Column("hydration_percent", Integer, nullable=True),
+    Column("xrc_kms_key_id", OCID, nullable=True),  # the destination key of its policy copies
     Index("ix_boot_volumes_compartment", "tenancy_id", "compartment_id"),
 )
 

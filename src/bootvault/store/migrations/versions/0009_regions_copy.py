@@ -57,12 +57,17 @@ def upgrade() -> None:
         sa.Column("kms_key_id", sa.String(255), nullable=True),
         sa.Column("display_name", sa.String(255), nullable=True),
     )
+    # CreateBootVolume's xrcKmsKeyId: the destination-region key of the volume's policy copies
+    with op.batch_alter_table("boot_volumes") as batch:
+        batch.add_column(sa.Column("xrc_kms_key_id", sa.String(255), nullable=True))
     op.create_index(
         "ix_work_requests_compartment", "work_requests", ["tenancy_id", "compartment_id", "time_accepted", "id"]
     )
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("boot_volumes") as batch:
+        batch.drop_column("xrc_kms_key_id")
     op.drop_index("ix_work_requests_compartment", table_name="work_requests")
     op.drop_table("work_requests")
     op.drop_table("xrc_blocks")
