@@ -438,13 +438,31 @@ def test_policy_destination_region_copies_each_scheduled_backup_which_expires_th
 def test_create_boot_volume_takes_xrc_kms_key_id_for_its_policy_copies(
     paired: tuple[Region, Region, Tenant], source_backup: tuple[str, str, Path]
 ) -> None:
-    from oci.core.models import BootVolumeSourceFromBootVolumeDetails, CreateVolumeBackupPolicyDetails
+    """The volume's xrcKmsKeyId goes to its policy's copies; beta does not know this key, so the
+    copy of the scheduled backup fails once, with the reason on its work request in alpha."""
+    from datetime import UTC, datetime, timedelta
+
+    from oci.core.models import (
+        BootVolumeSourceFromBootVolumeDetails,
+        CreateVolumeBackupPolicyDetails,
+        VolumeBackupSchedule,
+    )
 
     alpha, _, tenant = paired
     volume_id, _, _ = source_backup
     src = client_in(tenant, alpha)
+    due = (datetime.now(UTC) + timedelta(seconds=10)).replace(microsecond=0)
+    schedule = VolumeBackupSchedule(
+        backup_type="INCREMENTAL",
+        period="ONE_HOUR",
+        offset_type="NUMERIC_SECONDS",
+        offset_seconds=due.minute * 60 + due.second,
+        retention_seconds=600,
+    )
     policy = src.create_volume_backup_policy(
-        CreateVolumeBackupPolicyDetails(compartment_id=tenant.tenancy_id, destination_region="beta-1")
+        CreateVolumeBackupPolicyDetails(
+            compartment_id=tenant.tenancy_id, destination_region="beta-1", schedules=[schedule]
+        )
     ).data
     key = "ocid1.key.oc1.beta-1.aaaaaaaaexamplekey"  # a key of the destination: checked there, at copy
     clone = src.create_boot_volume(
@@ -458,3 +476,27 @@ def test_create_boot_volume_takes_xrc_kms_key_id_for_its_policy_copies(
     found = src.get_volume_backup_policy_asset_assignment(clone.id).data
     assert [(a.policy_id, a.xrc_kms_key_id) for a in found] == [(policy.id, key)]
     wait_state(src, "get_boot_volume", clone.id, "AVAILABLE")
+    wrs = work_requests_in(tenant, alpha)
+    deadline = time.monotonic() + 90
+    while True:
+        scheduled = src.list_boot_volume_backups(
+            compartment_id=tenant.tenancy_id, boot_volume_id=clone.id
+        ).data
+        failed = [
+            w
+            for b in scheduled
+            for w in wrs.list_work_requests(tenant.tenancy_id, resource_id=b.id).data
+            if w.operation_type == "CopyBootVolumeBackup"
+        ]
+        if failed or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert len(failed) == 1 and failed[0].status == "FAILED", failed
+    errors = wrs.list_work_request_errors(failed[0].id).data
+    assert "kmsKeyId" in errors[0].message, errors
+    time.sleep(3)  # refused once, not again at every tick
+    again = [
+        w for w in wrs.list_work_requests(tenant.tenancy_id, resource_id=scheduled[0].id).data
+        if w.operation_type == "CopyBootVolumeBackup"
+    ]  # fmt: skip
+    assert len(again) == 1

@@ -445,12 +445,18 @@ def copy_policy_backups(ctx: Context) -> int:
             source = backups.get_backup(conn, backup_id)
         if source is None:
             continue
+        order = order_for(ctx, source, region, None, xrc_key, source.schedule_retention_seconds)
         try:
             dest = destination(ctx, region)
-            order = order_for(ctx, source, dest.name, None, xrc_key, source.schedule_retention_seconds)
             dest.create(order)
-        except (RegionRefused, RegionUnreachable, InvalidArgument) as exc:
+        except RegionUnreachable as exc:  # tried again next tick
             log.warning("policy copy of %s to %s not started: %s", backup_id, region, exc)
+            continue
+        except (RegionRefused, InvalidArgument) as exc:  # will not change by itself: say why, once
+            log.warning("policy copy of %s to %s refused: %s", backup_id, region, exc)
+            with ctx.db.write() as conn:
+                workrequests.insert_wr(conn, copy_dest.copy_work_request(order, region, now()))
+                workrequests.finish(conn, order.work_request_id, "FAILED", exc.message)
             continue
         with ctx.db.write() as conn:
             queue_copy(ctx, conn, order, dest.name)
