@@ -19,6 +19,8 @@ as OCI documents): a second copy is accepted and waits its turn.
 
 from __future__ import annotations
 
+import contextlib
+import hmac
 import json
 import logging
 import struct
@@ -28,6 +30,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import timedelta
 from typing import Any, TypeVar
+
+from sqlalchemy.exc import IntegrityError
 
 from bootvault.domain import ocid
 from bootvault.domain.errors import Conflict, IncorrectState, InvalidArgument, NotFound, RelatedNotFound
@@ -240,10 +244,17 @@ def order_for(
     display_name: str | None,
     kms_key_id: str | None,
     schedule_retention_seconds: int | None = None,
+    seed: str | None = None,
 ) -> CopyOrder:
-    backup_id = ocid.mint("bootvolumebackup", region)
+    """The copy's order; with a `seed`, its ids are derived from it (see copy_policy_backups)."""
+    if seed is None:
+        backup_id = ocid.mint("bootvolumebackup", region)
+        wr_id = ocid.mint("coreservicesworkrequest", ctx.settings.region)
+    else:
+        backup_id = _derived_ocid(ctx, "bootvolumebackup", region, seed)
+        wr_id = _derived_ocid(ctx, "coreservicesworkrequest", ctx.settings.region, seed)
     return CopyOrder(
-        work_request_id=ocid.mint("coreservicesworkrequest", ctx.settings.region),
+        work_request_id=wr_id,
         backup_id=backup_id,
         tenancy_id=source.tenancy_id,
         compartment_id=source.compartment_id,
@@ -445,7 +456,10 @@ def copy_policy_backups(ctx: Context) -> int:
             source = backups.get_backup(conn, backup_id)
         if source is None:
             continue
-        order = order_for(ctx, source, region, None, xrc_key, source.schedule_retention_seconds)
+        # The ids are derived from (backup, region): schedulers of several processes, or one that
+        # died between the destination's create and its own commit, make the same copy, once.
+        seed = f"{backup_id}>{region}"
+        order = order_for(ctx, source, region, None, xrc_key, source.schedule_retention_seconds, seed)
         try:
             dest = destination(ctx, region)
             dest.create(order)
@@ -454,14 +468,27 @@ def copy_policy_backups(ctx: Context) -> int:
             continue
         except (RegionRefused, InvalidArgument) as exc:  # will not change by itself: say why, once
             log.warning("policy copy of %s to %s refused: %s", backup_id, region, exc)
-            with ctx.db.write() as conn:
+            with contextlib.suppress(IntegrityError), ctx.db.write() as conn:
                 workrequests.insert_wr(conn, copy_dest.copy_work_request(order, region, now()))
                 workrequests.finish(conn, order.work_request_id, "FAILED", exc.message)
             continue
-        with ctx.db.write() as conn:
-            queue_copy(ctx, conn, order, dest.name)
+        try:
+            with ctx.db.write() as conn:
+                queue_copy(ctx, conn, order, dest.name)
+        except IntegrityError:  # another scheduler queued this copy first
+            continue
         made += 1
     return made
+
+
+def _derived_ocid(ctx: Context, resource_type: str, region: str, seed: str) -> str:
+    """An OCID whose unique part is an HMAC of `seed` (same seed, same OCID), shaped as minted."""
+    digest = hmac.new(ctx.keys.derive("copy-ids"), f"{resource_type}/{seed}".encode(), "sha512").digest()
+    n, digits = int.from_bytes(digest, "big"), []
+    for _ in range(60):
+        n, d = divmod(n, 36)
+        digits.append("abcdefghijklmnopqrstuvwxyz0123456789"[d])
+    return f"ocid1.{resource_type}.{ocid.REALM}.{region}.aaaaaaaa{''.join(digits)}"
 
 
 def peer_backup(ctx: Context, caller: Caller, backup_id: str) -> tuple[dict[str, Any], str]:
