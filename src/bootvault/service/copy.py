@@ -34,7 +34,14 @@ from typing import Any, TypeVar
 from sqlalchemy.exc import IntegrityError
 
 from bootvault.domain import ocid
-from bootvault.domain.errors import Conflict, IncorrectState, InvalidArgument, NotFound, RelatedNotFound
+from bootvault.domain.errors import (
+    Conflict,
+    IncorrectState,
+    InvalidArgument,
+    NotFound,
+    RelatedNotFound,
+    RetryTokenReused,
+)
 from bootvault.domain.models import BACKUP_IN_PROGRESS, BackupState, BootVolumeBackup, Job, JobKind, JobState
 from bootvault.domain.validation import check_display_name
 from bootvault.engine import xrc
@@ -196,8 +203,6 @@ def copy_backup(
             record = retry_tokens.find(conn, caller.tenancy_id, retry_token, now() - _token_age(ctx))
             if record is not None:
                 if (record.operation, record.request_hash) != ("CopyBootVolumeBackup", digest):
-                    from bootvault.domain.errors import RetryTokenReused
-
                     raise RetryTokenReused("The retry token was already used for a different request.")
                 wr = workrequests.get_wr(conn, record.resource_id)
                 assert wr is not None and wr.target_id is not None
@@ -211,17 +216,29 @@ def copy_backup(
         )
         # one still being made will clear by itself (clients retry IncorrectState); others will not
         raise (IncorrectState if source.lifecycle_state in BACKUP_IN_PROGRESS else Conflict)(message)
-    order = order_for(ctx, source, dest.name, req.display_name, req.kms_key_id)
+    # With a retry token the ids derive from it: a retry after a crash between the destination's
+    # create and our commit, or a concurrent duplicate, makes the same copy (the create is
+    # idempotent by id, and the work request's id collides here).
+    seed = None if retry_token is None else f"{caller.tenancy_id}/{retry_token}/{digest}"
+    order = order_for(ctx, source, dest.name, req.display_name, req.kms_key_id, seed=seed)
     try:
         made, wire, etag = dest.create(order)
     except (RegionRefused, RegionUnreachable) as exc:
         raise _relay(exc, dest.name) from None
-    with ctx.db.write() as conn:
-        queue_copy(ctx, conn, order, dest.name)
-        if retry_token is not None:
-            retry_tokens.remember(
-                conn, caller.tenancy_id, retry_token, "CopyBootVolumeBackup", digest, order.work_request_id
-            )
+    try:
+        with ctx.db.write() as conn:
+            queue_copy(ctx, conn, order, dest.name)
+            if retry_token is not None:
+                retry_tokens.remember(
+                    conn,
+                    caller.tenancy_id,
+                    retry_token,
+                    "CopyBootVolumeBackup",
+                    digest,
+                    order.work_request_id,
+                )
+    except IntegrityError:  # a concurrent duplicate committed this copy first
+        return _shown(dest, order.work_request_id, order.backup_id, caller.tenancy_id)
     return CopyResult(order.work_request_id, made, wire, etag)
 
 
