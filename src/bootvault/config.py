@@ -133,6 +133,15 @@ class Settings(BaseSettings):
     """... and for a client address (many users may share one) after this many."""
     console_failure_window_seconds: float = 900.0
     """The window in which console sign-in failures are counted."""
+    copy_link_patience_seconds: float = 300.0
+    """Cross-region copy (docs/regions.md): how long a copy keeps retrying a peer region that does
+    not answer before it fails."""
+    copy_stall_seconds: float = 1800.0
+    """How long a destination region waits for a silent source before it turns the copy FAULTY."""
+    copy_call_timeout_seconds: float = 60.0
+    """The longest one region protocol call may take (a body of blocks included)."""
+    copy_max_bps: int = 0
+    """A cap on the bytes a copy sends per second (0: none)."""
 
     @field_validator("region_time_zone")
     @classmethod

@@ -209,7 +209,6 @@ def test_status_codes_and_headers(deployment: Deployment, tenant: Tenant, tmp_pa
             {"bootVolumeReplicas": [{"availabilityDomain": "bootvault:AD-1"}]},
             "bootVolumeReplicas",
         ),
-        ("/bootVolumes", {"xrcKmsKeyId": "ocid1.key.oc1..aaaa"}, "xrcKmsKeyId"),
     ],
 )
 def test_unimplemented_fields_are_refused_by_name(

@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from bootvault.api import routes_backups, routes_policies, routes_volumes
+from bootvault.api import routes_backups, routes_policies, routes_regions, routes_volumes, routes_workrequests
 from bootvault.api.common import api_executor, offload
 from bootvault.api.errors import error_response, request_id
 from bootvault.service.context import Context
@@ -53,6 +53,8 @@ def create_app(ctx: Context) -> Starlette:
             *routes_backups.ROUTES,
             *routes_volumes.ROUTES,
             *routes_policies.ROUTES,
+            *routes_workrequests.ROUTES,
+            *routes_regions.ROUTES,
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
         ],

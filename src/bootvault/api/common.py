@@ -43,6 +43,7 @@ PATH_IDS = {
     "volume_id": ("bootvolume", "bootVolumeId"),
     "policy_id": ("volumebackuppolicy", "policyId"),
     "assignment_id": ("volumebackuppolicyassignment", "policyAssignmentId"),
+    "work_request_id": ("coreservicesworkrequest", "workRequestId"),
 }
 
 

@@ -47,7 +47,12 @@ def _schedules(items: list[VolumeBackupScheduleDetails] | None) -> list[Schedule
 async def create(call: Call) -> Response:
     d = await call.parse(CreateVolumeBackupPolicyDetails)
     req = svc.CreatePolicy(
-        d.compartment_id, d.display_name, _schedules(d.schedules), d.freeform_tags, d.defined_tags
+        d.compartment_id,
+        d.display_name,
+        _schedules(d.schedules),
+        d.freeform_tags,
+        d.defined_tags,
+        d.destination_region,
     )
     policy = await call.run(svc.create_policy, req, call.header("opc-retry-token"))
     return json_response(policy_to_wire(policy), etag=policy.etag)
@@ -68,7 +73,9 @@ async def list_(call: Call) -> Response:
 
 async def update(call: Call) -> Response:
     d = await call.parse(UpdateVolumeBackupPolicyDetails)
-    req = svc.UpdatePolicy(d.display_name, _schedules(d.schedules), d.freeform_tags, d.defined_tags)
+    req = svc.UpdatePolicy(
+        d.display_name, _schedules(d.schedules), d.freeform_tags, d.defined_tags, d.destination_region
+    )
     policy = await call.run(svc.update_policy, call.path("policy_id"), req, call.header("if-match"))
     return json_response(policy_to_wire(policy), etag=policy.etag)
 
@@ -80,7 +87,7 @@ async def delete(call: Call) -> Response:
 
 async def create_assignment(call: Call) -> Response:
     d = await call.parse(CreateVolumeBackupPolicyAssignmentDetails)
-    found = await call.run(svc.create_assignment, d.asset_id, d.policy_id)
+    found = await call.run(svc.create_assignment, d.asset_id, d.policy_id, d.xrc_kms_key_id)
     return json_response(assignment_to_wire(found), etag=found.etag)
 
 

@@ -30,6 +30,7 @@ async def create(call: Call) -> Response:
         freeform_tags=d.freeform_tags,
         defined_tags=d.defined_tags,
         backup_policy_id=d.backup_policy_id,
+        xrc_kms_key_id=d.xrc_kms_key_id,
     )
     vol = await call.run(svc.create_volume, req, call.header("opc-retry-token"))
     return json_response(volume_to_wire(vol), etag=vol.etag)

@@ -84,26 +84,32 @@ class VolumeBackupScheduleDetails(_Body):
 
 
 class CreateVolumeBackupPolicyDetails(_Body):
-    UNSUPPORTED: ClassVar[dict[str, Any]] = {"destinationRegion": None}  # no cross-region copies
     compartment_id: str = Field(alias="compartmentId", min_length=1, max_length=255)
     display_name: str | None = Field(None, alias="displayName")
+    destination_region: str | None = Field(None, alias="destinationRegion", min_length=1, max_length=64)
     schedules: list[VolumeBackupScheduleDetails] | None = None
     freeform_tags: Tags | None = Field(None, alias="freeformTags")
     defined_tags: Tags | None = Field(None, alias="definedTags")
 
 
 class UpdateVolumeBackupPolicyDetails(_Body):
-    UNSUPPORTED: ClassVar[dict[str, Any]] = {"destinationRegion": "none"}  # "none" resets it
     display_name: str | None = Field(None, alias="displayName")
+    destination_region: str | None = Field(None, alias="destinationRegion", min_length=1, max_length=64)
     schedules: list[VolumeBackupScheduleDetails] | None = None
     freeform_tags: Tags | None = Field(None, alias="freeformTags")
     defined_tags: Tags | None = Field(None, alias="definedTags")
 
 
 class CreateVolumeBackupPolicyAssignmentDetails(_Body):
-    UNSUPPORTED: ClassVar[dict[str, Any]] = {"xrcKmsKeyId": None}  # no cross-region copies
+    xrc_kms_key_id: str | None = Field(None, alias="xrcKmsKeyId", min_length=1, max_length=255)
     asset_id: str = Field(alias="assetId", min_length=1, max_length=255)
     policy_id: str = Field(alias="policyId", min_length=1, max_length=255)
+
+
+class CopyBootVolumeBackupDetails(_Body):
+    destination_region: str = Field(alias="destinationRegion", min_length=1, max_length=64)
+    display_name: str | None = Field(None, alias="displayName")
+    kms_key_id: str | None = Field(None, alias="kmsKeyId", min_length=1, max_length=255)
 
 
 class ChangeCompartmentDetails(_Body):
@@ -121,8 +127,8 @@ class CreateBootVolumeDetails(_Body):
         "isAutoTuneEnabled": False,
         "bootVolumeReplicas": [],
         "autotunePolicies": [],
-        "xrcKmsKeyId": None,
     }
+    xrc_kms_key_id: str | None = Field(None, alias="xrcKmsKeyId", min_length=1, max_length=255)
     compartment_id: str = Field(alias="compartmentId", min_length=1, max_length=255)
     source_details: SourceDetails = Field(alias="sourceDetails")
     availability_domain: str | None = Field(None, alias="availabilityDomain")

@@ -64,7 +64,7 @@ BACKUP: Lifecycle[BackupState] = Lifecycle(
     },
     {
         B.REQUEST_RECEIVED: (JobKind.BACKUP,),
-        B.CREATING: (JobKind.BACKUP,),
+        B.CREATING: (JobKind.BACKUP, JobKind.COPY),  # a copy: the source region's COPY job
         B.TERMINATING: (JobKind.DELETE_BACKUP,),
     },
 )

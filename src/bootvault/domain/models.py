@@ -56,6 +56,8 @@ class JobKind(enum.StrEnum):
     GC = "GC"
     VERIFY = "VERIFY"
     RETAIN = "RETAIN"  # give a locked backup's objects an object-store retention date
+    COPY = "COPY"  # send a backup to a region (service/copy.py); its resource is the work request
+    IDENTITY_SYNC = "IDENTITY_SYNC"  # push tenancies, users, keys, compartments to a peer region
 
 
 class JobState(enum.StrEnum):
@@ -110,6 +112,7 @@ class BootVolume:
     attachment_uri: str | None = None  # where the volume is served (NBD), while attached
     hydration_percent: int | None = None  # copied from its source backup, while not hydrated
     time_attached: datetime | None = None
+    xrc_kms_key_id: str | None = None  # a destination-region key for its policy's copies
 
     @property
     def size_bytes(self) -> int:

@@ -25,7 +25,7 @@ from bootvault.service.context import Caller, Context
 from bootvault.service.identity import require_compartment, require_kms_key
 from bootvault.service.retry import idempotent_create
 from bootvault.store import backups as repo
-from bootvault.store import jobs, volumes
+from bootvault.store import jobs, volumes, workrequests
 from bootvault.store.common import new_etag, now
 
 MAX_PAGE = 1000
@@ -119,6 +119,10 @@ def create_backup(
         jobs.enqueue(
             conn, JobKind.BACKUP, caller.tenancy_id, backup.id, lane=volume.id, ad=volume.availability_domain
         )
+        workrequests.open_for_job(
+            conn, ctx.settings.region, caller.tenancy_id, backup.compartment_id,
+            "CreateBootVolumeBackup", "bootVolumeBackup", backup.id, "CREATED",
+        )  # fmt: skip
         return backup.id
 
     return idempotent_create(
@@ -239,6 +243,10 @@ def delete_backup(ctx: Context, caller: Caller, backup_id: str, if_match: str | 
         if backup.lifecycle_state in BACKUP_IN_PROGRESS:
             raise IncorrectState(
                 f"Boot volume backup {backup_id} is {backup.lifecycle_state}; delete it later."
+            )
+        if workrequests.active_copies_of(conn, backup_id):  # its blocks are being read and sent
+            raise Conflict(
+                f"Boot volume backup {backup_id} is being copied to another region; delete it later."
             )
         if volumes.count_restoring_from(conn, backup_id):
             raise IncorrectState(f"Boot volume backup {backup_id} is being restored; delete it later.")

@@ -46,6 +46,7 @@ def create_tenancy(ctx: Context, name: str, key: tuple[bytes, bytes, str]) -> Ne
         repo.create_tenancy(conn, tenancy_id, name)
         repo.create_user(conn, user_id, tenancy_id, f"{name}-admin")
         repo.add_api_key(conn, ApiKey(tenancy_id, user_id, fingerprint, public_pem.decode()))
+        _identity_changed(ctx, conn)
     return NewTenancy(tenancy_id, user_id, fingerprint, private_pem)
 
 
@@ -56,6 +57,7 @@ def create_compartment(ctx: Context, parent_id: str, name: str) -> str:
             raise NotFound(f"Parent compartment {parent_id} not found.")
         comp_id = ocid.mint("compartment")
         repo.create_compartment(conn, Compartment(comp_id, parent.tenancy_id, parent.id, name, now()))
+        _identity_changed(ctx, conn)
     return comp_id
 
 
@@ -68,6 +70,13 @@ def create_kms_key(ctx: Context, compartment_id: str, display_name: str) -> str:
         key_id = ocid.mint("key", ctx.settings.region)
         repo.create_kms_key(conn, key_id, comp.tenancy_id, display_name, ctx.keys.new_wrapped_key(key_id))
     return key_id
+
+
+def _identity_changed(ctx: Context, conn: object) -> None:
+    """Identity is global: paired regions get the change (service/regions.py)."""
+    from bootvault.service.regions import queue_identity_sync  # regions imports this module's users
+
+    queue_identity_sync(ctx, conn)
 
 
 API_KEY_CACHE_MAX = 10_000

@@ -3,6 +3,7 @@ whose worker died is simply run again by the next worker once the lease has expi
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -27,10 +28,11 @@ from bootvault.domain.models import (
 from bootvault.engine.errors import EngineError
 from bootvault.engine.manifest import Manifest
 from bootvault.engine.repository import Repository, manifest_name
-from bootvault.service import failures, hydration, maintenance
+from bootvault.service import copy, failures, hydration, maintenance, regions
 from bootvault.service.context import Context
 from bootvault.service.lease import JobFailed, Lease, LeaseLost, finish_job
-from bootvault.store import backups, jobs, volumes
+from bootvault.service.regionlink import RegionRefused, RegionUnreachable
+from bootvault.store import backups, jobs, volumes, workrequests
 from bootvault.store.common import now
 
 log = logging.getLogger("bootvault.jobs")
@@ -238,6 +240,14 @@ def _run_verify(ctx: Context, job: Job, lease: Lease) -> None:
     finish_job(ctx, job, lease, JobState.SUCCEEDED, lambda conn: None, result=report)
 
 
+def _run_identity_sync(ctx: Context, job: Job, lease: Lease) -> None:
+    try:
+        added = regions.push_identity(ctx, job.resource_id)
+    except (RegionUnreachable, RegionRefused) as exc:  # `bootvault region sync` pushes again
+        raise JobFailed(f"Identity could not be pushed to region {job.resource_id}: {exc.message}") from None
+    finish_job(ctx, job, lease, JobState.SUCCEEDED, lambda conn: None, result=json.dumps({"added": added}))
+
+
 HANDLERS: dict[JobKind, Callable[[Context, Job, Lease], None]] = {
     JobKind.BACKUP: _run_backup,
     JobKind.RESTORE: hydration.run_restore,
@@ -249,14 +259,19 @@ HANDLERS: dict[JobKind, Callable[[Context, Job, Lease], None]] = {
     JobKind.GC: _run_gc,
     JobKind.VERIFY: _run_verify,
     JobKind.RETAIN: _run_retain,
+    JobKind.COPY: copy.run_copy,
+    JobKind.IDENTITY_SYNC: _run_identity_sync,
 }
 
 
 def mark_faulty(conn: Connection, job: Job, reason: str) -> None:
     """Put the job's resource into FAULTY with a reason a user can read."""
     values = {"lifecycle_details": reason}
-    if job.kind in (JobKind.GC, JobKind.VERIFY, JobKind.RETAIN):
+    if job.kind in (JobKind.GC, JobKind.VERIFY, JobKind.RETAIN, JobKind.IDENTITY_SYNC):
         return  # no resource state of its own: the job's last_error carries the reason
+    if job.kind == JobKind.COPY:
+        copy.fail_work_request(conn, job, reason)
+        return  # the copy's work request carries the reason (the copy itself is the destination's)
     try:
         if job.kind in (JobKind.BACKUP, JobKind.DELETE_BACKUP):
             backups.move_backup(conn, job.resource_id, "failed", values)
@@ -275,9 +290,13 @@ def execute(ctx: Context, job: Job, lease: Lease) -> None:
             "stopped each time before it finished."
         )
         finish_job(ctx, job, lease, JobState.FAILED, lambda conn: mark_faulty(conn, job, reason), reason)
+        _after_failure(ctx, job, reason)
         return
     started = time.monotonic()
     outcome = "failed"
+    if job.kind in (JobKind.BACKUP, JobKind.RESTORE, JobKind.CLONE, JobKind.DELETE_VOLUME):
+        with ctx.db.write() as conn:  # the work request of the call that queued it: IN_PROGRESS
+            workrequests.follow(conn, job.resource_id, None)
     try:
         HANDLERS[job.kind](ctx, job, lease)
         outcome = "succeeded"
@@ -287,12 +306,20 @@ def execute(ctx: Context, job: Job, lease: Lease) -> None:
     except JobFailed as exc:
         reason = str(exc)
         finish_job(ctx, job, lease, JobState.FAILED, lambda conn: mark_faulty(conn, job, reason), reason)
+        _after_failure(ctx, job, reason)
     except Exception as exc:
         reason = _explain(job, exc)
         finish_job(ctx, job, lease, JobState.FAILED, lambda conn: mark_faulty(conn, job, reason), reason)
+        _after_failure(ctx, job, reason)
     finally:
         metrics.JOBS.labels(job.kind.value, outcome).inc()
         metrics.JOB_SECONDS.labels(job.kind.value).observe(time.monotonic() - started)
+
+
+def _after_failure(ctx: Context, job: Job, reason: str) -> None:
+    """What a failed job must tell outside its transaction: a copy's destination region."""
+    if job.kind == JobKind.COPY:
+        copy.tell_destination(ctx, job, reason)
 
 
 def _explain(job: Job, exc: Exception) -> str:

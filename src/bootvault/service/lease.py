@@ -8,7 +8,7 @@ from sqlalchemy import Connection
 
 from bootvault.domain.models import Job, JobState
 from bootvault.service.context import Context
-from bootvault.store import jobs
+from bootvault.store import jobs, workrequests
 
 
 class LeaseLost(Exception):
@@ -45,3 +45,4 @@ def finish_job(
         if not jobs.finish(conn, job.id, lease.owner, state, error, result):
             raise LeaseLost("the job's lease was lost before it finished")
         apply(conn)
+        workrequests.follow(conn, job.resource_id, state.value, error)

@@ -40,6 +40,7 @@ class CreatePolicy:
     schedules: list[Schedule] | None = None
     freeform_tags: dict[str, Any] | None = None
     defined_tags: dict[str, Any] | None = None
+    destination_region: str | None = None  # copy each scheduled backup there (service/copy.py)
 
 
 @dataclass
@@ -48,6 +49,16 @@ class UpdatePolicy:
     schedules: list[Schedule] | None = None
     freeform_tags: dict[str, Any] | None = None
     defined_tags: dict[str, Any] | None = None
+    destination_region: str | None = None  # None: unchanged; "none": no copies any more
+
+
+def _check_region(ctx: Context, region: str | None) -> None:
+    """A policy's destinationRegion must be a paired region (or "none" on update)."""
+    from bootvault.service.regions import peer  # regions -> identity -> ...: imported late
+
+    if region is None or region == "none" or region == ctx.settings.region or peer(ctx, region):
+        return
+    raise InvalidArgument(f"destinationRegion {region!r} is not a region paired with {ctx.settings.region}.")
 
 
 def visible_policy(
@@ -80,6 +91,7 @@ def create_policy(
     tags = check_tags(req.freeform_tags, req.defined_tags)
     schedules = req.schedules or []
     check_schedules(schedules, ctx.settings.min_retention_seconds)
+    _check_region(ctx, req.destination_region)
 
     def create(conn: Connection) -> str:
         require_compartment(conn, caller, req.compartment_id, in_body=True)
@@ -95,6 +107,7 @@ def create_policy(
                 tenancy_id=caller.tenancy_id,
                 compartment_id=req.compartment_id,
                 tags=tags,
+                destination_region=None if req.destination_region == "none" else req.destination_region,
             ),
         )
         return policy_id
@@ -140,6 +153,7 @@ def update_policy(
     check_display_name(req.display_name)
     if req.schedules is not None:
         check_schedules(req.schedules, ctx.settings.min_retention_seconds)
+    _check_region(ctx, req.destination_region)
     with ctx.db.write() as conn:
         policy = _own_policy(conn, caller, policy_id, "modified")
         check_if_match(policy.etag, if_match)
@@ -148,6 +162,10 @@ def update_policy(
             values["display_name"] = req.display_name
         if req.schedules is not None:
             values["schedules"] = req.schedules
+        if req.destination_region is not None:
+            values["destination_region"] = (
+                None if req.destination_region == "none" else req.destination_region
+            )
         values.update(tag_update(req.freeform_tags, req.defined_tags, policy.tags))
         if not values:
             return policy
@@ -177,7 +195,11 @@ def delete_policy(ctx: Context, caller: Caller, policy_id: str, if_match: str | 
 
 
 def assign(
-    ctx: Context, conn: Connection, volume: BootVolume, policy: VolumeBackupPolicy
+    ctx: Context,
+    conn: Connection,
+    volume: BootVolume,
+    policy: VolumeBackupPolicy,
+    xrc_kms_key_id: str | None = None,
 ) -> PolicyAssignment:
     """Give the volume this policy, replacing any it had (OCI: "silently unassigned"). The first
     due time is the first one after now: assigning never makes a backup at once."""
@@ -191,12 +213,15 @@ def assign(
         time_created=ts,
         etag=new_etag(),
         next_run_at=first_due(policy.schedules, ts, ctx.settings.region_zone),
+        xrc_kms_key_id=xrc_kms_key_id,  # a key of the destination region: it checks it at each copy
     )
     repo.insert_assignment(conn, assignment)
     return assignment
 
 
-def create_assignment(ctx: Context, caller: Caller, asset_id: str, policy_id: str) -> PolicyAssignment:
+def create_assignment(
+    ctx: Context, caller: Caller, asset_id: str, policy_id: str, xrc_kms_key_id: str | None = None
+) -> PolicyAssignment:
     """Ids the caller cannot see answer 404 (NotAuthorizedOrNotFound), the asset's first."""
     with ctx.db.write() as conn:
         volume = volumes.get_volume(conn, asset_id, lock=True)
@@ -209,7 +234,7 @@ def create_assignment(ctx: Context, caller: Caller, asset_id: str, policy_id: st
         policy = visible_policy(conn, caller, policy_id, share=True)
         if policy is None:
             raise NotFound(f"policyId {policy_id}: authorization failed or the policy was not found.")
-        return assign(ctx, conn, volume, policy)
+        return assign(ctx, conn, volume, policy, xrc_kms_key_id)
 
 
 def _own_assignment(conn: Connection, caller: Caller, assignment_id: str) -> PolicyAssignment:

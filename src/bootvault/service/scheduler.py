@@ -32,7 +32,7 @@ from bootvault.domain.policies import ORACLE_POLICIES, PolicyAssignment, Schedul
 from bootvault.domain.retention import Retention, change
 from bootvault.domain.scheduling import Decision, decide
 from bootvault.service.context import Context
-from bootvault.store import backups, jobs, locks, policies, volumes
+from bootvault.store import backups, jobs, locks, policies, volumes, workrequests
 from bootvault.store.common import new_etag
 from bootvault.store.common import now as wall_clock
 
@@ -199,8 +199,13 @@ def expire_due(ctx: Context, now: datetime | None = None) -> int:
 
 
 def _read_by_a_volume(conn: Connection, backup_id: str) -> bool:
-    """A restore still copies from the backup, or a volume restored from it still hydrates."""
-    return bool(volumes.count_restoring_from(conn, backup_id) or volumes.hydrating_from(conn, backup_id))
+    """A restore still copies from the backup, or a volume restored from it still hydrates, or
+    it is being copied to a region."""
+    return bool(
+        volumes.count_restoring_from(conn, backup_id)
+        or volumes.hydrating_from(conn, backup_id)
+        or workrequests.active_copies_of(conn, backup_id)
+    )
 
 
 def prune_runs(ctx: Context, now: datetime | None = None) -> int:

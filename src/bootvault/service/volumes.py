@@ -30,7 +30,7 @@ from bootvault.service import pagetokens, policies, quotas
 from bootvault.service.context import Caller, Context
 from bootvault.service.identity import require_compartment, require_kms_key
 from bootvault.service.retry import idempotent_create
-from bootvault.store import backups, jobs
+from bootvault.store import backups, jobs, workrequests
 from bootvault.store import policies as policy_repo
 from bootvault.store import volumes as repo
 from bootvault.store.common import new_etag, now
@@ -52,6 +52,7 @@ class CreateVolume:
     freeform_tags: dict[str, Any] | None = None
     defined_tags: dict[str, Any] | None = None
     backup_policy_id: str | None = None
+    xrc_kms_key_id: str | None = None  # a key of the policy's destination region (checked there)
 
 
 @dataclass
@@ -138,15 +139,20 @@ def create_volume(ctx: Context, caller: Caller, req: CreateVolume, retry_token: 
             kms_key_id=req.kms_key_id or src_key,
             vpus_per_gb=req.vpus_per_gb or 10,
             is_hydrated=False,
+            xrc_kms_key_id=req.xrc_kms_key_id,
         )
         repo.insert_volume(conn, vol)
         if req.backup_policy_id is not None:  # the volume and its assignment appear together
             policy = policies.visible_policy(conn, caller, req.backup_policy_id, share=True)
             if policy is None:
                 raise RelatedNotFound(f"backupPolicyId {req.backup_policy_id} not found or not authorized.")
-            policies.assign(ctx, conn, vol, policy)
+            policies.assign(ctx, conn, vol, policy, req.xrc_kms_key_id)
         kind = JobKind.RESTORE if req.source_type == VolumeSource.BACKUP else JobKind.CLONE
         jobs.enqueue(conn, kind, caller.tenancy_id, vol.id, lane=vol.id, ad=ad)
+        workrequests.open_for_job(
+            conn, ctx.settings.region, caller.tenancy_id, vol.compartment_id,
+            "CreateBootVolume", "bootVolume", vol.id, "CREATED",
+        )  # fmt: skip
         return vol.id
 
     return idempotent_create(
@@ -269,6 +275,10 @@ def delete_volume(ctx: Context, caller: Caller, volume_id: str, if_match: str | 
             lane=volume_id,
             ad=vol.availability_domain,
         )
+        workrequests.open_for_job(
+            conn, ctx.settings.region, caller.tenancy_id, vol.compartment_id,
+            "DeleteBootVolume", "bootVolume", volume_id, "DELETED",
+        )  # fmt: skip
 
 
 def change_compartment(

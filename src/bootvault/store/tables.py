@@ -10,6 +10,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     Index,
     Integer,
     LargeBinary,
@@ -114,6 +115,7 @@ boot_volumes = Table(
     Column("attachment_uri", Text, nullable=True),
     Column("time_attached", UtcDateTime, nullable=True),
     Column("hydration_percent", Integer, nullable=True),
+    Column("xrc_kms_key_id", OCID, nullable=True),  # the destination key of its policy copies
     Index("ix_boot_volumes_compartment", "tenancy_id", "compartment_id"),
 )
 
@@ -259,6 +261,66 @@ gc_condemned = Table(
     Column("scope", String(64), primary_key=True),
     Column("pack_id", String(64), primary_key=True),
     Column("time_condemned", UtcDateTime, nullable=False),
+)
+
+# Cross-region copy (docs/regions.md). A peer region this one is paired with: its endpoint, the
+# CA its certificate chains to (None: the system's), and the pairing secret both share, wrapped
+# under a key derived from the master key. Region-to-region calls are signed with a key derived
+# from that secret, which only the region protocol accepts.
+region_peers = Table(
+    "region_peers",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("endpoint", Text, nullable=False),
+    Column("ca_pem", Text, nullable=True),
+    Column("secret_wrapped", LargeBinary, nullable=False),
+    Column("time_created", UtcDateTime, nullable=False),
+)
+
+# One-time invites: only the sha256 of the code is kept; joining deletes the row.
+region_invites = Table(
+    "region_invites",
+    metadata,
+    Column("code_hash", String(64), primary_key=True),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("time_created", UtcDateTime, nullable=False),
+)
+
+# In a destination region: which of its own blocks (scope, block id) holds the block a peer names
+# by transfer id. Written only after the pack holding the block is whole (with its index object).
+xrc_blocks = Table(
+    "xrc_blocks",
+    metadata,
+    Column("scope", String(64), primary_key=True),
+    Column("transfer_id", String(64), primary_key=True),
+    Column("block_id", String(64), nullable=False),
+)
+
+# OCI work requests. A copy's work request exists in both regions under one id: the source's row
+# is written by its COPY job, the destination's by the region protocol calls of that job.
+work_requests = Table(
+    "work_requests",
+    metadata,
+    Column("id", OCID, primary_key=True),
+    Column("tenancy_id", OCID, nullable=False),
+    Column("compartment_id", OCID, nullable=False),
+    Column("operation_type", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("percent_complete", Float, nullable=False),
+    Column("time_accepted", UtcDateTime, nullable=False),
+    Column("time_started", UtcDateTime, nullable=True),
+    Column("time_finished", UtcDateTime, nullable=True),
+    Column("time_updated", UtcDateTime, nullable=False),  # last progress: the stall watchdog reads it
+    Column("resources", JSON, nullable=False),
+    Column("errors", JSON, nullable=False),
+    Column("logs", JSON, nullable=False),
+    Column("source_region", String(64), nullable=True),
+    Column("destination_region", String(64), nullable=True),
+    Column("source_id", OCID, nullable=True),
+    Column("target_id", OCID, nullable=True, index=True),
+    Column("kms_key_id", OCID, nullable=True),
+    Column("display_name", String(255), nullable=True),
+    Index("ix_work_requests_compartment", "tenancy_id", "compartment_id", "time_accepted", "id"),
 )
 
 # The operator console (migration 0010). A console user is a row of `users` with a password;

@@ -35,6 +35,7 @@ def _from_row(row: Any) -> BootVolume:
         attachment_uri=row.attachment_uri,
         time_attached=row.time_attached,
         hydration_percent=row.hydration_percent,
+        xrc_kms_key_id=row.xrc_kms_key_id,
     )
 
 
@@ -57,6 +58,7 @@ def insert_volume(conn: Connection, vol: BootVolume) -> None:
             is_hydrated=vol.is_hydrated,
             image_id=vol.image_id,
             lifecycle_details=vol.lifecycle_details,
+            xrc_kms_key_id=vol.xrc_kms_key_id,
             **tag_columns(vol.tags),
         )
     )

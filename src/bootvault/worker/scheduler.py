@@ -10,7 +10,7 @@ import logging
 import threading
 import time
 
-from bootvault.service import scheduler
+from bootvault.service import copy, copy_dest, scheduler
 from bootvault.service.context import Context
 
 log = logging.getLogger("bootvault.scheduler")
@@ -24,6 +24,8 @@ def run_scheduler(ctx: Context, stop: threading.Event) -> None:
         try:
             scheduler.run_due(ctx)
             scheduler.expire_due(ctx)
+            copy_dest.expire_stalled(ctx)
+            copy.copy_policy_backups(ctx)
             if time.monotonic() >= next_prune:
                 scheduler.prune_runs(ctx)
                 next_prune = time.monotonic() + PRUNE_EVERY

@@ -3,14 +3,14 @@
 which the dashboard sums backup sizes by state and day without reading the table
 
 Revision ID: 0010
-Revises: 0008 (the lead re-chains it onto 0009 at merge time)
+Revises: 0009
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0010"
-down_revision = "0008"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
