@@ -78,7 +78,7 @@ def test_frames_round_trip_and_damage_is_refused() -> None:
 
 
 def test_policy_copy_ids_are_derived_from_backup_and_region() -> None:
-    from bootvault.service.copy import _derived_ocid
+    from bootvault.service.copy_link import derived_ocid as _derived_ocid
 
     class Keys:
         def derive(self, purpose: str) -> bytes:

@@ -17,7 +17,7 @@ from bootvault.domain.errors import MissingArgument, NotFound
 from bootvault.domain.models import BackupState, BackupType
 from bootvault.domain.retention import Retention
 from bootvault.service import backups as svc
-from bootvault.service import copy as copy_svc
+from bootvault.service import copy_link
 
 STATES = [s.value for s in BackupState]
 
@@ -50,7 +50,7 @@ async def get(call: Call) -> Response:
     try:
         backup = await call.read(svc.get_backup, call.path("backup_id"))
     except NotFound:  # a copy in a paired region: clients that poll the source find it (docs/regions.md)
-        wire, etag = await call.run(copy_svc.peer_backup, call.path("backup_id"))
+        wire, etag = await call.run(copy_link.peer_backup, call.path("backup_id"))
         return json_response(wire, etag=etag)
     return json_response(backup_json(backup), etag=backup.etag)
 

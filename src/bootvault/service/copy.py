@@ -20,10 +20,8 @@ as OCI documents): a second copy is accepted and waits its turn.
 from __future__ import annotations
 
 import contextlib
-import hmac
 import json
 import logging
-import struct
 import time
 from array import array
 from collections.abc import Callable
@@ -39,7 +37,6 @@ from bootvault.domain.errors import (
     IncorrectState,
     InvalidArgument,
     NotFound,
-    RelatedNotFound,
     RetryTokenReused,
 )
 from bootvault.domain.lifecycle import BACKUP_IN_PROGRESS
@@ -47,11 +44,12 @@ from bootvault.domain.models import BackupState, BootVolumeBackup, Job, JobKind,
 from bootvault.domain.validation import check_display_name
 from bootvault.engine import xrc
 from bootvault.engine.manifest import Manifest
-from bootvault.service import copy_dest, regions
+from bootvault.service import copy_dest
 from bootvault.service.context import Caller, Context
 from bootvault.service.copy_dest import CopyOrder
+from bootvault.service.copy_link import Destination, derived_ocid, destination, relay
 from bootvault.service.lease import JobFailed, Lease, finish_job
-from bootvault.service.regionlink import Peer, RegionRefused, RegionUnreachable, call
+from bootvault.service.regionlink import RegionRefused, RegionUnreachable
 from bootvault.service.retry import request_hash
 from bootvault.store import backups, jobs, retry_tokens, workrequests
 from bootvault.store import regions as xrc_repo
@@ -77,115 +75,6 @@ class CopyResult:
     backup: BootVolumeBackup | None
     wire: dict[str, Any] | None
     etag: str
-
-
-# --- the destination, in this process (same region) or across the link ----------------------
-
-
-class Destination:
-    """The destination's side of the copy protocol (service/copy_dest.py), local or remote."""
-
-    def __init__(self, ctx: Context, peer: Peer | None) -> None:
-        self.ctx, self.peer = ctx, peer
-
-    @property
-    def name(self) -> str:
-        return self.peer.name if self.peer else self.ctx.settings.region
-
-    def transfer_key(self, tenancy_id: str) -> bytes:
-        if self.peer is None:
-            return self.ctx.keys.derive("xrc-self/" + tenancy_id)
-        return self.peer.transfer_key(tenancy_id)
-
-    def _call(self, method: str, path: str, body: bytes | dict[str, Any], **kw: Any) -> tuple[bytes, dict]:
-        assert self.peer is not None
-        kw.setdefault("timeout", self.ctx.settings.copy_call_timeout_seconds)
-        return call(self.ctx.settings.region, self.peer, method, path, body, **kw)
-
-    def create(self, order: CopyOrder) -> tuple[BootVolumeBackup | None, dict[str, Any] | None, str]:
-        if self.peer is None:
-            b = copy_dest.create(self.ctx, order)
-            return b, None, b.etag
-        answer, headers = self._call("POST", "/copies", asdict(order), timeout=15.0)
-        return None, json.loads(answer), headers.get("etag", "")
-
-    def get(
-        self, backup_id: str, tenancy_id: str
-    ) -> tuple[BootVolumeBackup | None, dict[str, Any] | None, str]:
-        if self.peer is None:
-            b = copy_dest.get(self.ctx, backup_id, tenancy_id)
-            return b, None, b.etag
-        answer, headers = self._call("GET", f"/copies/{backup_id}?tenancyId={tenancy_id}", b"", timeout=5.0)
-        return None, json.loads(answer), headers.get("etag", "")
-
-    def started(self, backup_id: str, tenancy_id: str, message: str) -> None:
-        if self.peer is None:
-            return copy_dest.started(self.ctx, backup_id, tenancy_id, message)
-        self._call("POST", f"/copies/{backup_id}/started", {"tenancyId": tenancy_id, "message": message})
-
-    def missing(self, backup_id: str, tenancy_id: str, tids: list[bytes]) -> list[bytes]:
-        if self.peer is None:
-            return copy_dest.missing(self.ctx, backup_id, tenancy_id, tids)
-        answer, _ = self._call("POST", f"/copies/{backup_id}/missing?tenancyId={tenancy_id}", b"".join(tids))
-        return [answer[i : i + 32] for i in range(0, len(answer), 32)]
-
-    def blocks(self, backup_id: str, tenancy_id: str, body: bytes, percent: float) -> None:
-        if self.peer is None:
-            copy_dest.receive(self.ctx, backup_id, tenancy_id, self.transfer_key(tenancy_id), body, percent)
-            return
-        path = f"/copies/{backup_id}/blocks?tenancyId={tenancy_id}&percent={percent:.1f}"
-        self._call("POST", path, body)
-
-    def commit(
-        self, backup_id: str, tenancy_id: str, header: dict[str, Any], indices: array, tids: list[bytes]
-    ) -> list[bytes]:
-        if self.peer is None:
-            return copy_dest.commit(self.ctx, backup_id, tenancy_id, header, list(indices), tids)
-        head = json.dumps(header).encode()
-        body = struct.pack(">I", len(head)) + head + _le(indices) + b"".join(tids)
-        answer, _ = self._call(
-            "POST", f"/copies/{backup_id}/commit?tenancyId={tenancy_id}", body, timeout=120.0
-        )
-        return [answer[i : i + 32] for i in range(0, len(answer), 32)]
-
-    def fail(self, backup_id: str, tenancy_id: str, reason: str) -> None:
-        if self.peer is None:
-            return copy_dest.fail(self.ctx, backup_id, tenancy_id, reason)
-        self._call(
-            "POST", f"/copies/{backup_id}/fail", {"tenancyId": tenancy_id, "reason": reason}, timeout=10.0
-        )
-
-
-def _le(indices: array) -> bytes:
-    out = array("Q", indices)
-    if struct.pack("=H", 1) != struct.pack("<H", 1):
-        out.byteswap()
-    return out.tobytes()
-
-
-def destination(ctx: Context, region: str) -> Destination:
-    if region == ctx.settings.region:
-        return Destination(ctx, None)
-    peer = regions.peer(ctx, region)
-    if peer is None:
-        known = [p.name for p in regions.peers(ctx)] + [ctx.settings.region]
-        raise InvalidArgument(
-            f"destinationRegion {region!r} is not a region paired with {ctx.settings.region} "
-            f"(known: {', '.join(sorted(known))})."
-        )
-    return Destination(ctx, peer)
-
-
-def _relay(exc: Exception, region: str) -> Exception:
-    """A destination's refusal as the caller's error (its message kept); an outage as 409."""
-    if isinstance(exc, RegionRefused):
-        message = str(exc.body.get("message") or exc.message)
-        if exc.status == 404 or exc.body.get("code") == "RelatedResourceNotAuthorizedOrNotFound":
-            return RelatedNotFound(message)
-        if exc.status == 400:
-            return InvalidArgument(message)
-        return Conflict(f"destination region {region} refused the copy: {message}")
-    return Conflict(f"destination region {region} is unreachable; nothing was copied: {exc}")
 
 
 # --- CopyBootVolumeBackup ---------------------------------------------------------------------
@@ -225,7 +114,7 @@ def copy_backup(
     try:
         made, wire, etag = dest.create(order)
     except (RegionRefused, RegionUnreachable) as exc:
-        raise _relay(exc, dest.name) from None
+        raise relay(exc, dest.name) from None
     try:
         with ctx.db.write() as conn:
             queue_copy(ctx, conn, order, dest.name)
@@ -251,7 +140,7 @@ def _shown(dest: Destination, wr_id: str, backup_id: str, tenancy_id: str) -> Co
     try:
         made, wire, etag = dest.get(backup_id, tenancy_id)
     except (RegionRefused, RegionUnreachable) as exc:
-        raise _relay(exc, dest.name) from None
+        raise relay(exc, dest.name) from None
     return CopyResult(wr_id, made, wire, etag)
 
 
@@ -269,8 +158,8 @@ def order_for(
         backup_id = ocid.mint("bootvolumebackup", region)
         wr_id = ocid.mint("coreservicesworkrequest", ctx.settings.region)
     else:
-        backup_id = _derived_ocid(ctx, "bootvolumebackup", region, seed)
-        wr_id = _derived_ocid(ctx, "coreservicesworkrequest", ctx.settings.region, seed)
+        backup_id = derived_ocid(ctx, "bootvolumebackup", region, seed)
+        wr_id = derived_ocid(ctx, "coreservicesworkrequest", ctx.settings.region, seed)
     return CopyOrder(
         work_request_id=wr_id,
         backup_id=backup_id,
@@ -497,29 +386,3 @@ def copy_policy_backups(ctx: Context) -> int:
             continue
         made += 1
     return made
-
-
-def _derived_ocid(ctx: Context, resource_type: str, region: str, seed: str) -> str:
-    """An OCID whose unique part is an HMAC of `seed` (same seed, same OCID), shaped as minted."""
-    digest = hmac.new(ctx.keys.derive("copy-ids"), f"{resource_type}/{seed}".encode(), "sha512").digest()
-    n, digits = int.from_bytes(digest, "big"), []
-    for _ in range(60):
-        n, d = divmod(n, 36)
-        digits.append("abcdefghijklmnopqrstuvwxyz0123456789"[d])
-    return f"ocid1.{resource_type}.{ocid.REALM}.{region}.aaaaaaaa{''.join(digits)}"
-
-
-def peer_backup(ctx: Context, caller: Caller, backup_id: str) -> tuple[dict[str, Any], str]:
-    """A copy this region made into a paired region, as that region shows it: the CLI with
-    --endpoint and the SDK's copy_..._and_wait_for_state poll the source region for it."""
-    parts = backup_id.split(".")
-    region = parts[3] if len(parts) == 5 else ""
-    peer = regions.peer(ctx, region) if region and region != ctx.settings.region else None
-    if peer is None:
-        raise NotFound()
-    try:
-        _, wire, etag = Destination(ctx, peer).get(backup_id, caller.tenancy_id)
-    except (RegionRefused, RegionUnreachable):
-        raise NotFound() from None
-    assert wire is not None
-    return wire, etag
