@@ -1,0 +1,57 @@
+"""bench/RESULTS-chaos.md from the JSON reports of chaos runs (bench/chaos.py --results A.json ...)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+HEADER = """# Chaos soak results
+
+`bench/chaos.py` (`make chaos SEED=... MINUTES=... BACKEND=sqlite|pg`) runs a mixed workload
+through the oci SDK and the admin CLI while a chaos thread SIGKILLs a random part every 1-4 s
+(from the seed): an API process, a worker, an attached volume's qemu-storage-daemon, a hydrating
+volume's nbdkit, and on PostgreSQL + SeaweedFS the S3 server or every PostgreSQL backend of the run
+(pg_terminate_backend). The rig restarts killed API processes, workers and S3 after 0.3-2 s, as a
+supervisor would; the volume daemons are brought back by bootvault's own reconcile and hydration.
+After the last fault every invariant of bench/chaoscheck.py is checked.
+
+"Settle" is, for each fault, the time from the fault until every backup, volume and job that
+was in a transitional state at its instant (REQUEST_RECEIVED, CREATING, TERMINATING, RESTORING,
+PROVISIONING, a volume still hydrating, a queued or running job) had left it.
+"""
+
+
+def render(paths: list[Path]) -> str:
+    out = [HEADER]
+    for path in paths:
+        d = json.loads(path.read_text())
+        minutes = d["seconds"] / 60
+        out.append(f"## {d['backend']}, seed {d['seed']}, {minutes:.0f} minutes\n")
+        out.append(
+            f"- faults: {len(d['faults'])} — "
+            + ", ".join(f"{k} {v}" for k, v in sorted(d["faults_by_target"].items()))
+        )
+        out.append(
+            f"- settle after a fault: p50 {d['settle_p50']:.1f} s, p99 {d['settle_p99']:.1f} s "
+            f"({len(d['settle_after_fault'])} faults); after the last fault: {d['settle_after_last']} s"
+        )
+        ops = {k: v for k, v in d["counts"].get("ops", {}).items() if not k.endswith("seconds")}
+        out.append("- operations: " + ", ".join(f"{k} {v}" for k, v in sorted(ops.items())))
+        c = d["counts"]
+        out.append(
+            f"- HTTP statuses: {c.get('statuses')}; attempts without an answer "
+            f"(connection refused or reset, retried): {c.get('unanswered_attempts')}"
+        )
+        out.append(
+            f"- end state: backups {c.get('backups')}, volumes {c.get('volumes')}, scheduled backups "
+            f"{c.get('scheduled_backups')}, live writes acknowledged {c.get('live_writes_acknowledged')}"
+        )
+        out.append("\n| invariant | checked | held |\n|---|---|---|")
+        for name, n in d["invariants"].items():
+            bad = [v for v in d["violations"] if v.startswith(name + ":")]
+            out.append(f"| {name} | {n} | {'yes' if not bad else f'NO ({len(bad)})'} |")
+        if d["violations"]:
+            out.append("\nViolations:\n")
+            out.extend(f"- {v}" for v in d["violations"][:30])
+        out.append("")
+    return "\n".join(out) + "\n"

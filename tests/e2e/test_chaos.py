@@ -1,0 +1,54 @@
+"""A short seeded chaos soak (bench/chaos.py's engine): a mixed workload through the oci SDK and
+the admin CLI while API processes, workers and volume daemons are SIGKILLed at random instants
+(a few dozen faults in about 90 seconds), then every invariant of bench/chaoscheck.py: nothing
+acknowledged lost or doubled, nothing stuck, every backup restores to its volume's bytes at its
+timeCreated, no acknowledged write of the attached volume lost, locked and held backups kept,
+GC and verify clean, no 5xx but 503."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+
+CHECKED = [
+    "api-5xx",
+    "live-writes",
+    "backup-bytes",
+    "acknowledged-creates",
+    "acknowledged-deletes",
+    "scheduled-exactly-once",
+    "gc-and-verify",
+    "pool-files",
+]
+
+
+def _run(tmp_path: Path, seed: int, seconds: float, backend: str):  # type: ignore[no-untyped-def]
+    sys.path.insert(0, str(BENCH))
+    from chaos import Config, run
+
+    return run(Config(seed=seed, seconds=seconds, backend=backend, root=tmp_path))
+
+
+def _assert_held(report) -> None:  # type: ignore[no-untyped-def]
+    assert len(report.faults) >= 20, report.faults
+    assert {"api", "worker", "qsd"} <= set(report.faults_by_target), report.faults_by_target
+    for name in CHECKED:
+        assert report.invariants.get(name, 0) > 0, (name, report.invariants)
+    assert report.settle_after_last >= 0
+    assert report.violations == [], "\n".join(report.violations)
+
+
+def test_chaos_sqlite(tmp_path: Path) -> None:
+    _assert_held(_run(tmp_path, seed=18, seconds=90, backend="sqlite"))
+
+
+@pytest.mark.skip(reason="the PostgreSQL + S3 soak runs from `make chaos BACKEND=pg` (suite time)")
+def test_chaos_pg_s3(tmp_path: Path) -> None:
+    from tests.dbs import require_pg
+
+    require_pg()
+    _assert_held(_run(tmp_path, seed=18, seconds=90, backend="pg"))
