@@ -139,6 +139,10 @@ class SettleMonitor(threading.Thread):
                 return
 
 
+def say(what: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} {what}", file=sys.stderr, flush=True)
+
+
 def setup(rig: Rig, rng: random.Random, root: Path) -> Workload:
     config_path = root / "oci" / "config"
     out = rig.cli("tenancy", "create", "--name", "chaos", "--oci-config", str(config_path)).stdout
@@ -185,6 +189,7 @@ def workload_thread(w: Workload, rng: random.Random, deadline: float, errors: Co
             getattr(w, f"op_{op}")(rng)
             w.ledger.count(op)
             w.ledger.ops[f"{op} seconds"] += round(time.monotonic() - started)
+            say(f"op {op} {time.monotonic() - started:.1f} s")
         except Exception as exc:  # an op that a fault made impossible: counted, not a violation
             errors[f"{op}: {type(exc).__name__}"] += 1
             w.ledger.count(f"{op} (failed)")
@@ -205,6 +210,7 @@ def chaos_thread(
             if what:
                 now = time.monotonic()
                 report.faults.append((round(now - start, 2), target, what))
+                say(f"fault {len(report.faults)}: killed {what}")
                 monitor.fault(now)
             next_fault = time.monotonic() + rng.uniform(*FAULT_EVERY)
         time.sleep(0.1)
@@ -214,9 +220,10 @@ def run(cfg: Config) -> Report:
     rng = random.Random(cfg.seed)
     report = Report(cfg.seed, cfg.backend, cfg.seconds)
     root = cfg.root or Path(tempfile.mkdtemp(prefix=f"chaos-{cfg.backend}-"))
+    root.mkdir(parents=True, exist_ok=True)
     rig = Rig(root, cfg.backend)
-    rig.start()
     try:
+        rig.start()
         w = setup(rig, rng, root)
         db = Db(rig.db_url())
         monitor = SettleMonitor(db, report)
@@ -233,6 +240,7 @@ def run(cfg: Config) -> Report:
         while time.monotonic() < deadline:
             time.sleep(0.2)
         last_fault = time.monotonic()
+        say("faults stopped; waiting for the workload's last operations")
         for t in threads:
             t.join()
         while not rig.all_up():
@@ -240,6 +248,7 @@ def run(cfg: Config) -> Report:
         from chaoscheck import check_all
 
         report.settle_after_last = wait_settled(db, last_fault, report)
+        say(f"settled {report.settle_after_last} s after the last fault; checking invariants")
         monitor.stop_event.set()
         check_all(w, db, report)
         monitor.join(timeout=5)

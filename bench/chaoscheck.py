@@ -43,12 +43,16 @@ def check_all(w: Workload, db: Any, report: Any) -> None:
         report.violations.extend(f"{name}: {p}" for p in problems)
 
     inv("api-5xx", sum(w.api.statuses.values()), list(w.api.violations))
+    from chaos import say
+
     live = _check_live(w)
+    say("live writes checked; restoring every backup not checked yet")
     inv("live-writes", len(w.writer.writes) if w.writer else 0, live)
     _byte_sweep(w)
     wait_settled(db, time.monotonic(), report)
     inv("backup-bytes", len(w.checked), [f"{b}: {r}" for b, r in w.checked.items() if r != "ok"])
     inv("workload", len(w.checked), list(w.problems))
+    say(f"{len(w.checked)} backups checked; ledger, scheduler, GC, verify, pool")
     backups, volumes = _listing(w)
     _check_ledger(w, backups, volumes, inv)
     _check_scheduled(db, backups, inv)
@@ -172,7 +176,7 @@ def _check_pool(w: Workload, volumes: dict[str, Any], inv: Any) -> None:
     pools = Path(w.rig.env["BOOTVAULT_DATA_DIR"]) / "volumes"
     problems, files = [], sorted(p.name for p in pools.glob("*/*"))
     for name in files:
-        volume_id, _, suffix = name.partition(".")
+        volume_id, _, suffix = name.rpartition(".")
         state = volumes[volume_id].lifecycle_state if volume_id in volumes else "unknown"
         if state in ("TERMINATED", "unknown") or suffix not in ("qcow2", "base", "backing"):
             problems.append(f"{name} ({state})")

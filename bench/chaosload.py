@@ -147,6 +147,23 @@ def live_slots_ok(region: bytes, writes: list[Write], t_ns: int | None) -> list[
     return problems
 
 
+def _write_until_acknowledged(uri: str, offset: int, data: bytes) -> None:
+    """Through a killed daemon (served again by the reconcile): the same bytes again until a
+    flush acknowledges them."""
+    import nbd
+
+    while True:
+        try:
+            h = nbd.NBD()
+            h.connect_uri(uri)
+            h.pwrite(data, offset)
+            h.flush()
+            h.shutdown()
+            return
+        except nbd.Error:
+            time.sleep(0.5)
+
+
 @dataclass
 class Workload:
     rig: Rig
@@ -213,29 +230,20 @@ class Workload:
             return [v for v in self.vols.values() if not v.deleted and not v.live]
 
     def op_write(self, rng: random.Random) -> None:
-        import nbd
-
+        """Attach a volume, make 1-4 writes (each one pwrite and a flush), detach."""
         vol = rng.choice(self.quiet_vols())
-        length = rng.choice([4, 16, 64, 256]) * 1024
-        offset = rng.randrange(0, DATA - length, BLOCK)
-        data = rng.randbytes(length)
         with vol.lock:
             if vol.deleted:
                 return
             uri = self.attach(vol.id)
-            sent = time.time_ns()
             try:
-                while True:  # through a killed daemon: the same bytes again until acknowledged
-                    try:
-                        h = nbd.NBD()
-                        h.connect_uri(uri)
-                        h.pwrite(data, offset)
-                        h.flush()
-                        h.shutdown()
-                        break
-                    except nbd.Error:
-                        time.sleep(0.5)
-                vol.writes.append((sent, time.time_ns(), offset, data))
+                for _ in range(rng.randint(1, 4)):
+                    length = rng.choice([4, 16, 64, 256]) * 1024
+                    offset = rng.randrange(0, DATA - length, BLOCK)
+                    data = rng.randbytes(length)
+                    sent = time.time_ns()
+                    _write_until_acknowledged(uri, offset, data)
+                    vol.writes.append((sent, time.time_ns(), offset, data))
             finally:
                 self.detach(vol.id)
 
