@@ -16,6 +16,7 @@ from pathlib import Path
 import nbd
 import pytest
 
+from bootvault.fsutil import tmp_name
 from bootvault.pool import ImageRejected, PoolError, PoolVolume, VolumeBusy, VolumePool, qemuimg, snapshot
 from bootvault.pool.daemon import Runtime
 from tests.helpers import MIB, make_image
@@ -587,6 +588,21 @@ def test_export_refusals(pool: VolumePool, tmp_path: Path) -> None:
     assert qemuimg.info(tmp_path / "out.qcow2").format == "qcow2"
     assert not list(tmp_path.glob(".tmp-*")) and not _fleece_files(vol)
     assert vol.attached()  # exporting does not disturb the machine
+
+
+def test_leftover_temporaries_of_a_long_ocid_are_cleared(pool: VolumePool) -> None:
+    """A job killed while creating a volume or restoring its base leaves `.tmp-<random>-<name>`,
+    the name cut at 100 characters; the next run (and a delete) removes it. The chaos soak
+    (bench/chaos.py) found 1 GiB bases left behind: a 97-character OCID lost the end of `.base`,
+    and the clean-up looked for the whole name."""
+    vol = _vol(pool, "ocid1.bootvolume.oc1.local-1." + "a" * 68)
+    vol.dir.mkdir(parents=True, exist_ok=True)
+    left = [tmp_name(vol.base_file), tmp_name(vol.path)]
+    for path in left:
+        path.write_bytes(b"half written")
+    assert not left[0].name.endswith(".base")  # the case that leaked
+    vol.clear_tmp()
+    assert [p.name for p in left if p.exists()] == []
 
 
 def test_grow_and_delete(pool: VolumePool, tmp_path: Path) -> None:

@@ -10,7 +10,8 @@ Layout in the availability domain's pool directory:
                                       qcow2's backing once hydrated (pool/hydrate.py)
     .tmp-<random>-<ocid>.qcow2        a volume being created (import, restore, clone), or
     .tmp-<random>-<ocid>.base         a base being restored; renamed into place when whole,
-                                      removed by the next run otherwise
+                                      removed by the next run otherwise (both names are cut
+                                      at 100 characters after the random part: fsutil.tmp_name)
     .fleece-<hash>-<tag>.qcow2        copy-before-write overlay of a point-in-time view
 
 Runtime files (sockets, pid) are in pool/daemon.py's run directory. Every operation holds the
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from bootvault.fsutil import TMP_PREFIX, atomic_path, is_block_device
+from bootvault.fsutil import atomic_path, is_block_device, tmp_pattern
 from bootvault.pool import qemuimg, snapshot
 from bootvault.pool.backing import BackingServer
 from bootvault.pool.daemon import Runtime
@@ -126,8 +127,8 @@ class PoolVolume:
 
     def clear_tmp(self) -> None:
         """A job that died while creating this volume or its base left a temporary file."""
-        for suffix in ("qcow2", "base"):
-            for leftover in self.dir.glob(f"{TMP_PREFIX}*-{self.volume_id}.{suffix}"):
+        for final in (self.path, self.base_file):
+            for leftover in self.dir.glob(tmp_pattern(final)):
                 leftover.unlink(missing_ok=True)
 
     # -- creation --------------------------------------------------------------------------
