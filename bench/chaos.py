@@ -21,8 +21,10 @@ from the run's last fault until everything has settled.
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import json
 import random
+import signal
 import statistics
 import sys
 import tempfile
@@ -200,11 +202,12 @@ def workload_thread(w: Workload, rng: random.Random, deadline: float, errors: Co
 def chaos_thread(
     rig: Rig, rng: random.Random, deadline: float, report: Report, monitor: SettleMonitor
 ) -> None:
+    """Faults until the deadline; the supervisor's restarts until the rig stops."""
     start = time.monotonic()
     next_fault = start + rng.uniform(*FAULT_EVERY)
-    while time.monotonic() < deadline:
+    while not rig.stopping:
         rig.supervise()
-        if time.monotonic() >= next_fault:
+        if next_fault <= time.monotonic() < deadline:
             target = rng.choice(rig.targets())
             what = rig.kill(target, rng)
             if what:
@@ -291,6 +294,7 @@ def save(report: Report, path: Path) -> None:
 
 
 def main() -> int:
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # kill -USR1: where is it waiting?
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--minutes", type=float, default=1.5)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -84,9 +85,9 @@ def _check_live(w: Workload) -> list[str]:
 
 def _byte_sweep(w: Workload) -> None:
     """Restore every AVAILABLE backup not checked yet and compare its bytes."""
-    for backup in w.available_backups(None):  # type: ignore[arg-type]
-        if backup.id not in w.checked:
-            w.restore_and_check(backup.id, keep=False)
+    todo = [b.id for b in w.available_backups(None) if b.id not in w.checked]  # type: ignore[arg-type]
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(lambda backup_id: w.restore_and_check(backup_id, keep=False), todo))
 
 
 def _listing(w: Workload) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -53,6 +53,7 @@ SLOTS = 256  # the live writer's region: SLOTS 4 KiB blocks at DATA
 AD = "bootvault:AD-1"
 SCHEDULE_RETENTION = 20  # seconds: scheduled backups expire within the run
 MAX_VOLUMES = 8
+UNKNOWN = 1 << 62  # the acknowledgement time of a write that never got one: in flight for ever
 
 
 def ns(when: datetime) -> int:
@@ -147,11 +148,12 @@ def live_slots_ok(region: bytes, writes: list[Write], t_ns: int | None) -> list[
     return problems
 
 
-def _write_until_acknowledged(uri: str, offset: int, data: bytes) -> None:
+def _write_until_acknowledged(uri: str, offset: int, data: bytes) -> bool:
     """Through a killed daemon (served again by the reconcile): the same bytes again until a
-    flush acknowledges them."""
+    flush acknowledges them; False if none did within 3 minutes (the write may have landed)."""
     import nbd
 
+    deadline = time.monotonic() + 180
     while True:
         try:
             h = nbd.NBD()
@@ -159,8 +161,10 @@ def _write_until_acknowledged(uri: str, offset: int, data: bytes) -> None:
             h.pwrite(data, offset)
             h.flush()
             h.shutdown()
-            return
+            return True
         except nbd.Error:
+            if time.monotonic() > deadline:
+                return False
             time.sleep(0.5)
 
 
@@ -242,8 +246,11 @@ class Workload:
                     offset = rng.randrange(0, DATA - length, BLOCK)
                     data = rng.randbytes(length)
                     sent = time.time_ns()
-                    _write_until_acknowledged(uri, offset, data)
-                    vol.writes.append((sent, time.time_ns(), offset, data))
+                    acked = _write_until_acknowledged(uri, offset, data)
+                    vol.writes.append((sent, time.time_ns() if acked else UNKNOWN, offset, data))
+                    if not acked:
+                        self.problem(f"volume {vol.id}: a write got no answer for 3 minutes")
+                        return
             finally:
                 self.detach(vol.id)
 
@@ -385,8 +392,7 @@ class Workload:
             )
 
     def op_delete_volume(self, rng: random.Random) -> None:
-        with self.lock:
-            extra = [v for v in self.quiet_vols() if v.id in self.ledger.volumes_created]
+        extra = [v for v in self.quiet_vols() if v.id in self.ledger.volumes_created]
         if len(extra) < 3:
             return
         vol = rng.choice(extra)

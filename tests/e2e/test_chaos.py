@@ -42,10 +42,12 @@ def _assert_held(report) -> None:  # type: ignore[no-untyped-def]
     assert report.violations == [], "\n".join(report.violations)
 
 
+@pytest.mark.timeout(900)
 def test_chaos_sqlite(tmp_path: Path) -> None:
     _assert_held(_run(tmp_path, seed=18, seconds=90, backend="sqlite"))
 
 
+@pytest.mark.timeout(900)
 @pytest.mark.skip(reason="the PostgreSQL + S3 soak runs from `make chaos BACKEND=pg` (suite time)")
 def test_chaos_pg_s3(tmp_path: Path) -> None:
     from tests.dbs import require_pg
