@@ -495,7 +495,7 @@ class Workload:
 
 OPS: list[tuple[str, int]] = [
     ("write", 6), ("backup", 6), ("restore", 3), ("clone", 1), ("grow", 1), ("delete_volume", 1),
-    ("delete_backup", 3), ("protect", 2), ("delete_protected", 1), ("rearm", 1), ("gc", 1),
+    ("delete_backup", 3), ("protect", 2), ("delete_protected", 1), ("rearm", 3), ("gc", 1),
     ("verify", 1), ("copy", 1),
 ]  # fmt: skip
 

@@ -19,6 +19,7 @@ import base64
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -112,9 +113,15 @@ class Rig:
     # -- start and stop -------------------------------------------------------------------------
 
     def start(self) -> None:
+        # The run's processes import a copy of src/bootvault taken now: edits made during a long
+        # run never mix two versions of the code (restarted processes would load the new one).
+        shutil.copytree(ROOT / "src" / "bootvault", self.root / "src" / "bootvault",
+                        ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
+        pythonpath = os.pathsep.join(p for p in (str(self.root / "src"), os.environ.get("PYTHONPATH")) if p)
         self.env = {
             **os.environ,
             **FAST,
+            "PYTHONPATH": pythonpath,
             "BOOTVAULT_DATA_DIR": str(self.root / "data"),
             "BOOTVAULT_RUN_DIR": str(self.root / "run"),
             "BOOTVAULT_MASTER_KEY": base64.b64encode(os.urandom(32)).decode(),
