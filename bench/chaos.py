@@ -210,6 +210,9 @@ def chaos_thread(
         if next_fault <= time.monotonic() < deadline:
             target = rng.choice(rig.targets())
             what = rig.kill(target, rng)
+            if what is None:  # nothing of that kind running now (no hydration, say): another part
+                target = rng.choice(rig.targets())
+                what = rig.kill(target, rng)
             if what:
                 now = time.monotonic()
                 report.faults.append((round(now - start, 2), target, what))
