@@ -61,6 +61,7 @@ def check_all(w: Workload, db: Any, report: Any) -> None:
     _check_pool(w, volumes, inv)
     report.counts["backups"] = _states(backups.values())
     report.counts["volumes"] = _states(volumes.values())
+    report.counts["faulty"] = w.faulty
     report.counts["scheduled_backups"] = sum(b.source_type == "SCHEDULED" for b in backups.values())
     report.counts["live_writes_acknowledged"] = sum(x.acked >= 0 for x in w.writer.writes) if w.writer else 0
 
@@ -141,6 +142,7 @@ def _check_ledger(w: Workload, backups: dict[str, Any], volumes: dict[str, Any],
         len(faulty),
         [f"{x.id} is FAULTY without a reason" for x in faulty if not _reason(x)],
     )
+    w.faulty = {x.id: _reason(x) for x in faulty}
 
 
 def _check_scheduled(db: Any, backups: dict[str, Any], inv: Any) -> None:

@@ -177,6 +177,7 @@ class Workload:
     policy_id: str = ""
     vols: dict[str, Vol] = field(default_factory=dict)
     checked: dict[str, str] = field(default_factory=dict)  # backup id -> "ok" or the problem
+    faulty: dict[str, str] = field(default_factory=dict)  # FAULTY at the end -> its reason
     problems: list[str] = field(default_factory=list)
     writer: LiveWriter | None = None
     copy_hook: Callable[[Workload, str], None] | None = None  # cross-region copy (another branch)
