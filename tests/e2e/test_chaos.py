@@ -7,6 +7,7 @@ GC and verify clean, no 5xx but 503."""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -27,7 +28,8 @@ CHECKED = [
 
 
 def _run(tmp_path: Path, seed: int, seconds: float, backend: str):  # type: ignore[no-untyped-def]
-    sys.path.insert(0, str(BENCH))
+    if str(BENCH) not in sys.path:
+        sys.path.append(str(BENCH))  # appended: bench's module names never shadow anything
     from chaos import Config, run
 
     return run(Config(seed=seed, seconds=seconds, backend=backend, root=tmp_path))
@@ -48,9 +50,15 @@ def test_chaos_sqlite(tmp_path: Path) -> None:
 
 
 @pytest.mark.timeout(900)
-@pytest.mark.skip(reason="the PostgreSQL + S3 soak runs from `make chaos BACKEND=pg` (suite time)")
 def test_chaos_pg_s3(tmp_path: Path) -> None:
+    """Two API processes and two workers on PostgreSQL and SeaweedFS, with S3 and PostgreSQL
+    backends killed too. Opt-in (BOOTVAULT_CHAOS_PG=1): the suite's time on 2 cores does not
+    allow a second soak; `make chaos BACKEND=pg` runs it at any length."""
+    if os.environ.get("BOOTVAULT_CHAOS_PG") != "1":
+        pytest.skip("the PostgreSQL + S3 soak is opt-in: BOOTVAULT_CHAOS_PG=1 (or make chaos BACKEND=pg)")
     from tests.dbs import require_pg
+    from tests.s3server import require_weed
 
     require_pg()
+    require_weed()
     _assert_held(_run(tmp_path, seed=18, seconds=90, backend="pg"))

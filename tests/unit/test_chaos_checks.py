@@ -6,7 +6,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+BENCH = str(Path(__file__).resolve().parents[2] / "bench")
+if BENCH not in sys.path:
+    sys.path.append(BENCH)  # appended: bench's module names never shadow anything
 
 from chaosload import DATA, SLOTS, Vol, live_slots_ok  # noqa: E402
 
