@@ -23,10 +23,20 @@ PROVISIONING, a volume still hydrating, a queued or running job) had left it.
 
 BUGS = """## Bugs the soak found
 
-| bug | found by | fixed in | regression test |
-|---|---|---|---|
-| A request whose PostgreSQL connection was dropped (backend terminated, server restarted) or refused answered 500 InternalServerError; now 503 ServiceUnavailable, which the SDK and clients retry (a create with its retry token, exactly once) | pg run, fault `pg` (pg_terminate_backend) | 8e7b105 (`api/common.py`, `store/db.py`, `service/context.py`) | `tests/e2e/test_database_outage.py` (a TCP relay between the server and PostgreSQL, cut and restored) |
-| A worker killed while hydrating an instantly restored volume leaked the half-restored base (`.tmp-<random>-<ocid>.ba`, 1 GiB sparse here) in the pool for ever: `fsutil.tmp_name` cuts the name at 100 characters, a 97-character OCID lost the end of `.base`, and `PoolVolume.clear_tmp` looked for the whole name (the same held for `.qcow2` temporaries of restores, clones and imports) | sqlite run, fault `worker` mid-hydration, invariant `pool-files` | 02f3bc6 (`fsutil.py`, `pool/volume.py`) | `tests/unit/test_pool.py::test_leftover_temporaries_of_a_long_ocid_are_cleared` |
+1. **500 when PostgreSQL drops a connection.** A request whose database connection was dropped
+   (backend terminated, server restarted) or refused answered 500 InternalServerError; it now
+   answers 503 ServiceUnavailable, which the SDK and clients retry (a create with its retry
+   token, so exactly once). Found by the pg run's `pg` faults (pg_terminate_backend). Fixed in
+   8e7b105 (`api/common.py`, `store/db.py`, `service/context.py`); regression test
+   `tests/e2e/test_database_outage.py` (a TCP relay between the server and PostgreSQL, cut and
+   restored).
+2. **A killed hydration leaked its half-restored base for ever.** `fsutil.tmp_name` cuts the
+   name at 100 characters: with a 97-character OCID, `.tmp-<random>-<ocid>.base` lost the end
+   of `.base`, and `PoolVolume.clear_tmp` looked for the whole name, so the next run never
+   removed it (1 GiB sparse here; the same held for `.qcow2` temporaries of restores, clones
+   and imports). Found by a sqlite run: a worker killed mid-hydration, invariant `pool-files`.
+   Fixed in 02f3bc6 (`fsutil.py`, `pool/volume.py`); regression test
+   `tests/unit/test_pool.py::test_leftover_temporaries_of_a_long_ocid_are_cleared`.
 """
 
 
