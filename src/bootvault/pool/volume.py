@@ -313,7 +313,15 @@ class PoolVolume:
                 raise VolumeBusy(f"boot volume {self.volume_id} is attached; detach it to resize it")
             self.runtime.stop()
             self._ensure_backing()
-            if qemuimg.info(self.path, "qcow2").virtual_size < size:
+            info = qemuimg.info(self.path, "qcow2")
+            if info.virtual_size < size:
+                # A killed daemon left its bitmaps in use (inconsistent), and qemu-img refuses to
+                # resize an image holding one: drop them, as the next backup would (it reads the
+                # volume whole either way).
+                for name, flags in info.bitmaps.items():
+                    if "in-use" in flags:
+                        log.warning("volume %s: dropping inconsistent dirty bitmap %s", self.volume_id, name)
+                        qemuimg.remove_bitmap(self.path, name)
                 qemuimg.resize(self.path, size)
 
     def delete(self) -> None:
