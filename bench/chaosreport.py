@@ -45,15 +45,14 @@ BUGS = """## Bugs the soak found
    showed the bug). Fixed in 71ee4f3 (`pool/volume.py`: the grow drops the bitmaps left in
    use); regression test `tests/unit/test_pool.py::test_grow_after_the_daemon_was_killed`.
    The long runs below started before this fix (their processes run a snapshot of the code).
-4. **Not fixed yet: a job made FAULTY by a dropped database connection.** In the 20-minute pg
-   run a backup went FAULTY with "Internal error while running the backup job:
-   OperationalError: ... server closed the connection unexpectedly" (a `pg` fault terminated
-   its connection mid-transaction). A dropped connection is transient: the job should be left
-   for another attempt (its lease runs out and another worker re-runs it, attempts counted),
-   as when a worker dies. The fix is small (`service/jobs.execute`: on a transient database
-   error, log and return without finishing the job), but a regression test that fails without
-   it was not ready in time (two tries through a TCP relay dropping the server's PostgreSQL
-   connections during a backup did not hit a transaction of the job), so it is not committed.
+4. **A job made FAULTY by a dropped database connection.** In the 20-minute pg run a backup
+   went FAULTY with "Internal error while running the backup job: OperationalError: ... server
+   closed the connection unexpectedly" (a `pg` fault terminated its connection mid-transaction).
+   A dropped connection is transient: the job is now left for another attempt (its lease runs
+   out and a worker re-runs it, attempts counted), as when a worker dies. Fixed in the commit
+   "jobs: a job whose database connection drops ..." (`service/jobs.py`, `service/context.py`);
+   regression test `tests/e2e/test_job_database_outage.py` (the backup's row held locked so the
+   worker's update waits, that backend terminated). The long runs below predate this fix.
 """
 
 

@@ -96,5 +96,6 @@ class Context:
 
 
 def transient_database_error(error: BaseException) -> bool:
-    """For the API: an error that means the database is unreachable for now (answered 503)."""
+    """An error that means the database is unreachable for now: the API answers 503, a job is
+    left for another attempt."""
     return database_unreachable(error)
