@@ -49,8 +49,8 @@ BUGS = """## Bugs the soak found
    went FAULTY with "Internal error while running the backup job: OperationalError: ... server
    closed the connection unexpectedly" (a `pg` fault terminated its connection mid-transaction).
    A dropped connection is transient: the job is now left for another attempt (its lease runs
-   out and a worker re-runs it, attempts counted), as when a worker dies. Fixed in the commit
-   "jobs: a job whose database connection drops ..." (`service/jobs.py`, `service/context.py`);
+   out and a worker re-runs it, attempts counted), as when a worker dies. Fixed in e9c65fc
+   (`service/jobs.py`, `service/context.py`);
    regression test `tests/e2e/test_job_database_outage.py` (the backup's row held locked so the
    worker's update waits, that backend terminated). The long runs below predate this fix.
 """
