@@ -178,6 +178,7 @@ class Workload:
     vols: dict[str, Vol] = field(default_factory=dict)
     checked: dict[str, str] = field(default_factory=dict)  # backup id -> "ok" or the problem
     faulty: dict[str, str] = field(default_factory=dict)  # FAULTY at the end -> its reason
+    fleeces_left: list[str] = field(default_factory=list)  # overlays a killed backup left
     problems: list[str] = field(default_factory=list)
     writer: LiveWriter | None = None
     copy_hook: Callable[[Workload, str], None] | None = None  # cross-region copy (another branch)
