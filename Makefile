@@ -11,7 +11,7 @@ DATA_DIR ?= .bootvault
 DEBS := qemu-utils qemu-system-common python3-libnbd libnbd-bin nbdkit nbdkit-plugin-python wrk chromium
 NBD_SO := /usr/lib/python3/dist-packages/libnbdmod.cpython-311-x86_64-linux-gnu.so
 
-.PHONY: install system-packages run test test-fast lint bench clean
+.PHONY: install system-packages run test test-fast lint bench chaos clean
 
 system-packages:
 	@missing=$$(for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -67,6 +67,13 @@ bench: $(STAMP)
 	$(BIN)/python bench/instant.py
 	$(BIN)/python bench/attach.py
 	$(BIN)/python bench/console.py
+
+# Chaos soak (bench/chaos.py): random SIGKILLs under a mixed workload, then every invariant.
+SEED ?= 1
+MINUTES ?= 2
+BACKEND ?= sqlite
+chaos: $(STAMP)
+	$(BIN)/python bench/chaos.py --seed $(SEED) --minutes $(MINUTES) --backend $(BACKEND)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

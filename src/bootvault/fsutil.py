@@ -40,6 +40,12 @@ def tmp_name(dst: str | os.PathLike[str]) -> Path:
     return dst.with_name(f"{TMP_PREFIX}{secrets.token_hex(8)}-{dst.name[:100]}")
 
 
+def tmp_pattern(dst: str | os.PathLike[str]) -> str:
+    """The glob of every tmp_name(dst), for removing those a killed writer left (the name is cut
+    as tmp_name cuts it: a volume's OCID and suffix can pass 100 characters)."""
+    return f"{TMP_PREFIX}*-{Path(dst).name[:100]}"
+
+
 @contextlib.contextmanager
 def atomic_path(dst: str | os.PathLike[str], *, replace: bool = True) -> Iterator[Path]:
     """Yield a temporary path beside dst for the caller (or a tool) to fill; on success fsync it

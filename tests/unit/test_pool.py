@@ -16,6 +16,7 @@ from pathlib import Path
 import nbd
 import pytest
 
+from bootvault.fsutil import tmp_name
 from bootvault.pool import ImageRejected, PoolError, PoolVolume, VolumeBusy, VolumePool, qemuimg, snapshot
 from bootvault.pool.daemon import Runtime
 from tests.helpers import MIB, make_image
@@ -589,6 +590,21 @@ def test_export_refusals(pool: VolumePool, tmp_path: Path) -> None:
     assert vol.attached()  # exporting does not disturb the machine
 
 
+def test_leftover_temporaries_of_a_long_ocid_are_cleared(pool: VolumePool) -> None:
+    """A job killed while creating a volume or restoring its base leaves `.tmp-<random>-<name>`,
+    the name cut at 100 characters; the next run (and a delete) removes it. The chaos soak
+    (bench/chaos.py) found 1 GiB bases left behind: a 97-character OCID lost the end of `.base`,
+    and the clean-up looked for the whole name."""
+    vol = _vol(pool, "ocid1.bootvolume.oc1.local-1." + "a" * 68)
+    vol.dir.mkdir(parents=True, exist_ok=True)
+    left = [tmp_name(vol.base_file), tmp_name(vol.path)]
+    for path in left:
+        path.write_bytes(b"half written")
+    assert not left[0].name.endswith(".base")  # the case that leaked
+    vol.clear_tmp()
+    assert [p.name for p in left if p.exists()] == []
+
+
 def test_grow_and_delete(pool: VolumePool, tmp_path: Path) -> None:
     vol = _vol(pool)
     vol.create_empty(SIZE)
@@ -603,6 +619,28 @@ def test_grow_and_delete(pool: VolumePool, tmp_path: Path) -> None:
     vol.delete()
     assert not vol.exists() and vol.runtime.pid() is None
     assert Runtime(pool.run_root, vol.volume_id).pid() is None
+
+
+def test_grow_after_the_daemon_was_killed(pool: VolumePool) -> None:
+    """A daemon killed while serving the volume leaves its bitmaps "in-use" (inconsistent), and
+    `qemu-img resize` refuses an image holding one: the grow failed and the volume went FAULTY
+    (found by the chaos soak, bench/chaos.py). The grow drops them, as the next backup would
+    (it reads the volume whole either way)."""
+    vol = _vol(pool)
+    vol.create_empty(SIZE)
+    uri = vol.attach()
+    _write(uri, (0, b"g" * 4096))
+    pid = vol.runtime.pid()
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    _wait(lambda: vol.runtime.pid() is None)
+    vol.attach()  # served again (as the reconcile does) and detached cleanly: still inconsistent
+    vol.detach()
+    assert any("in-use" in flags for flags in qemuimg.info(vol.path, "qcow2").bitmaps.values())
+    vol.grow(2 * SIZE)
+    assert qemuimg.info(vol.path, "qcow2").virtual_size == 2 * SIZE
+    assert _read(vol.attach(), 0, 4096) == b"g" * 4096
+    vol.detach()
 
 
 def test_a_run_dir_too_long_for_sockets_moves_them_to_a_private_short_one(tmp_path: Path) -> None:

@@ -34,7 +34,7 @@ from bootvault.api.wire import M, clean_text, parse_body
 from bootvault.domain import ocid
 from bootvault.domain.errors import BootVaultError, InvalidArgument
 from bootvault.service import identity
-from bootvault.service.context import Caller, Context
+from bootvault.service.context import Caller, Context, transient_database_error
 
 log = logging.getLogger("bootvault.api")
 PARSE_INLINE_BYTES = 64 << 10  # larger bodies are parsed in the thread pool, off the event loop
@@ -325,7 +325,11 @@ async def _answer(request: Request, handler: Handler, read: list[bool]) -> Respo
         return error_response(status, code, exc.message, rid)
     except WireError as exc:
         return error_response(exc.status, exc.code, exc.message, rid)
-    except Exception:
+    except Exception as exc:
+        if transient_database_error(exc):  # transient: the client retries (a create with its retry token)
+            log.warning("database unreachable: %s", str(exc).splitlines()[0] if str(exc) else exc)
+            message = "The service cannot reach its database; retry the request."
+            return error_response(503, "ServiceUnavailable", message, rid)
         log.exception("unhandled error")
         return error_response(500, "InternalServerError", f"Internal error; request id {rid}.", rid)
 

@@ -21,6 +21,7 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import cast
 
 import blake3
 import zstandard
@@ -94,7 +95,7 @@ def transfer_ids(repo: Repository, manifest: Manifest, key: bytes) -> dict[int, 
     out: dict[int, bytes] = {}
 
     def take(item: object) -> None:
-        index, tid = item  # type: ignore[misc]
+        index, tid = cast(tuple[int, bytes], item)
         out[index] = tid
 
     each_block(repo, manifest, lambda index, block: (index, transfer_id(key, block)), take)
@@ -147,7 +148,7 @@ def send_blocks(
         pending.append(sender.submit(send, body, snapshot))
 
     def take(item: object) -> None:
-        frame, size = item  # type: ignore[misc]
+        frame, size = cast(tuple[bytes, int], item)
         batch.extend(frame)
         stats.blocks += 1
         stats.plain_bytes += size

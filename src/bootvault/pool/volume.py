@@ -10,7 +10,8 @@ Layout in the availability domain's pool directory:
                                       qcow2's backing once hydrated (pool/hydrate.py)
     .tmp-<random>-<ocid>.qcow2        a volume being created (import, restore, clone), or
     .tmp-<random>-<ocid>.base         a base being restored; renamed into place when whole,
-                                      removed by the next run otherwise
+                                      removed by the next run otherwise (both names are cut
+                                      at 100 characters after the random part: fsutil.tmp_name)
     .fleece-<hash>-<tag>.qcow2        copy-before-write overlay of a point-in-time view
 
 Runtime files (sockets, pid) are in pool/daemon.py's run directory. Every operation holds the
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from bootvault.fsutil import TMP_PREFIX, atomic_path, is_block_device
+from bootvault.fsutil import atomic_path, is_block_device, tmp_pattern
 from bootvault.pool import qemuimg, snapshot
 from bootvault.pool.backing import BackingServer
 from bootvault.pool.daemon import Runtime
@@ -126,8 +127,8 @@ class PoolVolume:
 
     def clear_tmp(self) -> None:
         """A job that died while creating this volume or its base left a temporary file."""
-        for suffix in ("qcow2", "base"):
-            for leftover in self.dir.glob(f"{TMP_PREFIX}*-{self.volume_id}.{suffix}"):
+        for final in (self.path, self.base_file):
+            for leftover in self.dir.glob(tmp_pattern(final)):
                 leftover.unlink(missing_ok=True)
 
     # -- creation --------------------------------------------------------------------------
@@ -312,7 +313,15 @@ class PoolVolume:
                 raise VolumeBusy(f"boot volume {self.volume_id} is attached; detach it to resize it")
             self.runtime.stop()
             self._ensure_backing()
-            if qemuimg.info(self.path, "qcow2").virtual_size < size:
+            info = qemuimg.info(self.path, "qcow2")
+            if info.virtual_size < size:
+                # A killed daemon left its bitmaps in use (inconsistent), and qemu-img refuses to
+                # resize an image holding one: drop them, as the next backup would (it reads the
+                # volume whole either way).
+                for name, flags in info.bitmaps.items():
+                    if "in-use" in flags:
+                        log.warning("volume %s: dropping inconsistent dirty bitmap %s", self.volume_id, name)
+                        qemuimg.remove_bitmap(self.path, name)
                 qemuimg.resize(self.path, size)
 
     def delete(self) -> None:

@@ -16,7 +16,7 @@ from bootvault.fsutil import make_private_dir
 from bootvault.pool import VolumePool
 from bootvault.service.pagetokens import PageTokens
 from bootvault.store import gc, identity
-from bootvault.store.db import Database
+from bootvault.store.db import Database, database_unreachable
 
 
 @dataclass(frozen=True)
@@ -93,3 +93,9 @@ class Context:
 
     def close(self) -> None:
         self.db.dispose()
+
+
+def transient_database_error(error: BaseException) -> bool:
+    """An error that means the database is unreachable for now: the API answers 503, a job is
+    left for another attempt."""
+    return database_unreachable(error)

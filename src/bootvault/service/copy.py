@@ -27,6 +27,7 @@ from array import array
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import timedelta
+from functools import partial
 from typing import Any, TypeVar
 
 from sqlalchemy.exc import IntegrityError
@@ -247,7 +248,7 @@ def run_copy(ctx: Context, job: Job, lease: Lease) -> None:
     lacking: list[bytes] = []
     for start in range(0, len(unique), IDS_PER_CALL):
         part = unique[start : start + IDS_PER_CALL]
-        lacking += _patient(ctx, lease, "compare blocks", lambda p=part: dest.missing(target, tenancy, p))
+        lacking += _patient(ctx, lease, "compare blocks", partial(dest.missing, target, tenancy, part))
     with ctx.db.write() as conn:
         workrequests.log_line(
             conn,

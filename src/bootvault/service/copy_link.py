@@ -35,7 +35,9 @@ class Destination:
             return self.ctx.keys.derive("xrc-self/" + tenancy_id)
         return self.peer.transfer_key(tenancy_id)
 
-    def _call(self, method: str, path: str, body: bytes | dict[str, Any], **kw: Any) -> tuple[bytes, dict]:
+    def _call(
+        self, method: str, path: str, body: bytes | dict[str, Any], **kw: Any
+    ) -> tuple[bytes, dict[str, Any]]:
         assert self.peer is not None
         kw.setdefault("timeout", self.ctx.settings.copy_call_timeout_seconds)
         return call(self.ctx.settings.region, self.peer, method, path, body, **kw)
@@ -75,7 +77,7 @@ class Destination:
         self._call("POST", path, body)
 
     def commit(
-        self, backup_id: str, tenancy_id: str, header: dict[str, Any], indices: array, tids: list[bytes]
+        self, backup_id: str, tenancy_id: str, header: dict[str, Any], indices: array[int], tids: list[bytes]
     ) -> list[bytes]:
         if self.peer is None:
             return copy_dest.commit(self.ctx, backup_id, tenancy_id, header, list(indices), tids)
@@ -94,7 +96,7 @@ class Destination:
         )
 
 
-def _le(indices: array) -> bytes:
+def _le(indices: array[int]) -> bytes:
     out = array("Q", indices)
     if struct.pack("=H", 1) != struct.pack("<H", 1):
         out.byteswap()

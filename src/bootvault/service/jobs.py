@@ -29,7 +29,7 @@ from bootvault.engine.errors import EngineError
 from bootvault.engine.manifest import Manifest
 from bootvault.engine.repository import Repository, manifest_name
 from bootvault.service import copy, failures, hydration, maintenance, regions
-from bootvault.service.context import Context
+from bootvault.service.context import Context, transient_database_error
 from bootvault.service.lease import JobFailed, Lease, LeaseLost, finish_job
 from bootvault.service.regionlink import RegionRefused, RegionUnreachable
 from bootvault.store import backups, jobs, volumes, workrequests
@@ -308,6 +308,12 @@ def execute(ctx: Context, job: Job, lease: Lease) -> None:
         finish_job(ctx, job, lease, JobState.FAILED, lambda conn: mark_faulty(conn, job, reason), reason)
         _after_failure(ctx, job, reason)
     except Exception as exc:
+        if transient_database_error(exc):
+            # The database went away mid-job (a restart, a terminated backend): as when a worker
+            # dies, the job is claimed again once its lease runs out (its attempts still count).
+            outcome = "database_unreachable"
+            log.warning("job %s: the database is unreachable; left for another attempt: %s", job.id, exc)
+            return
         reason = _explain(job, exc)
         finish_job(ctx, job, lease, JobState.FAILED, lambda conn: mark_faulty(conn, job, reason), reason)
         _after_failure(ctx, job, reason)

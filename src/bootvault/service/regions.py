@@ -88,7 +88,8 @@ def _parse_token(token: str) -> dict[str, Any]:
             raise ValueError("fields missing")
     except (ValueError, TypeError) as exc:
         raise InvalidArgument(f"the token is not a bootvault region invite ({exc})") from None
-    return parsed
+    invite: dict[str, Any] = parsed
+    return invite
 
 
 def join(ctx: Context, endpoint: str, token: str, ca_file: str | None = None) -> str:

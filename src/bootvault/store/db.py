@@ -66,6 +66,14 @@ def _sqlite_engine(url: str, commits: Callable[[], CommitCount | None]) -> Engin
     return engine
 
 
+def database_unreachable(error: BaseException) -> bool:
+    """The database dropped or refused the connection (a restart, a failover, a terminated
+    backend, SQLite's lock wait running out): transient, so a request may be retried."""
+    return isinstance(error, exc.OperationalError) or (
+        isinstance(error, exc.DBAPIError) and error.connection_invalidated
+    )
+
+
 class Database:
     """One engine per process; `write()` and `read()` give short transactions."""
 

@@ -88,7 +88,7 @@ def apply_identity(conn: Connection, snapshot: dict[str, list[dict[str, Any]]]) 
             if conn.execute(select(table.c[keys[0]]).where(*where)).first() is not None:
                 continue
             values = {c.name: row.get(c.name) for c in table.columns}
-            values["time_created"] = datetime.fromisoformat(values["time_created"])
+            values["time_created"] = datetime.fromisoformat(str(values["time_created"]))
             conn.execute(insert(table).values(**values))
             added += 1
     return added
