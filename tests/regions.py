@@ -4,6 +4,8 @@ the pairing commands an operator runs (docs/regions.md)."""
 from __future__ import annotations
 
 import contextlib
+import os
+import subprocess
 from pathlib import Path
 
 import oci
@@ -30,6 +32,16 @@ def pair(a: Region, b: Region) -> None:
     """`region invite` on a, `region join` on b with the token it printed last."""
     token = a.cli("region", "invite", "--endpoint", a.endpoint).stdout.strip().splitlines()[-1]
     b.cli("region", "join", "--endpoint", b.endpoint, token)
+
+
+def run_oci_cli(cmd: list[str]) -> subprocess.CompletedProcess[str]:
+    """The oci CLI as a user runs it (the file-permission and label warnings silenced)."""
+    env = {
+        **os.environ,
+        "OCI_CLI_SUPPRESS_FILE_PERMISSIONS_WARNING": "True",
+        "SUPPRESS_LABEL_WARNING": "True",
+    }
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=False)
 
 
 def client_in(tenant: Tenant, region: Region) -> oci.core.BlockstorageClient:

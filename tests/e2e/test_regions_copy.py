@@ -6,9 +6,7 @@ requests read from both regions, and the bad requests."""
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +21,7 @@ from oci.core.models import (
 )
 
 from tests.helpers import BIN, MIB, Tenant, make_image, raw_request, sha256_file, wait_hydrated, wait_state
-from tests.regions import Region, client_in, pair, work_requests_in
+from tests.regions import Region, client_in, pair, run_oci_cli, work_requests_in
 
 AD = "bootvault:AD-1"
 GIB = 1 << 30
@@ -330,12 +328,7 @@ def test_oci_cli_copy_waits_for_the_copy(
         "--max-wait-seconds", "120", "--wait-interval-seconds", "1",
         "--config-file", str(tenant.config_path), "--endpoint", alpha.endpoint,
     ]  # fmt: skip
-    env = {
-        **os.environ,
-        "OCI_CLI_SUPPRESS_FILE_PERMISSIONS_WARNING": "True",
-        "SUPPRESS_LABEL_WARNING": "True",
-    }
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=False)
+    proc = run_oci_cli(cmd)
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)["data"]
     assert data["lifecycle-state"] == "AVAILABLE" and data["display-name"] == "by-cli"

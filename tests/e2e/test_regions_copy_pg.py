@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import subprocess
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -19,7 +18,7 @@ from oci.core.models import CopyBootVolumeBackupDetails
 from tests.dbs import pg_schema_url
 from tests.e2e.test_regions_copy import _backup, _restore_hash, _sent, _wait_wr
 from tests.helpers import BIN, MIB, Tenant, make_image, sha256_file, wait_state
-from tests.regions import Region, client_in, pair, work_requests_in
+from tests.regions import Region, client_in, pair, run_oci_cli, work_requests_in
 
 GIB = 1 << 30
 
@@ -75,12 +74,7 @@ def test_copy_full_and_incremental_on_postgresql_and_s3(
         "--wait-interval-seconds", "1", "--config-file", str(tenant.config_path),
         "--endpoint", alpha.endpoint,
     ]  # fmt: skip
-    env = {
-        **os.environ,
-        "OCI_CLI_SUPPRESS_FILE_PERMISSIONS_WARNING": "True",
-        "SUPPRESS_LABEL_WARNING": "True",
-    }
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=False)
+    proc = run_oci_cli(cmd)
     assert proc.returncode == 0, proc.stderr
     copy = json.loads(proc.stdout)["data"]
     assert copy["lifecycle-state"] == "AVAILABLE" and copy["source-boot-volume-backup-id"] == incr

@@ -5,8 +5,6 @@ SDK and CLI copy with both CAs trusted. Plain HTTP is refused for an endpoint of
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +13,7 @@ import pytest
 from oci.core.models import CopyBootVolumeBackupDetails, CreateBootVolumeBackupDetails
 
 from tests.helpers import BIN, MIB, Tenant, make_image, wait_state
-from tests.regions import Region, pair
+from tests.regions import Region, pair, run_oci_cli
 
 
 @pytest.fixture(scope="module")
@@ -68,12 +66,7 @@ def test_pair_and_copy_over_https(
         "--wait-interval-seconds", "1", "--config-file", str(tenant.config_path),
         "--endpoint", alpha.endpoint, "--cert-bundle", str(bundle),
     ]  # fmt: skip
-    env = {
-        **os.environ,
-        "OCI_CLI_SUPPRESS_FILE_PERMISSIONS_WARNING": "True",
-        "SUPPRESS_LABEL_WARNING": "True",
-    }
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=False)
+    proc = run_oci_cli(cmd)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["data"]["lifecycle-state"] == "AVAILABLE"
 
