@@ -108,6 +108,19 @@ def _kill9_and_restart(region: Region) -> None:
     region.start()
 
 
+def _copy_in_a_fresh_scope(tenant, alpha: Region, beta: Region, backup_id: str) -> tuple[str, str, str]:  # type: ignore[no-untyped-def]
+    """A copy under a new customer key in beta (a scope that holds none of its blocks yet), once
+    30 % of it has arrived: (copy id, work request id, key)."""
+    key = beta.cli("key", "create", "--compartment", tenant.tenancy_id).stdout.split()[-1]
+    resp = client_in(tenant, alpha).copy_boot_volume_backup(
+        backup_id, CopyBootVolumeBackupDetails(destination_region="beta-1", kms_key_id=key)
+    )
+    assert resp.data.kms_key_id == key
+    copy_id, wr_id = resp.data.id, resp.headers["opc-work-request-id"]
+    _wait_percent(tenant, alpha, wr_id, 30)
+    return copy_id, wr_id, key
+
+
 def test_source_killed_mid_copy_resumes(world) -> None:  # type: ignore[no-untyped-def]
     alpha, beta, _, tenant, backup_id, image = world
     copy_id, wr_id = _copy(tenant, alpha, backup_id)
@@ -125,14 +138,7 @@ def test_source_killed_mid_copy_resumes(world) -> None:  # type: ignore[no-untyp
 
 def test_destination_killed_mid_copy_resumes(world) -> None:  # type: ignore[no-untyped-def]
     alpha, beta, _, tenant, backup_id, image = world
-    # a fresh scope in beta for this copy: another customer key there
-    key = beta.cli("key", "create", "--compartment", tenant.tenancy_id).stdout.split()[-1]
-    resp = client_in(tenant, alpha).copy_boot_volume_backup(
-        backup_id, CopyBootVolumeBackupDetails(destination_region="beta-1", kms_key_id=key)
-    )
-    copy_id, wr_id = resp.data.id, resp.headers["opc-work-request-id"]
-    assert resp.data.kms_key_id == key
-    _wait_percent(tenant, alpha, wr_id, 30)
+    copy_id, wr_id, key = _copy_in_a_fresh_scope(tenant, alpha, beta, backup_id)
     _kill9_and_restart(beta)  # the source keeps retrying until beta answers again
     done = wait_state(client_in(tenant, beta), "get_boot_volume_backup", copy_id, "AVAILABLE", timeout=180)
     assert done.data.kms_key_id == key
@@ -142,12 +148,7 @@ def test_destination_killed_mid_copy_resumes(world) -> None:  # type: ignore[no-
 
 def test_link_cut_for_a_minute_then_the_copy_completes(world) -> None:  # type: ignore[no-untyped-def]
     alpha, beta, link, tenant, backup_id, image = world
-    key = beta.cli("key", "create", "--compartment", tenant.tenancy_id).stdout.split()[-1]
-    resp = client_in(tenant, alpha).copy_boot_volume_backup(
-        backup_id, CopyBootVolumeBackupDetails(destination_region="beta-1", kms_key_id=key)
-    )
-    copy_id, wr_id = resp.data.id, resp.headers["opc-work-request-id"]
-    _wait_percent(tenant, alpha, wr_id, 30)
+    copy_id, wr_id, _ = _copy_in_a_fresh_scope(tenant, alpha, beta, backup_id)
     link.cut()
     time.sleep(60)
     link.restore()
@@ -159,12 +160,7 @@ def test_link_cut_for_a_minute_then_the_copy_completes(world) -> None:  # type: 
 
 def test_link_cut_longer_than_the_patience_fails_the_copy_with_its_reason(world) -> None:  # type: ignore[no-untyped-def]
     alpha, beta, link, tenant, backup_id, _ = world
-    key = beta.cli("key", "create", "--compartment", tenant.tenancy_id).stdout.split()[-1]
-    resp = client_in(tenant, alpha).copy_boot_volume_backup(
-        backup_id, CopyBootVolumeBackupDetails(destination_region="beta-1", kms_key_id=key)
-    )
-    copy_id, wr_id = resp.data.id, resp.headers["opc-work-request-id"]
-    _wait_percent(tenant, alpha, wr_id, 30)
+    copy_id, wr_id, _ = _copy_in_a_fresh_scope(tenant, alpha, beta, backup_id)
     link.cut()
     try:
         # the source gives up after PATIENCE s: its work request FAILED with the reason
