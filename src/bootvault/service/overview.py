@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from sqlalchemy import Connection
+
 from bootvault.domain.models import BackupState, BootVolume, BootVolumeBackup
 from bootvault.domain.policies import ORACLE_POLICIES, PolicyAssignment, VolumeBackupPolicy
 from bootvault.service.context import Caller, Context
@@ -72,11 +74,11 @@ def compartments(ctx: Context, caller: Caller) -> list[CompartmentInfo]:
     return out
 
 
-def _policies_by_id(conn: object, ids: set[str]) -> dict[str, VolumeBackupPolicy]:
+def _policies_by_id(conn: Connection, ids: set[str]) -> dict[str, VolumeBackupPolicy]:
     found = {i: ORACLE_POLICIES[i] for i in ids if i in ORACLE_POLICIES}
     rest = ids - found.keys()
     if rest:
-        found.update(policy_repo.get_policies(conn, rest))  # type: ignore[arg-type]
+        found.update(policy_repo.get_policies(conn, rest))
     return found
 
 
