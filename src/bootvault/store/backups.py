@@ -11,7 +11,7 @@ from sqlalchemy import Connection, Select, and_, bindparam, func, insert, or_, s
 from bootvault.domain.lifecycle import BACKUP, BACKUP_IN_PROGRESS
 from bootvault.domain.models import BackupState, BackupType, BootVolumeBackup, SourceType
 from bootvault.domain.retention import Retention, RetentionDuration
-from bootvault.store.common import fetch_row, tag_columns, tags_from_row, transition, update_with_etag
+from bootvault.store.common import LifecycleRows, fetch_row, tag_columns, tags_from_row
 from bootvault.store.paging import Position, keyset_statement, run_page
 from bootvault.store.tables import boot_volume_backups as t
 
@@ -116,24 +116,9 @@ def get_backup(conn: Connection, backup_id: str, *, lock: bool = False) -> BootV
     return _record(row) if row else None
 
 
-def update_backup(
-    conn: Connection, backup_id: str, values: dict[str, Any], expected_etag: str | None = None
-) -> str | None:
-    """Change columns other than the state (that goes through move_backup)."""
-    if "lifecycle_state" in values:
-        raise ValueError("a backup's state changes only through move_backup")
-    return update_with_etag(conn, t, backup_id, values, expected_etag)
-
-
-def move_backup(
-    conn: Connection,
-    backup_id: str,
-    event: str,
-    values: dict[str, Any] | None = None,
-    expected_etag: str | None = None,
-) -> str:
-    """The backup's state by `event` of domain/lifecycle.BACKUP (refused: Conflict)."""
-    return transition(conn, t, BACKUP, backup_id, event, values, expected_etag=expected_etag)
+_rows = LifecycleRows(t, BACKUP)
+update_backup = _rows.update  # columns other than the state
+move_backup = _rows.move  # the state, by an event of domain/lifecycle.BACKUP (refused: Conflict)
 
 
 def count_in_progress(conn: Connection, volume_id: str) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -57,7 +58,7 @@ def update_with_etag(
     return etag if result.rowcount == 1 else None
 
 
-def transition(
+def _transition(
     conn: Connection,
     table: Table,
     lifecycle: Lifecycle[Any],
@@ -86,3 +87,33 @@ def transition(
     if row is not None and row.lifecycle_state in sources:
         raise EtagMismatch(EtagMismatch.IF_MATCH)
     raise Conflict(lifecycle.refusal(ident, event, None if row is None else row.lifecycle_state))
+
+
+@dataclass(frozen=True)
+class LifecycleRows:
+    """A table whose rows have a lifecycle: their columns change by `update`, their state only by
+    `move` (an event of `lifecycle`, by compare-and-set)."""
+
+    table: Table
+    lifecycle: Lifecycle[Any]
+
+    def update(
+        self, conn: Connection, ident: str, values: dict[str, Any], expected_etag: str | None = None
+    ) -> str | None:
+        """Columns other than the state; None when no row (or no row with that etag) changed."""
+        if "lifecycle_state" in values:
+            raise ValueError(f"{self.table.name}: the state changes only by an event (move)")
+        return update_with_etag(conn, self.table, ident, values, expected_etag)
+
+    def move(
+        self,
+        conn: Connection,
+        ident: str,
+        event: str,
+        values: dict[str, Any] | None = None,
+        expected_etag: str | None = None,
+    ) -> str:
+        """Row `ident` by `event`; refused: Conflict (or EtagMismatch), and nothing changes."""
+        return _transition(
+            conn, self.table, self.lifecycle, ident, event, values, expected_etag=expected_etag
+        )

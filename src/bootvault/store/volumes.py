@@ -8,7 +8,7 @@ from sqlalchemy import Connection, func, insert, select
 
 from bootvault.domain.lifecycle import VOLUME, VOLUME_FILLING
 from bootvault.domain.models import BootVolume, VolumeSource, VolumeState
-from bootvault.store.common import fetch_row, tag_columns, tags_from_row, transition, update_with_etag
+from bootvault.store.common import LifecycleRows, fetch_row, tag_columns, tags_from_row
 from bootvault.store.paging import Position, keyset_page
 from bootvault.store.tables import boot_volumes as t
 
@@ -81,24 +81,9 @@ def get_volumes(
     return {row.id: _from_row(row) for row in conn.execute(stmt)}
 
 
-def update_volume(
-    conn: Connection, volume_id: str, values: dict[str, Any], expected_etag: str | None = None
-) -> str | None:
-    """Change columns other than the state (that goes through move_volume)."""
-    if "lifecycle_state" in values:
-        raise ValueError("a volume's state changes only through move_volume")
-    return update_with_etag(conn, t, volume_id, values, expected_etag)
-
-
-def move_volume(
-    conn: Connection,
-    volume_id: str,
-    event: str,
-    values: dict[str, Any] | None = None,
-    expected_etag: str | None = None,
-) -> str:
-    """The volume's state by `event` of domain/lifecycle.VOLUME (refused: Conflict)."""
-    return transition(conn, t, VOLUME, volume_id, event, values, expected_etag=expected_etag)
+_rows = LifecycleRows(t, VOLUME)
+update_volume = _rows.update  # columns other than the state
+move_volume = _rows.move  # the state, by an event of domain/lifecycle.VOLUME (refused: Conflict)
 
 
 def list_volumes(
