@@ -6,9 +6,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from bootvault.api.common import Call, endpoint, enum_param, int_param, json_response
+from bootvault.api.conditional import compartment_mover, deleter
 from bootvault.api.shapes import backup_json, backup_to_wire
 from bootvault.api.wire import (
-    ChangeCompartmentDetails,
     CreateBootVolumeBackupDetails,
     UpdateBootVolumeBackupDetails,
     duration,
@@ -82,15 +82,8 @@ async def update(call: Call) -> Response:
     return json_response(backup_to_wire(backup), etag=backup.etag)
 
 
-async def delete(call: Call) -> Response:
-    await call.run(svc.delete_backup, call.path("backup_id"), call.header("if-match"))
-    return Response(status_code=204)
-
-
-async def change_compartment(call: Call) -> Response:
-    d = await call.parse(ChangeCompartmentDetails)
-    await call.run(svc.change_compartment, call.path("backup_id"), d.compartment_id, call.header("if-match"))
-    return Response(status_code=204)
+delete = deleter(svc.delete_backup, "backup_id")
+change_compartment = compartment_mover(svc.change_compartment, "backup_id")
 
 
 ROUTES = [

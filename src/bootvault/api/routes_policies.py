@@ -7,6 +7,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from bootvault.api.common import Call, endpoint, int_param, json_response
+from bootvault.api.conditional import deleter
 from bootvault.api.shapes import assignment_to_wire, policy_to_wire
 from bootvault.api.wire import (
     CreateVolumeBackupPolicyAssignmentDetails,
@@ -80,9 +81,7 @@ async def update(call: Call) -> Response:
     return json_response(policy_to_wire(policy), etag=policy.etag)
 
 
-async def delete(call: Call) -> Response:
-    await call.run(svc.delete_policy, call.path("policy_id"), call.header("if-match"))
-    return Response(status_code=204)
+delete = deleter(svc.delete_policy, "policy_id")
 
 
 async def create_assignment(call: Call) -> Response:
@@ -96,9 +95,7 @@ async def get_assignment(call: Call) -> Response:
     return json_response(assignment_to_wire(found), etag=found.etag)
 
 
-async def delete_assignment(call: Call) -> Response:
-    await call.run(svc.delete_assignment, call.path("assignment_id"), call.header("if-match"))
-    return Response(status_code=204)
+delete_assignment = deleter(svc.delete_assignment, "assignment_id")
 
 
 async def asset_assignment(call: Call) -> Response:

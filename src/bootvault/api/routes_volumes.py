@@ -6,9 +6,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from bootvault.api.common import Call, endpoint, int_param, json_response
+from bootvault.api.conditional import compartment_mover, deleter
 from bootvault.api.shapes import volume_json, volume_to_wire
 from bootvault.api.wire import (
-    ChangeCompartmentDetails,
     CreateBootVolumeDetails,
     UpdateBootVolumeDetails,
 )
@@ -60,15 +60,9 @@ async def update(call: Call) -> Response:
     return json_response(volume_to_wire(vol), etag=vol.etag)
 
 
-async def delete(call: Call) -> Response:
-    await call.run(svc.delete_volume, call.path("volume_id"), call.header("if-match"))
-    return Response(status_code=202)  # as OCI: the delete is accepted and runs in the background
-
-
-async def change_compartment(call: Call) -> Response:
-    d = await call.parse(ChangeCompartmentDetails)
-    await call.run(svc.change_compartment, call.path("volume_id"), d.compartment_id, call.header("if-match"))
-    return Response(status_code=204)
+# 202 as OCI: the delete is accepted and runs in the background
+delete = deleter(svc.delete_volume, "volume_id", status=202)
+change_compartment = compartment_mover(svc.change_compartment, "volume_id")
 
 
 ROUTES = [
