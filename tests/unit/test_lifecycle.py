@@ -3,6 +3,7 @@ states; docs/architecture.md's restart table must say the same, row by row."""
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
@@ -65,3 +66,40 @@ def test_what_the_table_allows_and_refuses() -> None:
         VOLUME.refusal("v1", "resized", VolumeState.TERMINATED)
         == "Boot volume v1 is TERMINATED; it cannot be resized."
     )
+
+
+SRC = Path(__file__).resolve().parents[2] / "src" / "bootvault"
+STATE_NAMES = {s.value for s in BackupState} | {s.value for s in VolumeState}
+# The enums are the wire values themselves; the table is the one place that groups them.
+WHERE_STATES_LIVE = {SRC / "domain" / "models.py", SRC / "domain" / "lifecycle.py"}
+
+
+def _spelled_states(path: Path) -> list[str]:
+    """State strings, and tuples/lists/sets of two or more state members, in one module."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Constant) and node.value in STATE_NAMES:
+            found.append(f"{path.name}:{node.lineno} {node.value!r}")
+        elif isinstance(node, ast.Tuple | ast.List | ast.Set):
+            members = [
+                e
+                for e in node.elts
+                if isinstance(e, ast.Attribute)
+                and e.attr in STATE_NAMES
+                and ast.unparse(e.value).endswith("State")
+            ]
+            if len(members) >= 2:
+                found.append(f"{path.name}:{node.lineno} {ast.unparse(node)}")
+    return found
+
+
+def test_no_state_is_spelled_or_grouped_outside_the_lifecycle_table() -> None:
+    modules = [p for p in SRC.rglob("*.py") if p not in WHERE_STATES_LIVE and "migrations" not in p.parts]
+    spelled = [hit for p in modules for hit in _spelled_states(p)]
+    templates = [
+        f"{p.name}: {name}"
+        for p in (SRC / "console" / "templates").rglob("*.html")
+        for name in sorted(STATE_NAMES)
+        if re.search(rf"['\"]{name}['\"]", p.read_text())
+    ]
+    assert spelled + templates == []
