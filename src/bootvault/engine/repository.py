@@ -58,6 +58,8 @@ def open_repositories(store_url: str, *, block_size: int, threads: int) -> Repos
 
 
 class Repository:
+    """One scope's data (built by Repositories.scope, for the service by Context.repository)."""
+
     def __init__(self, parts: RepoParts, condemned: Mapping[str, datetime]) -> None:
         self._parts = parts
         self._condemned = dict(condemned)  # pack id -> when GC condemned it
