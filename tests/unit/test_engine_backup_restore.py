@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -16,6 +16,7 @@ from bootvault.engine.index import ScopeIndex
 from bootvault.engine.keys import DataKeys, KeyRing
 from bootvault.engine.manifest import CorruptManifest, Manifest, load_manifest
 from bootvault.engine.packs import PACK_MAGIC
+from bootvault.engine.parts import RepoParts
 from bootvault.engine.restore import RestoreError, restore_to_file
 from bootvault.engine.source import Extent, FileSource, VolumeSource
 
@@ -23,6 +24,7 @@ BS = 64 * 1024
 NBLOCKS = 48
 SIZE = NBLOCKS * BS + 12345  # partial final block (index 48)
 TENANCY = "ocid1.tenancy.oc1..aaaa"
+Progress = Callable[[int, int], None]
 
 
 def _usr_bin_bytes(n: int) -> bytes:
@@ -122,18 +124,31 @@ def store(tmp_path: Path) -> CountingStore:
 
 
 def _backup(
-    vol: Path | VolumeSource, store: BlobStore, keys: DataKeys, name: str, **kw: object
+    vol: Path | VolumeSource,
+    store: BlobStore,
+    keys: DataKeys,
+    name: str,
+    index: ScopeIndex | None = None,
+    **kw: object,
 ) -> BackupResult:
     """Back up a raw image file (read whole), or a given source."""
     kw.setdefault("parent", None)
     kw.setdefault("full", True)
+    parts = RepoParts(store, keys, index if index is not None else ScopeIndex(keys), block_size=BS)
     if not isinstance(vol, Path):
-        return run_backup(vol, store, keys, name, block_size=BS, **kw)  # type: ignore[arg-type]
+        return run_backup(vol, parts, name, **kw)  # type: ignore[arg-type]
     source = FileSource(vol, BS)
     try:
-        return run_backup(source, store, keys, name, block_size=BS, **kw)  # type: ignore[arg-type]
+        return run_backup(source, parts, name, **kw)  # type: ignore[arg-type]
     finally:
         source.close()
+
+
+def _restore(
+    store: BlobStore, keys: DataKeys, manifest: Manifest, path: Path, progress: Progress | None = None
+) -> None:
+    """Restore into a raw file, with a fresh index (as a new worker process would)."""
+    restore_to_file(RepoParts(store, keys, ScopeIndex(keys)), manifest, path, progress=progress)
 
 
 @pytest.fixture(autouse=True)
@@ -175,7 +190,7 @@ def test_roundtrip_holes_zeros_partial_block(tmp_path: Path, store: CountingStor
     out = tmp_path / "restored.img"
     out.write_bytes(b"stale data that must vanish" * 100000)
     rcalls: list[tuple[int, int]] = []
-    restore_to_file(store, keys, loaded, out, progress=lambda d, t: rcalls.append((d, t)))
+    _restore(store, keys, loaded, out, progress=lambda d, t: rcalls.append((d, t)))
     assert out.stat().st_size == SIZE
     assert _sha(out) == want
     assert out.stat().st_blocks * 512 < SIZE // 2  # sparse: only ~9 blocks allocated
@@ -200,7 +215,7 @@ def test_full_then_incremental(tmp_path: Path, store: CountingStore, keys: DataK
 
     for name, sha in (("manifests/full", sha_full), ("manifests/incr", sha_incr)):
         out = tmp_path / f"{name.split('/')[1]}.img"
-        restore_to_file(store, keys, load_manifest(store, keys, name), out)
+        _restore(store, keys, load_manifest(store, keys, name), out)
         assert _sha(out) == sha
 
 
@@ -252,7 +267,7 @@ def test_dirty_only_read_merges_the_parent(
     assert dirty.bytes_referenced == whole.bytes_referenced
     assert dirty.manifest.block_id(11) is None and dirty.manifest.block_id(30) is not None
     out = tmp_path / "dirty.img"
-    restore_to_file(store, keys, load_manifest(store, keys, "manifests/dirty"), out)
+    _restore(store, keys, load_manifest(store, keys, "manifests/dirty"), out)
     assert _sha(out) == _sha(vol)
 
 
@@ -291,11 +306,11 @@ def test_full_self_heals_missing_pack(tmp_path: Path, store: CountingStore, keys
     incr = _backup(vol, store, keys, "manifests/b", parent=first.manifest, full=False)
     assert incr.blocks_new == 0  # an incremental trusts the parent and the index
     with pytest.raises(RestoreError, match="is missing from the store"):
-        restore_to_file(store, keys, incr.manifest, tmp_path / "broken.img")
+        _restore(store, keys, incr.manifest, tmp_path / "broken.img")
     healed = _backup(vol, store, keys, "manifests/c", parent=first.manifest, full=True)
     assert healed.blocks_new == 8 and len(_packs(store, keys)) == 1
     out = tmp_path / "out.img"
-    restore_to_file(store, keys, incr.manifest, out)  # the older backup is whole again
+    _restore(store, keys, incr.manifest, out)  # the older backup is whole again
     assert _sha(out) == _sha(vol)
 
 
@@ -343,15 +358,15 @@ def test_restore_detects_corrupt_and_missing_blocks(
     _, offset, length = index.lookup(res.manifest.block_id(11))  # type: ignore[misc]
     good = _flip(store, pack, offset + length // 2)
     with pytest.raises(RestoreError, match=rf"block 11 \(offset {11 * BS}\) failed authentication") as info:
-        restore_to_file(store, keys, res.manifest, tmp_path / "o1.img")
+        _restore(store, keys, res.manifest, tmp_path / "o1.img")
     assert pack in str(info.value)
 
     store.delete(pack)
     with pytest.raises(RestoreError, match=rf"is missing from the store: {pack} is gone"):
-        restore_to_file(store, keys, res.manifest, tmp_path / "o2.img")
+        _restore(store, keys, res.manifest, tmp_path / "o2.img")
 
     store.put(pack, good)
-    restore_to_file(store, keys, res.manifest, tmp_path / "o3.img")
+    _restore(store, keys, res.manifest, tmp_path / "o3.img")
     assert _sha(tmp_path / "o3.img") == _sha(vol)
 
 
@@ -362,7 +377,7 @@ def test_block_missing_from_every_pack(tmp_path: Path, store: CountingStore, key
     for name in list(store.list(f"index/{keys.scope}/")):
         store.delete(name)
     with pytest.raises(RestoreError, match="no pack or object holds block"):
-        restore_to_file(store, keys, res.manifest, tmp_path / "o.img")
+        _restore(store, keys, res.manifest, tmp_path / "o.img")
 
 
 def test_many_packs_and_coalesced_reads(
@@ -374,7 +389,7 @@ def test_many_packs_and_coalesced_reads(
     res = _backup(vol, store, keys, "manifests/many")
     assert res.packs_written == len(_packs(store, keys)) >= 10
     out = tmp_path / "o.img"
-    restore_to_file(store, keys, res.manifest, out)
+    _restore(store, keys, res.manifest, out)
     assert _sha(out) == _sha(vol)
 
 
@@ -420,7 +435,7 @@ def test_an_unreachable_store_is_an_outage_not_damage(
         "bucket", endpoint=closed, access_key="k", secret_key="s", connect_timeout=1, max_attempts=0
     )
     with pytest.raises(BlobStoreError) as info:
-        verify_manifest(down, keys, res.manifest)
+        verify_manifest(RepoParts(down, keys, ScopeIndex(keys)), res.manifest)
     assert not isinstance(info.value, RestoreError)
     with pytest.raises(BlobStoreError):
-        restore_to_file(down, keys, res.manifest, tmp_path / "o.img")
+        _restore(down, keys, res.manifest, tmp_path / "o.img")

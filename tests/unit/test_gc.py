@@ -14,7 +14,10 @@ from bootvault.engine import backup as backup_mod
 from bootvault.engine import packs as packs_mod
 from bootvault.engine.backup import BackupResult, run_backup
 from bootvault.engine.gc import GcResult, collect_garbage
+from bootvault.engine.index import ScopeIndex
 from bootvault.engine.keys import DataKeys, KeyRing
+from bootvault.engine.manifest import Manifest
+from bootvault.engine.parts import RepoParts
 from bootvault.engine.restore import RestoreError, restore_to_file
 from bootvault.engine.source import FileSource
 
@@ -36,9 +39,15 @@ def _backup(path: Path, store: LocalBlobStore, keys: DataKeys, name: str, **kw: 
     """A whole backup of a raw image file."""
     source = FileSource(path, BS)
     try:
-        return run_backup(source, store, keys, name, parent=None, block_size=BS, **kw)  # type: ignore[arg-type]
+        parts = RepoParts(store, keys, ScopeIndex(keys), block_size=BS)
+        return run_backup(source, parts, name, parent=None, **kw)  # type: ignore[arg-type]
     finally:
         source.close()
+
+
+def _restore(store: LocalBlobStore, keys: DataKeys, manifest: Manifest, path: Path) -> None:
+    """Restore into a raw file, with a fresh index (as a new worker process would)."""
+    restore_to_file(RepoParts(store, keys, ScopeIndex(keys)), manifest, path)
 
 
 def _sha(path: Path) -> str:
@@ -87,7 +96,7 @@ def test_deleted_backup_space_is_freed_after_grace(tmp_path: Path, keys: DataKey
     assert len(_packs(store, keys)) == before - len(second.deleted)
     assert not list(store.list(f"index/{keys.scope}/{next(iter(second.deleted))}"))
     out = tmp_path / "out.img"
-    restore_to_file(store, keys, kept.manifest, out)
+    _restore(store, keys, kept.manifest, out)
     assert _sha(out) == _sha(keep)
 
 
@@ -109,7 +118,7 @@ def test_sparse_packs_are_repacked(tmp_path: Path, keys: DataKeys) -> None:
     )
     assert sweep.deleted and not sweep.rescued
     out = tmp_path / "out.img"
-    restore_to_file(store, keys, new.manifest, out)
+    _restore(store, keys, new.manifest, out)
     assert _sha(out) == _sha(vol)
 
 
@@ -151,7 +160,7 @@ def _gc_during_backup(tmp_path: Path, keys: DataKeys, protect: bool) -> tuple[Lo
 def test_gc_concurrent_with_backup_keeps_its_blocks(tmp_path: Path, keys: DataKeys) -> None:
     store, vol, result = _gc_during_backup(tmp_path, keys, protect=True)
     out = tmp_path / "out.img"
-    restore_to_file(store, keys, result.manifest, out)  # type: ignore[attr-defined]
+    _restore(store, keys, result.manifest, out)  # type: ignore[attr-defined]
     assert _sha(out) == _sha(vol)
 
 
@@ -159,7 +168,7 @@ def test_without_the_running_job_cutoff_data_would_be_lost(tmp_path: Path, keys:
     """Control: sweeping during the backup (ignoring it) destroys blocks it references."""
     store, _, result = _gc_during_backup(tmp_path, keys, protect=False)
     with pytest.raises(RestoreError, match="missing"):
-        restore_to_file(store, keys, result.manifest, tmp_path / "out.img")  # type: ignore[attr-defined]
+        _restore(store, keys, result.manifest, tmp_path / "out.img")  # type: ignore[attr-defined]
 
 
 def test_packs_of_a_locked_backup_are_never_repacked(tmp_path: Path, keys: DataKeys) -> None:
@@ -184,7 +193,6 @@ def test_packs_of_a_locked_backup_are_never_repacked(tmp_path: Path, keys: DataK
 
 def _empty(store: LocalBlobStore, keys: DataKeys, packs: set[str], live: list[str]) -> set[str]:
     """Packs with no block of a live manifest (those may go even when a backup is locked)."""
-    from bootvault.engine.index import ScopeIndex
     from bootvault.engine.manifest import load_manifest
 
     blocks = {bid for name in live for _, bid in load_manifest(store, keys, name).entries()}

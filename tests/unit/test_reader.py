@@ -13,6 +13,7 @@ from bootvault.engine import reader as reader_mod
 from bootvault.engine.backup import run_backup
 from bootvault.engine.index import ScopeIndex
 from bootvault.engine.keys import KeyRing
+from bootvault.engine.parts import RepoParts
 from bootvault.engine.reader import BackupReader, ReadError
 from bootvault.engine.source import FileSource
 
@@ -37,7 +38,8 @@ def backup(tmp_path: Path) -> tuple[BackupReader, bytes, LocalBlobStore]:
     store = LocalBlobStore(tmp_path / "store")
     keys = KeyRing(os.urandom(32), lambda _k: None).data_keys("ocid1.tenancy.oc1..t", None)
     source = FileSource(tmp_path / "vol.img", BS)
-    result = run_backup(source, store, keys, "manifests/b", parent=None, full=True, block_size=BS)
+    parts = RepoParts(store, keys, ScopeIndex(keys), block_size=BS)
+    result = run_backup(source, parts, "manifests/b", parent=None, full=True)
     source.close()
     index = ScopeIndex(keys)
     index.refresh(store)

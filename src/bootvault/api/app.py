@@ -44,7 +44,7 @@ async def readyz(request: Request) -> Response:
 def _check_ready(ctx: Context) -> None:
     with ctx.db.read() as conn:
         conn.exec_driver_sql("SELECT 1")
-    ctx.store.exists("readyz-probe")
+    ctx.repositories.probe()
 
 
 def create_app(ctx: Context) -> Starlette:

@@ -14,22 +14,21 @@ from __future__ import annotations
 import threading
 from array import array
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Set
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from bootvault.blobstore import BlobStore
 from bootvault.engine import codec
 from bootvault.engine.index import ScopeIndex
 from bootvault.engine.keys import DataKeys
 from bootvault.engine.manifest import ID_LEN, Manifest, save_manifest
 from bootvault.engine.packs import PackWriter
+from bootvault.engine.parts import RepoParts
 from bootvault.engine.progress import ProgressReporter
 from bootvault.engine.source import Extent, VolumeSource
 
 IN_FLIGHT_EXTRA = 2  # tasks queued beyond one per thread (each holds a segment and its blobs)
 UPLOADERS = 2  # packs being stored at once, each a 16 MiB buffer: what bounds the worker's RSS
-DEFAULT_BLOCK_SIZE = 64 << 10  # change-detection granularity; see docs/architecture.md
 SEGMENT = 2 << 20  # bytes read per task: large reads, few tasks, per-block work stays in C
 
 Decision = tuple[int, bytes, bytearray | None, int]  # block index, id, encoded blob if new, length
@@ -88,10 +87,10 @@ class _BlockWorker:
     """Per-block decisions, run in pool threads: zero? known? else encode for a pack."""
 
     def __init__(
-        self, keys: DataKeys, block_size: int, index: ScopeIndex, parent: Manifest | None, avoid: set[str]
+        self, keys: DataKeys, block_size: int, index: ScopeIndex, parent: Manifest | None, condemned: Set[str]
     ) -> None:
         self.keys, self.block_size, self.index, self.parent = keys, block_size, index, parent
-        self.avoid = avoid  # condemned packs: a block found only there must be stored again
+        self.condemned = condemned  # a block found only in a condemned pack must be stored again
         self.zero = bytes(block_size)
         self._pending: set[bytes] = set()
         self._lock = threading.Lock()
@@ -105,7 +104,7 @@ class _BlockWorker:
 
     def _stored(self, bid: bytes) -> bool:
         home = self.index.lookup(bid)
-        return home is not None and home[0] not in self.avoid
+        return home is not None and home[0] not in self.condemned
 
     def task(self, source: VolumeSource, reads: list[Extent]) -> list[Decision]:
         """Read and decide every block of a task's ranges, in order."""
@@ -220,17 +219,12 @@ def _take(out: _Pass, index: int, bid: bytes | bytearray, length: int) -> None:
 
 def run_backup(
     source: VolumeSource,
-    store: BlobStore,
-    keys: DataKeys,
+    parts: RepoParts,
     manifest_name: str,
     *,
     parent: Manifest | None,
     full: bool,
-    index: ScopeIndex | None = None,
-    exclude_packs: set[str] | None = None,
-    block_size: int = DEFAULT_BLOCK_SIZE,
     progress: Callable[[int, int], None] | None = None,
-    workers: int = 2,
 ) -> BackupResult:
     """Store the source's new blocks in packs, then save the manifest last.
 
@@ -238,8 +232,9 @@ def run_backup(
     at the same place) is referenced, not stored again. A FULL ignores the parent for that and
     first drops index entries whose pack object has gone missing, so such blocks are stored anew.
     A source that lists only changed ranges (whole=False) needs the parent: the rest is its.
-    `exclude_packs` are packs the collector has condemned: they are never deduplicated against.
+    Blocks found only in packs the collector has condemned (`parts.condemned`) are stored again.
     """
+    store, keys, index, block_size = parts.store, parts.keys, parts.index, parts.block_size
     if block_size <= 0:
         raise ValueError("block_size must be positive")
     if not source.whole and (parent is None or parent.block_size != block_size):
@@ -247,17 +242,17 @@ def run_backup(
     unread_from = None if source.whole else parent
     if parent is not None and (full or parent.block_size != block_size):
         parent = None  # a FULL never trusts the parent; a different block size can't be compared
-    index = index if index is not None else ScopeIndex(keys)
-    avoid = set(exclude_packs or ())
-    index.refresh(store, demote=avoid)
+    index.refresh(store, parts.condemned)
     if full:
         index.verify_packs(store)
-    worker = _BlockWorker(keys, block_size, index, parent, avoid)
-    packer = PackWriter(store, keys, uploaders=max(1, min(UPLOADERS, workers)), on_stored=index.add_pack)
+    worker = _BlockWorker(keys, block_size, index, parent, parts.condemned)
+    packer = PackWriter(
+        store, keys, uploaders=max(1, min(UPLOADERS, parts.threads)), on_stored=index.add_pack
+    )
     extents = list(source.extents())
     reporter = ProgressReporter(sum(b - a for a, b in extents), progress)
     try:
-        out = _one_pass(source, extents, worker, packer, workers, reporter)
+        out = _one_pass(source, extents, worker, packer, parts.threads, reporter)
         if unread_from is not None:
             out = _with_unread_from_parent(out, extents, unread_from, source.size, block_size)
         packer.flush()  # every new block is in a whole pack before the manifest names it

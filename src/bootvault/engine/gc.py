@@ -8,7 +8,7 @@ Phase 2 (a later run) a condemned pack is deleted (its index object first, then 
                     when it was condemned before `cutoff`, which the caller sets to the earlier
                     of now - grace and the start of the oldest job still running. A pack that a
                     live manifest needs again is rescued instead.
-Backups never deduplicate against condemned packs (see run_backup's exclude_packs), so a block
+Backups never deduplicate against condemned packs (RepoParts.condemned), so a block
 that only lives in a condemned pack is stored again by any backup that starts after condemning.
 """
 
@@ -95,7 +95,7 @@ def collect_garbage(
     exactly where the lock put them."""
     result = GcResult()
     index = ScopeIndex(keys)
-    index.refresh(store, exclude=set(condemned))  # condemned packs never count as a block's home
+    index.refresh(store, set(condemned), drop_condemned=True)  # never a block's home
     live = _mark(store, keys, live_manifests)
     result.live_blocks = len(live)
     homeless = {bid for bid in live if index.lookup(bid) is None}

@@ -6,7 +6,7 @@ only index objects it has not seen and forgetting those that were removed (by re
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Set
 from concurrent.futures import ThreadPoolExecutor
 
 from bootvault.blobstore import BlobStore, ObjectNotFound
@@ -17,14 +17,14 @@ Location = tuple[str, int, int]  # pack id, offset, length
 
 
 class ScopeIndex:
-    """Block id -> (pack, offset, length). Packs the collector has condemned can be *demoted*:
-    they only answer for blocks that no other pack holds."""
+    """Block id -> (pack, offset, length). Packs the collector has condemned rank last: they only
+    answer for blocks that no other pack holds."""
 
     def __init__(self, keys: DataKeys) -> None:
         self.keys = keys
         self._where: dict[bytes, Location] = {}
         self._packs: dict[str, list[tuple[bytes, int, int]]] = {}
-        self._demoted: set[str] = set()
+        self._condemned: set[str] = set()
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -54,19 +54,19 @@ class ScopeIndex:
         with self._lock:
             kept = list(entries)
             self._packs[pack_id] = kept
-            if pack_id in self._demoted:
+            if pack_id in self._condemned:
                 for bid, offset, length in kept:
                     self._where.setdefault(bid, (pack_id, offset, length))
             else:
                 for bid, offset, length in kept:
                     home = self._where.get(bid)
-                    if home is None or home[0] in self._demoted:
+                    if home is None or home[0] in self._condemned:
                         self._where[bid] = (pack_id, offset, length)
 
     def _rebuild(self) -> None:
-        """Recompute every block's home: live packs first, demoted ones only fill gaps."""
+        """Recompute every block's home: live packs first, condemned ones only fill gaps."""
         self._where = {}
-        ordered = sorted(self._packs.items(), key=lambda item: item[0] in self._demoted)
+        ordered = sorted(self._packs.items(), key=lambda item: item[0] in self._condemned)
         for pack_id, entries in ordered:
             for bid, offset, length in entries:
                 self._where.setdefault(bid, (pack_id, offset, length))
@@ -81,18 +81,21 @@ class ScopeIndex:
     def refresh(
         self,
         store: BlobStore,
-        exclude: set[str] | None = None,
-        demote: set[str] | None = None,
+        condemned: Set[str] = frozenset(),
+        *,
+        drop_condemned: bool = False,
         threads: int = 8,
     ) -> None:
-        """Sync with the store: load new index objects, forget removed and `exclude`d packs, and
-        rank `demote`d packs last."""
-        exclude = exclude or set()
-        listed = {pack_id_of(n) for n in store.list(f"index/{self.keys.scope}/")} - exclude
+        """Sync with the store: load new index objects, forget removed packs, and rank the
+        `condemned` ones last (or forget them too, with `drop_condemned`)."""
+        listed = {pack_id_of(n) for n in store.list(f"index/{self.keys.scope}/")}
+        if drop_condemned:
+            listed.difference_update(condemned)
         self.drop_packs(self.pack_ids() - listed)
+        ranked_last: set[str] = set() if drop_condemned else set(condemned)
         with self._lock:
-            if (demote or set()) != self._demoted:
-                self._demoted = set(demote or ())
+            if ranked_last != self._condemned:
+                self._condemned = ranked_last
                 self._rebuild()
         new = sorted(listed - self.pack_ids())
 

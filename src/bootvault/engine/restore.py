@@ -19,6 +19,7 @@ from bootvault.engine.index import ScopeIndex
 from bootvault.engine.keys import DataKeys
 from bootvault.engine.manifest import Manifest
 from bootvault.engine.packs import CorruptIndex
+from bootvault.engine.parts import RepoParts
 from bootvault.engine.progress import ProgressReporter
 from bootvault.engine.source import FileSink, VolumeSink
 
@@ -158,16 +159,9 @@ def _plan(manifest: Manifest, index: ScopeIndex) -> Iterator[tuple[Callable[...,
             yield _restore_run, (index.pack_object(pack_id), run)
 
 
-def _restore_all(
-    store: BlobStore,
-    keys: DataKeys,
-    manifest: Manifest,
-    index: ScopeIndex,
-    target: _Target,
-    reporter: ProgressReporter,
-    workers: int,
-) -> None:
-    limit = max(1, workers) * IN_FLIGHT_PER_WORKER
+def _restore_all(parts: RepoParts, manifest: Manifest, target: _Target, reporter: ProgressReporter) -> None:
+    workers = max(1, parts.threads)
+    limit = workers * IN_FLIGHT_PER_WORKER
     inflight: deque[Future[int]] = deque()
     done = 0
 
@@ -176,12 +170,12 @@ def _restore_all(
         done += inflight.popleft().result()
         reporter.update(done)
 
-    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="bv-restore") as pool:
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bv-restore") as pool:
         try:
-            for fn, args in _plan(manifest, index):
+            for fn, args in _plan(manifest, parts.index):
                 while len(inflight) >= limit:
                     collect()
-                inflight.append(pool.submit(fn, store, keys, target, *args))
+                inflight.append(pool.submit(fn, parts.store, parts.keys, target, *args))
             while inflight:
                 collect()
         except BaseException:
@@ -189,23 +183,19 @@ def _restore_all(
             raise
 
 
-def _refresh(index: ScopeIndex, store: BlobStore, condemned: set[str] | None) -> None:
+def _refresh(parts: RepoParts) -> None:
     try:
-        index.refresh(store, demote=condemned)
+        parts.index.refresh(parts.store, parts.condemned)
     except CorruptIndex as exc:
         raise RestoreError(f"the store's index is damaged: {exc}") from exc
 
 
 def run_restore(
-    store: BlobStore,
-    keys: DataKeys,
+    parts: RepoParts,
     manifest: Manifest,
     sink: VolumeSink,
     *,
-    index: ScopeIndex | None = None,
-    condemned: set[str] | None = None,
     progress: Callable[[int, int], None] | None = None,
-    workers: int = 2,
 ) -> None:
     """Write every block of the manifest into sink (at least its logical size, reading as zeros
     where nothing is written), then flush it.
@@ -213,11 +203,10 @@ def run_restore(
     Raises RestoreError on any missing/corrupt block or I/O failure; the target is then incomplete.
     A store that cannot be reached raises its BlobStoreError: that is an outage, not damaged data.
     """
-    index = index if index is not None else ScopeIndex(keys)
-    _refresh(index, store, condemned)
+    _refresh(parts)
     reporter = ProgressReporter(min(len(manifest) * manifest.block_size, manifest.logical_size), progress)
     reporter.update(0)
-    _restore_all(store, keys, manifest, index, _Target(sink, manifest), reporter, workers)
+    _restore_all(parts, manifest, _Target(sink, manifest), reporter)
     try:
         sink.flush()
     except OSError as exc:
@@ -226,13 +215,12 @@ def run_restore(
 
 
 def restore_to_file(
-    store: BlobStore,
-    keys: DataKeys,
+    parts: RepoParts,
     manifest: Manifest,
     path: str | os.PathLike[str],
     *,
     sparse: bool = True,
-    **kw: Any,
+    progress: Callable[[int, int], None] | None = None,
 ) -> None:
     """Restore into a raw file, holes where the backup has none stored (the base of a hydrating
     volume, tests and tools); `sparse` also leaves the zero pages of stored blocks as holes."""
@@ -241,25 +229,17 @@ def restore_to_file(
     except OSError as exc:
         raise RestoreError(f"cannot open restore target {os.fspath(path)}: {exc}") from exc
     try:
-        run_restore(store, keys, manifest, sink, **kw)
+        run_restore(parts, manifest, sink, progress=progress)
     finally:
         sink.close()
 
 
 def verify_manifest(
-    store: BlobStore,
-    keys: DataKeys,
-    manifest: Manifest,
-    *,
-    index: ScopeIndex | None = None,
-    condemned: set[str] | None = None,
-    progress: Callable[[int, int], None] | None = None,
-    workers: int = 2,
+    parts: RepoParts, manifest: Manifest, *, progress: Callable[[int, int], None] | None = None
 ) -> None:
     """Re-read, decrypt and re-hash every block a manifest references; raise RestoreError on the
     first one that is missing or corrupt. Writes nothing."""
-    index = index if index is not None else ScopeIndex(keys)
-    _refresh(index, store, condemned)
+    _refresh(parts)
     reporter = ProgressReporter(min(len(manifest) * manifest.block_size, manifest.logical_size), progress)
-    _restore_all(store, keys, manifest, index, _Target(None, manifest), reporter, workers)
+    _restore_all(parts, manifest, _Target(None, manifest), reporter)
     reporter.finish()

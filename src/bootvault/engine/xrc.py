@@ -30,7 +30,7 @@ from bootvault.engine import codec
 from bootvault.engine.errors import EngineError
 from bootvault.engine.manifest import Manifest
 from bootvault.engine.packs import PackWriter
-from bootvault.engine.repository import Repository
+from bootvault.engine.parts import RepoParts
 from bootvault.engine.restore import run_restore
 
 FRAME = struct.Struct(">32sBI")
@@ -73,24 +73,16 @@ class _Tap:
 
 
 def each_block(
-    repo: Repository,
+    parts: RepoParts,
     manifest: Manifest,
     prepare: Callable[[int, bytes], object],
     take: Callable[[object], None],
 ) -> None:
     """Read, decrypt and verify every block of `manifest` (RestoreError if one is damaged)."""
-    run_restore(
-        repo.store,
-        repo.keys,
-        manifest,
-        _Tap(manifest.block_size, prepare, take),
-        index=repo.index,
-        condemned=repo.condemned,
-        workers=repo.threads,
-    )
+    run_restore(parts, manifest, _Tap(manifest.block_size, prepare, take))
 
 
-def transfer_ids(repo: Repository, manifest: Manifest, key: bytes) -> dict[int, bytes]:
+def transfer_ids(parts: RepoParts, manifest: Manifest, key: bytes) -> dict[int, bytes]:
     """Block index -> transfer id of every stored block of the backup."""
     out: dict[int, bytes] = {}
 
@@ -98,7 +90,7 @@ def transfer_ids(repo: Repository, manifest: Manifest, key: bytes) -> dict[int, 
         index, tid = cast(tuple[int, bytes], item)
         out[index] = tid
 
-    each_block(repo, manifest, lambda index, block: (index, transfer_id(key, block)), take)
+    each_block(parts, manifest, lambda index, block: (index, transfer_id(key, block)), take)
     return out
 
 
@@ -124,7 +116,7 @@ def _frame(key: bytes, block: bytes) -> bytes:
 
 
 def send_blocks(
-    repo: Repository,
+    parts: RepoParts,
     subset: Manifest,
     key: bytes,
     send: Callable[[bytes, SendStats], None],
@@ -156,7 +148,7 @@ def send_blocks(
             ship()
 
     try:
-        each_block(repo, subset, lambda index, block: (_frame(key, block), len(block)), take)
+        each_block(parts, subset, lambda index, block: (_frame(key, block), len(block)), take)
         if batch:
             ship()
         for fut in pending:
@@ -189,26 +181,26 @@ def frames(body: bytes, max_block: int) -> Iterator[tuple[bytes, bytes]]:
         yield tid, payload
 
 
-def _received(repo: Repository, key: bytes, tid: bytes, block: bytes) -> tuple[bytes, bytes, bytes | None]:
+def _received(parts: RepoParts, key: bytes, tid: bytes, block: bytes) -> tuple[bytes, bytes, bytes | None]:
     """(transfer id, local id, encoded blob or None if the scope holds it) of one received block."""
     if transfer_id(key, block) != tid:
         raise BadFrame(f"block {tid.hex()[:16]} does not match its transfer id (damaged in transit)")
-    bid = codec.block_id(repo.keys, block)
-    home = repo.index.lookup(bid)
-    held = home is not None and home[0] not in repo.condemned
-    return tid, bid, None if held else bytes(codec.encode(repo.keys, block, bid))
+    bid = codec.block_id(parts.keys, block)
+    home = parts.index.lookup(bid)
+    held = home is not None and home[0] not in parts.condemned
+    return tid, bid, None if held else bytes(codec.encode(parts.keys, block, bid))
 
 
-def store_received(repo: Repository, key: bytes, body: bytes, max_block: int) -> list[tuple[str, str]]:
+def store_received(parts: RepoParts, key: bytes, body: bytes, max_block: int) -> list[tuple[str, str]]:
     """Check and store the blocks of a body; returns (transfer id, local block id) hex pairs, all
     of them in whole packs (with index objects) by the time this returns. Blocks are checked and
     encoded in parallel (BLAKE3, zstd and AES-GCM release the GIL), packed in order."""
-    repo.index.refresh(repo.store, demote=repo.condemned)
+    parts.index.refresh(parts.store, parts.condemned)
     pairs: list[tuple[str, str]] = []
-    packer = PackWriter(repo.store, repo.keys, uploaders=1, on_stored=repo.index.add_pack)
+    packer = PackWriter(parts.store, parts.keys, uploaders=1, on_stored=parts.index.add_pack)
     try:
-        with ThreadPoolExecutor(max_workers=max(1, repo.threads), thread_name_prefix="bv-xrc-recv") as pool:
-            work = [pool.submit(_received, repo, key, tid, block) for tid, block in frames(body, max_block)]
+        with ThreadPoolExecutor(max_workers=max(1, parts.threads), thread_name_prefix="bv-xrc-recv") as pool:
+            work = [pool.submit(_received, parts, key, tid, block) for tid, block in frames(body, max_block)]
             pending: set[bytes] = set()
             for fut in work:
                 tid, bid, blob = fut.result()
@@ -222,11 +214,11 @@ def store_received(repo: Repository, key: bytes, body: bytes, max_block: int) ->
     return pairs
 
 
-def present(repo: Repository, block_ids: list[str]) -> list[bool]:
+def present(parts: RepoParts, block_ids: list[str]) -> list[bool]:
     """Whether each (hex) block id is stored in the scope now, in a pack GC has not condemned."""
-    repo.index.refresh(repo.store, demote=repo.condemned)
+    parts.index.refresh(parts.store, parts.condemned)
     out = []
     for hexid in block_ids:
-        home = repo.index.lookup(bytes.fromhex(hexid))
-        out.append(home is not None and home[0] not in repo.condemned)
+        home = parts.index.lookup(bytes.fromhex(hexid))
+        out.append(home is not None and home[0] not in parts.condemned)
     return out

@@ -7,11 +7,9 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from bootvault.blobstore import BlobStore, open_blobstore
 from bootvault.config import Settings
-from bootvault.engine.index import IndexCache
 from bootvault.engine.keys import KeyRing, master_from_file, parse_master
-from bootvault.engine.repository import Repository
+from bootvault.engine.repository import Repositories, Repository, open_repositories
 from bootvault.fsutil import make_private_dir
 from bootvault.pool import VolumePool
 from bootvault.service.pagetokens import PageTokens
@@ -47,9 +45,8 @@ def _wrapped_loader(db: Database) -> Callable[[str], bytes | None]:
 class Context:
     settings: Settings
     db: Database
-    store: BlobStore
+    repositories: Repositories  # the only way to the data (engine/repository.py)
     keys: KeyRing
-    indexes: IndexCache = field(default_factory=IndexCache)
     # (tenancy, user, fingerprint) -> (ApiKey, expiry on time.monotonic()); see service/identity.py
     api_key_cache: dict[tuple[str, str, str], tuple[Any, float]] = field(default_factory=dict)
 
@@ -63,7 +60,9 @@ class Context:
         return cls(
             settings=settings,
             db=db,
-            store=open_blobstore(str(settings.store_url)),
+            repositories=open_repositories(
+                str(settings.store_url), block_size=settings.block_size, threads=settings.engine_threads
+            ),
             keys=KeyRing(_master_key(settings), _wrapped_loader(db)),
         )
 
@@ -81,15 +80,8 @@ class Context:
         """The engine's view of one scope: keys, cached index, and the packs GC has condemned."""
         keys = self.keys.data_keys(tenancy_id, kms_key_id)
         with self.db.read() as conn:
-            condemned = set(gc.condemned(conn, keys.scope))
-        return Repository(
-            self.store,
-            keys,
-            self.indexes.get(keys),
-            condemned,
-            self.settings.block_size,
-            self.settings.engine_threads,
-        )
+            condemned = gc.condemned(conn, keys.scope)
+        return self.repositories.scope(keys, condemned)
 
     def close(self) -> None:
         self.db.dispose()

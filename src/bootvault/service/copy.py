@@ -45,6 +45,7 @@ from bootvault.domain.models import BackupState, BootVolumeBackup, Job, JobKind,
 from bootvault.domain.validation import check_display_name
 from bootvault.engine import xrc
 from bootvault.engine.manifest import Manifest
+from bootvault.engine.repository import Repository
 from bootvault.service import copy_dest
 from bootvault.service.context import Caller, Context
 from bootvault.service.copy_dest import CopyOrder
@@ -237,7 +238,7 @@ def run_copy(ctx: Context, job: Job, lease: Lease) -> None:
     )
     repo = ctx.repository(tenancy, source.kms_key_id)
     manifest = repo.manifest(source.id)
-    by_index = xrc.transfer_ids(repo, manifest, key)
+    by_index = repo.transfer_ids(manifest, key)
     lease.check()
     indices = array("Q", sorted(by_index))
     tids = [by_index[i] for i in indices]
@@ -293,7 +294,7 @@ def run_copy(ctx: Context, job: Job, lease: Lease) -> None:
 def _send(
     ctx: Context,
     lease: Lease,
-    repo: Any,
+    repo: Repository,
     dest: Destination,
     wr_id: str,
     target: str,
@@ -326,7 +327,7 @@ def _send(
 
     cap = ctx.settings.copy_max_bps
     batch = xrc.BATCH_BYTES if cap <= 0 else max(256 << 10, min(xrc.BATCH_BYTES, cap // 2))
-    stats = xrc.send_blocks(repo, subset, key, send, batch)
+    stats = repo.send_blocks(subset, key, send, batch)
     return stats.payload_bytes
 
 

@@ -20,9 +20,7 @@ from typing import Any
 
 from bootvault.domain.errors import Conflict, InvalidArgument, NotFound, RelatedNotFound
 from bootvault.domain.models import BackupState, BackupType, BootVolumeBackup, SourceType, Tags
-from bootvault.engine import xrc
-from bootvault.engine.manifest import Manifest, save_manifest
-from bootvault.engine.repository import manifest_name
+from bootvault.engine.manifest import Manifest
 from bootvault.service import quotas
 from bootvault.service.context import Context
 from bootvault.store import backups, identity, workrequests
@@ -151,17 +149,17 @@ def missing(ctx: Context, backup_id: str, tenancy_id: str, tids: list[bytes]) ->
     repo = ctx.repository(tenancy_id, backup.kms_key_id)
     hexes = [t.hex() for t in tids]
     with ctx.db.read() as conn:
-        known = xrc_repo.known_transfers(conn, repo.keys.scope, hexes)
-    have = dict(zip(known, xrc.present(repo, list(known.values())), strict=True))
+        known = xrc_repo.known_transfers(conn, repo.scope, hexes)
+    have = dict(zip(known, repo.present(list(known.values())), strict=True))
     return [t for t, h in zip(tids, hexes, strict=True) if not have.get(h, False)]
 
 
 def receive(ctx: Context, backup_id: str, tenancy_id: str, key: bytes, body: bytes, percent: float) -> int:
     backup = _copying(ctx, backup_id, tenancy_id)
     repo = ctx.repository(tenancy_id, backup.kms_key_id)
-    pairs = xrc.store_received(repo, key, body, max(ctx.settings.block_size, 1 << 20))
+    pairs = repo.store_received(key, body, max(ctx.settings.block_size, 1 << 20))
     with ctx.db.write() as conn:
-        xrc_repo.remember_transfers(conn, repo.keys.scope, pairs)
+        xrc_repo.remember_transfers(conn, repo.scope, pairs)
         backups.update_backup(conn, backup_id, {"percent_complete": int(min(99, percent))})
         _wr_progress(conn, backup_id, percent)
     return len(pairs)
@@ -191,14 +189,14 @@ def commit(
     repo = ctx.repository(tenancy_id, backup.kms_key_id)
     hexes = sorted({t.hex() for t in tids})
     with ctx.db.read() as conn:
-        known = xrc_repo.known_transfers(conn, repo.keys.scope, hexes)
-    ok = dict(zip(known, xrc.present(repo, list(known.values())), strict=True))
+        known = xrc_repo.known_transfers(conn, repo.scope, hexes)
+    ok = dict(zip(known, repo.present(list(known.values())), strict=True))
     lacking = [h for h in hexes if not ok.get(h, False)]
     if lacking:
         return [bytes.fromhex(h) for h in lacking]
     entries = [(i, bytes.fromhex(known[t.hex()])) for i, t in zip(indices, tids, strict=True)]
     manifest = Manifest.from_entries(int(header["logical_size"]), int(header["block_size"]), entries)
-    save_manifest(repo.store, repo.keys, manifest_name(backup_id), manifest)
+    repo.save_manifest(backup_id, manifest)
     imaged = datetime.fromisoformat(header["time_imaged"]) if header.get("time_imaged") else now()
     values: dict[str, Any] = {
         "percent_complete": 100,

@@ -9,9 +9,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from bootvault.blobstore import BlobStoreError
 from bootvault.domain.errors import BootVaultError, Conflict, IncorrectState, InvalidArgument
-from bootvault.engine.errors import EngineError
+from bootvault.engine.errors import EngineError, StorageError
 from bootvault.engine.keys import KeyNotFound, KeyUnwrapError
 from bootvault.pool import PoolError
 from bootvault.pool.errors import ImageRejected, VolumeBusy
@@ -29,7 +28,7 @@ TABLE = (
     Failure((ImageRejected,), "The volume pool failed", True, InvalidArgument),
     Failure((VolumeBusy,), "The volume pool failed", True, IncorrectState),
     Failure((PoolError,), "The volume pool failed", True, Conflict),
-    Failure((BlobStoreError,), "The object store failed", True),
+    Failure((StorageError,), "The object store failed", True),
     Failure((KeyNotFound, KeyUnwrapError), "The encryption key is unavailable", True),
     Failure((EngineError,), None, True),  # damaged data: fails again, then the reason
     Failure((OSError,), "A volume pool file could not be accessed", True),

@@ -10,9 +10,9 @@ import time
 
 from sqlalchemy import Connection
 
-from bootvault.blobstore import ObjectNotFound
 from bootvault.config import Settings
 from bootvault.domain.models import BackupState, BootVolume, Job, JobKind, JobState, VolumeState
+from bootvault.engine.errors import DataMissing
 from bootvault.engine.manifest import CorruptManifest, Manifest
 from bootvault.engine.reader import BackupReader
 from bootvault.pool import PoolError, PoolVolume, hydrate
@@ -35,9 +35,7 @@ def open_backup_reader(backup_id: str) -> BackupReader:
         backup = backups.get_backup(conn, backup_id)
     if backup is None:
         raise LookupError(f"backup {backup_id} not found")
-    repo = ctx.repository(backup.tenancy_id, backup.kms_key_id)
-    repo.index.refresh(repo.store, demote=repo.condemned)
-    return BackupReader(repo.store, repo.keys, repo.index, repo.manifest(backup.id))
+    return ctx.repository(backup.tenancy_id, backup.kms_key_id).reader(backup.id)
 
 
 def run_restore(ctx: Context, job: Job, lease: Lease) -> None:
@@ -53,7 +51,7 @@ def run_restore(ctx: Context, job: Job, lease: Lease) -> None:
     repo = ctx.repository(backup.tenancy_id, backup.kms_key_id)
     try:
         manifest = repo.manifest(backup.id)  # fails now, not at the first read, if it is damaged
-    except (ObjectNotFound, CorruptManifest) as exc:
+    except (DataMissing, CorruptManifest) as exc:
         raise JobFailed(f"The manifest of backup {backup.id} cannot be read: {exc}") from exc
     if manifest.logical_size > vol.size_bytes:
         raise JobFailed(f"The backup holds {manifest.logical_size} bytes, more than the volume's size.")

@@ -12,7 +12,6 @@ from datetime import datetime, timedelta
 from sqlalchemy import Connection
 
 from bootvault import metrics
-from bootvault.blobstore import BlobStoreError
 from bootvault.domain.errors import Conflict
 from bootvault.domain.lifecycle import BACKUP, VOLUME
 from bootvault.domain.models import (
@@ -25,9 +24,9 @@ from bootvault.domain.models import (
     JobState,
     VolumeState,
 )
-from bootvault.engine.errors import EngineError
+from bootvault.engine.errors import EngineError, StorageError
 from bootvault.engine.manifest import Manifest
-from bootvault.engine.repository import Repository, manifest_name
+from bootvault.engine.repository import Repository
 from bootvault.service import copy, failures, hydration, maintenance, regions
 from bootvault.service.context import Context, transient_database_error
 from bootvault.service.lease import JobFailed, Lease, LeaseLost, finish_job
@@ -76,7 +75,7 @@ def _parent_manifest(repo: Repository, parent: BootVolumeBackup | None) -> Manif
         return None
     try:
         return repo.manifest(parent.id)
-    except (EngineError, BlobStoreError) as exc:  # costs speed only: read and check every block
+    except (EngineError, StorageError) as exc:  # costs speed only: read and check every block
         log.warning("parent manifest of %s unreadable (%s); reading the whole volume", parent.id, exc)
         return None
 
@@ -188,7 +187,7 @@ def _run_resize(ctx: Context, job: Job, lease: Lease) -> None:
 
 def _run_delete_backup(ctx: Context, job: Job, lease: Lease) -> None:
     # Blocks stay until garbage collection proves no other backup references them.
-    ctx.store.delete(manifest_name(job.resource_id))
+    ctx.repositories.delete_manifest(job.resource_id)
     finish_job(
         ctx,
         job,

@@ -9,12 +9,10 @@ from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 
 from bootvault import metrics
-from bootvault.blobstore import ObjectNotFound
 from bootvault.domain.lifecycle import JOB_ENDED
 from bootvault.domain.models import BackupState, Job, JobKind
-from bootvault.engine.gc import collect_garbage
+from bootvault.engine.errors import DataMissing
 from bootvault.engine.manifest import CorruptManifest
-from bootvault.engine.repository import manifest_name
 from bootvault.engine.restore import RestoreError
 from bootvault.service.context import Context
 from bootvault.store import backups, gc, jobs, locks
@@ -45,12 +43,12 @@ class VerifyReport:
 
 @dataclass
 class _Scope:
-    live: list[str] = field(default_factory=list)  # manifests whose blocks GC keeps
+    live: list[str] = field(default_factory=list)  # backups whose blocks GC keeps
     pinned: list[str] = field(default_factory=list)  # of those, the locked or held ones
 
 
 def _scopes(ctx: Context) -> dict[tuple[str, str | None], _Scope]:
-    """(tenancy, kms key) -> its AVAILABLE backups' manifests, plus those of any backup a
+    """(tenancy, kms key) -> its AVAILABLE backups, plus those of any backup a
     retention lock or legal hold still pins (whatever its state); every scope that held data."""
     groups: dict[tuple[str, str | None], _Scope] = defaultdict(_Scope)
     at = now()
@@ -59,9 +57,9 @@ def _scopes(ctx: Context) -> dict[tuple[str, str | None], _Scope]:
             scope = groups[(b.tenancy_id, b.kms_key_id)]
             pinned = b.retention.pinned(at) and b.lifecycle_state != BackupState.TERMINATED
             if b.lifecycle_state == BackupState.AVAILABLE or pinned:
-                scope.live.append(manifest_name(b.id))
+                scope.live.append(b.id)
             if pinned:
-                scope.pinned.append(manifest_name(b.id))
+                scope.pinned.append(b.id)
     return groups
 
 
@@ -69,18 +67,16 @@ def run_gc(ctx: Context) -> GcReport:
     report = GcReport()
     grace = timedelta(seconds=ctx.settings.gc_grace_seconds)
     for (tenancy_id, kms_key_id), scope in _scopes(ctx).items():
-        keys = ctx.keys.data_keys(tenancy_id, kms_key_id)
+        repo = ctx.repository(tenancy_id, kms_key_id)  # with the packs condemned so far
         with ctx.db.read() as conn:
-            condemned = gc.condemned(conn, keys.scope)
             oldest = jobs.oldest_running_start(conn, READERS)
         cutoff = now() - grace
         if oldest is not None:
             cutoff = min(cutoff, oldest - SKEW_MARGIN)
-        result = collect_garbage(ctx.store, keys, scope.live, condemned, cutoff, scope.pinned)
+        result = repo.collect_garbage(scope.live, scope.pinned, cutoff)
         with ctx.db.write() as conn:
-            gc.forget(conn, keys.scope, result.rescued | result.deleted)
-            gc.condemn(conn, keys.scope, result.condemned, now())
-        ctx.indexes.get(keys).drop_packs(result.deleted)
+            gc.forget(conn, repo.scope, result.rescued | result.deleted)
+            gc.condemn(conn, repo.scope, result.condemned, now())
         report.scopes += 1
         report.live_blocks += result.live_blocks
         report.condemned_packs += len(result.condemned)
@@ -108,7 +104,7 @@ def run_verify(ctx: Context, backup_id: str | None = None) -> VerifyReport:
             repo.verify(repo.manifest(b.id))
         except RestoreError as exc:
             _mark_faulty(ctx, b.id, f"Verification found damaged data: {exc}", report)
-        except (ObjectNotFound, CorruptManifest) as exc:  # a lost or damaged manifest is damage too
+        except (DataMissing, CorruptManifest) as exc:  # a lost or damaged manifest is damage too
             _mark_faulty(ctx, b.id, f"Verification could not read the manifest: {exc}", report)
         # Any other store error (an outage) fails the verify job; it never condemns a backup.
         report.checked += 1
