@@ -52,12 +52,9 @@ class UpdateBackup:
 
 
 @dataclass
-class ListBackups:
-    compartment_id: str
-    boot_volume_id: str | None = None
-    display_name: str | None = None
-    source_boot_volume_backup_id: str | None = None
-    lifecycle_state: BackupState | None = None
+class ListBackups(repo.BackupFilter):
+    """The store's filter, with the order and the page."""
+
     sort_by: str | None = None  # TIMECREATED | DISPLAYNAME; None: the token's, or the default
     sort_order: str | None = None  # ASC | DESC
     limit: int = MAX_PAGE
