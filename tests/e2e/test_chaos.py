@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow(5.5)
+
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 
 CHECKED = [

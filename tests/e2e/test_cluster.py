@@ -30,6 +30,8 @@ from sqlalchemy import create_engine, text
 from tests.dbs import pg_schema_url
 from tests.helpers import BIN, MIB, Tenant, free_port, wait_hydrated, wait_state
 
+pytestmark = pytest.mark.slow(5)
+
 VOLUMES, PER_VOLUME = 5, 4
 GIB = 1 << 30
 

@@ -37,6 +37,8 @@ from tests.nbdwriter import (
     stop_daemons,
 )
 
+pytestmark = pytest.mark.slow(4.5)
+
 AD = "bootvault:AD-1"
 REGION = 16 * MIB  # the writer's slots: [REGION, REGION + SLOTS * 4 KiB)
 SLOTS = 2048

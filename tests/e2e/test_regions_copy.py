@@ -33,6 +33,8 @@ from tests.helpers import (
 )
 from tests.regions import SCHEDULER_TICK, Region, client_in, pair, run_oci_cli, work_requests_in
 
+pytestmark = pytest.mark.slow(4.5)
+
 AD = "bootvault:AD-1"
 GIB = 1 << 30
 COPY_BPS = 4 * MIB  # alpha's cap on what a copy sends per second (so a copy is seen in progress)
