@@ -70,6 +70,7 @@ class Config:
     backend: str = "sqlite"
     root: Path | None = None
     threads: int = 2
+    min_faults: int = 0  # the faults go on past `seconds` until this many were made (FaultWindow)
 
 
 @dataclass
@@ -142,6 +143,21 @@ class SettleMonitor(threading.Thread):
                 return
 
 
+class FaultWindow:
+    """The time in which the workload runs and the chaos thread kills: cfg.seconds, and after
+    that until cfg.min_faults faults were made, so a short run on a slow machine still has its
+    count (but never more than three times cfg.seconds)."""
+
+    def __init__(self, cfg: Config, report: Report) -> None:
+        self.start, self.cfg, self.report = time.monotonic(), cfg, report
+
+    def is_open(self) -> bool:
+        elapsed = time.monotonic() - self.start
+        if elapsed < self.cfg.seconds:
+            return True
+        return len(self.report.faults) < self.cfg.min_faults and elapsed < 3 * self.cfg.seconds
+
+
 def say(what: str) -> None:
     print(f"{time.strftime('%H:%M:%S')} {what}", file=sys.stderr, flush=True)
 
@@ -183,9 +199,9 @@ def setup(rig: Rig, rng: random.Random, root: Path) -> Workload:
     return w
 
 
-def workload_thread(w: Workload, rng: random.Random, deadline: float, errors: Counter[str]) -> None:
+def workload_thread(w: Workload, rng: random.Random, window: FaultWindow, errors: Counter[str]) -> None:
     names, weights = zip(*OPS, strict=True)
-    while time.monotonic() < deadline:
+    while window.is_open():
         op = rng.choices(names, weights)[0]
         started = time.monotonic()
         try:
@@ -201,14 +217,14 @@ def workload_thread(w: Workload, rng: random.Random, deadline: float, errors: Co
 
 
 def chaos_thread(
-    rig: Rig, rng: random.Random, deadline: float, report: Report, monitor: SettleMonitor
+    rig: Rig, rng: random.Random, window: FaultWindow, report: Report, monitor: SettleMonitor
 ) -> None:
-    """Faults until the deadline; the supervisor's restarts until the rig stops."""
+    """Faults while the window is open; the supervisor's restarts until the rig stops."""
     start = time.monotonic()
     next_fault = start + rng.uniform(*FAULT_EVERY)
     while not rig.stopping:
         rig.supervise()
-        if next_fault <= time.monotonic() < deadline:
+        if next_fault <= time.monotonic() and window.is_open():
             target = rng.choice(rig.targets())
             what = rig.kill(target, rng)
             if what is None:  # nothing of that kind running now (no hydration, say): another part
@@ -235,18 +251,19 @@ def run(cfg: Config) -> Report:
         db = Db(rig.db_url())
         monitor = SettleMonitor(db, report)
         monitor.start()
-        deadline = time.monotonic() + cfg.seconds
+        window = FaultWindow(cfg, report)
         errors: Counter[str] = Counter()
         threads = [
-            threading.Thread(target=workload_thread, args=(w, random.Random(rng.random()), deadline, errors))
+            threading.Thread(target=workload_thread, args=(w, random.Random(rng.random()), window, errors))
             for _ in range(cfg.threads)
         ]
-        chaos = threading.Thread(target=chaos_thread, args=(rig, rng, deadline, report, monitor), daemon=True)
+        chaos = threading.Thread(target=chaos_thread, args=(rig, rng, window, report, monitor), daemon=True)
         for t in [*threads, chaos]:
             t.start()
-        while time.monotonic() < deadline:
+        while window.is_open():
             time.sleep(0.2)
         last_fault = time.monotonic()
+        report.counts["fault_window_seconds"] = round(last_fault - window.start, 1)
         say("faults stopped; waiting for the workload's last operations")
         for t in threads:
             t.join()

@@ -17,10 +17,22 @@ E2E = Path(__file__).parent / "e2e"
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Everything under tests/e2e starts servers, daemons or clients: marked `e2e`, so that
-    `make test-fast` (-m "not e2e") runs the unit, contract and in-process tiers alone."""
+    `make test-fast` (-m "not e2e") runs the unit, contract and in-process tiers alone.
+
+    Files marked `slow(minutes)` (a rough length, for this order only) come first, the longest
+    first: pytest-xdist (--dist loadfile, with --no-loadscope-reorder in the addopts) hands out
+    whole files in collection order, so they start at once and the short files fill in around
+    them. By default xdist orders files by their number of tests, which left the few-test,
+    many-minute files (the chaos soak, the cluster) to the end of the run."""
     for item in items:
         if E2E in item.path.parents:
             item.add_marker(pytest.mark.e2e)
+    items.sort(key=_minutes_descending)  # stable: each file's tests stay together, in order
+
+
+def _minutes_descending(item: pytest.Item) -> float:
+    slow = item.get_closest_marker("slow")
+    return -float(slow.args[0]) if slow else 0.0
 
 
 @pytest.fixture(scope="session")

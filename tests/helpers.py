@@ -276,6 +276,12 @@ class Deployment:
             self.detach(volume_id)
 
 
+def sleep_until(moment: float) -> None:
+    """Until time.monotonic() reaches `moment`: a check that something did NOT happen for a while
+    after an event counts the time since the event, not a fixed sleep after whatever came next."""
+    time.sleep(max(0.0, moment - time.monotonic()))
+
+
 def wait_state(client: oci.core.BlockstorageClient, getter: str, ident: str, state: str, timeout: int = 120):  # type: ignore[no-untyped-def]
     resp = getattr(client, getter)(ident)
     return oci.wait_until(

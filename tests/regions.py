@@ -12,6 +12,8 @@ import oci
 
 from tests.helpers import Deployment, Tenant
 
+SCHEDULER_TICK = 1.0  # seconds between a region's scheduler ticks (policy copies, stall watchdog)
+
 
 class Region(Deployment):
     """A Deployment serving region `name` (BOOTVAULT_REGION)."""
@@ -20,7 +22,7 @@ class Region(Deployment):
         super().__init__(root, **kw)
         self.name = name
         self.env["BOOTVAULT_REGION"] = name
-        self.env["BOOTVAULT_SCHEDULER_INTERVAL_SECONDS"] = "1"
+        self.env["BOOTVAULT_SCHEDULER_INTERVAL_SECONDS"] = f"{SCHEDULER_TICK:g}"
         self.env["BOOTVAULT_MIN_RETENTION_SECONDS"] = "1"  # policy copies expire within a test
         self.env["BOOTVAULT_COPY_CALL_TIMEOUT_SECONDS"] = "5"
 

@@ -1,9 +1,14 @@
 """A short seeded chaos soak (bench/chaos.py's engine): a mixed workload through the oci SDK and
-the admin CLI while API processes, workers and volume daemons are SIGKILLed at random instants
-(a few dozen faults in about 90 seconds), then every invariant of bench/chaoscheck.py: nothing
-acknowledged lost or doubled, nothing stuck, every backup restores to its volume's bytes at its
-timeCreated, no acknowledged write of the attached volume lost, locked and held backups kept,
-GC and verify clean, no 5xx but 503."""
+the admin CLI while API processes, workers and volume daemons are SIGKILLed at random instants,
+then every invariant of bench/chaoscheck.py: nothing acknowledged lost or doubled, nothing
+stuck, every backup restores to its volume's bytes at its timeCreated, no acknowledged write of
+the attached volume lost, locked and held backups kept, GC and verify clean, no 5xx but 503.
+
+The faults go on for SECONDS (BOOTVAULT_CHAOS_SECONDS, default 60) and then until MIN_FAULTS
+were made: a fault comes every 1-4 s, so about a minute on a quiet machine, and longer on a
+loaded one (3.4 s between faults in the loaded 20-minute runs of bench/RESULTS-chaos.md). It
+was a fixed 90 s until the suite had to be quicker; the test still asks for at least 20 faults,
+on every kind of target, and for every invariant."""
 
 from __future__ import annotations
 
@@ -13,7 +18,11 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow(5.5)
+
 BENCH = Path(__file__).resolve().parents[2] / "bench"
+SECONDS = float(os.environ.get("BOOTVAULT_CHAOS_SECONDS", "60"))
+MIN_FAULTS = 24
 
 CHECKED = [
     "api-5xx",
@@ -27,12 +36,12 @@ CHECKED = [
 ]
 
 
-def _run(tmp_path: Path, seed: int, seconds: float, backend: str):  # type: ignore[no-untyped-def]
+def _run(tmp_path: Path, seed: int, backend: str):  # type: ignore[no-untyped-def]
     if str(BENCH) not in sys.path:
         sys.path.append(str(BENCH))  # appended: bench's module names never shadow anything
     from chaos import Config, run
 
-    return run(Config(seed=seed, seconds=seconds, backend=backend, root=tmp_path))
+    return run(Config(seed=seed, seconds=SECONDS, backend=backend, root=tmp_path, min_faults=MIN_FAULTS))
 
 
 def _assert_held(report) -> None:  # type: ignore[no-untyped-def]
@@ -46,7 +55,7 @@ def _assert_held(report) -> None:  # type: ignore[no-untyped-def]
 
 @pytest.mark.timeout(900)
 def test_chaos_sqlite(tmp_path: Path) -> None:
-    _assert_held(_run(tmp_path, seed=18, seconds=90, backend="sqlite"))
+    _assert_held(_run(tmp_path, seed=18, backend="sqlite"))
 
 
 @pytest.mark.timeout(900)
@@ -61,4 +70,4 @@ def test_chaos_pg_s3(tmp_path: Path) -> None:
 
     require_pg()
     require_weed()
-    _assert_held(_run(tmp_path, seed=18, seconds=90, backend="pg"))
+    _assert_held(_run(tmp_path, seed=18, backend="pg"))

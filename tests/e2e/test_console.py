@@ -17,6 +17,8 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from tests.helpers import MIB, Deployment, Tenant, log_entries, make_image, sha256_file, wait_state
 
+pytestmark = pytest.mark.slow(3)
+
 CHROMIUM = "/usr/bin/chromium"
 GIB = 1 << 30
 PASSWORD = "correct horse battery staple"

@@ -16,6 +16,8 @@ from oci.core.models import (
 
 from tests.helpers import MIB, Deployment, Tenant, make_image, sha256_file, wait_hydrated, wait_state
 
+pytestmark = pytest.mark.slow(3)
+
 GIB = 1 << 30
 
 

@@ -42,6 +42,8 @@ from tests.dbs import pg_schema_url
 from tests.helpers import MIB, Deployment, Tenant, log_entries, make_image, wait_state
 from tests.rawhttp import RawClient, RawResponse
 
+pytestmark = pytest.mark.slow(5)
+
 API = "/20160918"
 SCALE = float(os.environ.get("BOOTVAULT_FUZZ_SCALE", "1"))
 AD = "bootvault:AD-1"

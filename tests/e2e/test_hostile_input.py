@@ -32,6 +32,8 @@ from tests.dbs import pg_schema_url
 from tests.helpers import BIN, MIB, Deployment, Tenant, make_image, wait_state
 from tests.rawhttp import RawClient, RawResponse
 
+pytestmark = pytest.mark.slow(4.5)
+
 API = "/20160918"
 AD = "bootvault:AD-1"
 

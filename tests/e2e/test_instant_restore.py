@@ -29,6 +29,8 @@ from tests.e2e.test_worker_lifecycle import WorkerProcess
 from tests.helpers import MIB, Deployment, Tenant, make_image, sha256_file, wait_state
 from tests.nbdwriter import stop_daemons
 
+pytestmark = pytest.mark.slow(2)
+
 AD = "bootvault:AD-1"
 SIZE = 24 * MIB
 SLOW = str(2 * MIB)  # bytes per second: the copy takes ~10 s for this image's data

@@ -25,7 +25,7 @@ from oci.core.models import (
 )
 
 from bootvault.pool.daemon import Runtime
-from tests.helpers import BIN, MIB, Deployment, Tenant, log_entries, make_image, wait_state
+from tests.helpers import BIN, MIB, Deployment, Tenant, make_image, raw_request, wait_state
 from tests.nbdwriter import (
     BLOCK,
     Write,
@@ -36,6 +36,8 @@ from tests.nbdwriter import (
     state_after,
     stop_daemons,
 )
+
+pytestmark = pytest.mark.slow(4.5)
 
 AD = "bootvault:AD-1"
 REGION = 16 * MIB  # the writer's slots: [REGION, REGION + SLOTS * 4 KiB)
@@ -255,15 +257,14 @@ def test_backups_of_a_volume_being_written_are_points_in_time(dep: Deployment, t
 # -- crashes: a daemon, a worker --------------------------------------------------------------------
 
 
-def _wait_reading(d: Deployment, backup_id: str, log: Path, timeout: float = 60) -> None:
-    """Until the backup has been reading its point-in-time view for a moment (the worker logs
-    its plan once the view is exported); the view's overlay is still in the pool then."""
+def _wait_reading(d: Deployment, tenant: Tenant, backup_id: str, timeout: float = 60) -> None:
+    """Until the backup has read part of its point-in-time view: its backupProgress, which the
+    worker reports as it reads, is above 0. A FULL of 128 MiB of random data reads for some 0.3 s
+    more, so the view's overlay is still in the pool then."""
     deadline = time.monotonic() + timeout
-    start = f"backup {backup_id} of "
-    while not any(str(e.get("message", "")).startswith(start) for e in log_entries(log)):
+    while raw_request(tenant, "GET", f"/bootVolumeBackups/{backup_id}").json()["backupProgress"] == 0:
         assert time.monotonic() < deadline, "the backup did not start reading"
         time.sleep(0.01)
-    time.sleep(0.05)  # reading has begun; a FULL of 128 MiB of random data takes some 0.3 s more
     assert list(_pool_dir(d).glob(".fleece-*")), "the backup was over before it could be interrupted"
 
 
@@ -285,7 +286,7 @@ def test_daemon_killed_during_a_backup(dep: Deployment, tmp_path: Path) -> None:
     writer = Writer(uri, tmp_path / "writes.log", offset=REGION, slots=SLOTS, fua=True)
     try:
         killed = _backup(client, volume_id, "FULL")
-        _wait_reading(dep, killed, dep.root / "server.log")
+        _wait_reading(dep, tenant, killed)
         pid = runtime.pid()
         assert pid is not None
         os.kill(pid, signal.SIGKILL)
@@ -433,7 +434,7 @@ def test_worker_killed_during_a_backup_of_an_attached_volume(tmp_path: Path) -> 
         try:
             first = _backup(client, volume_id, "FULL")
             worker = WorkerProcess(d, tmp_path / "worker1.log")
-            _wait_reading(d, first, tmp_path / "worker1.log")
+            _wait_reading(d, tenant, first)
             worker.kill()
             assert client.get_boot_volume_backup(first).data.lifecycle_state == "CREATING"
             assert list(_pool_dir(d).glob(".fleece-*"))  # the dead job's view is still there

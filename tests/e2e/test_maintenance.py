@@ -17,6 +17,8 @@ from oci.core.models import (
 
 from tests.helpers import MIB, Deployment, Tenant, sha256_file, wait_hydrated, wait_state
 
+pytestmark = pytest.mark.slow(2)
+
 
 @pytest.fixture(scope="module")
 def dep(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:

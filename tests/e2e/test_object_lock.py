@@ -26,6 +26,8 @@ from bootvault.blobstore.s3 import S3BlobStore
 from tests.helpers import MIB, Deployment, make_image, wait_state
 from tests.s3server import S3Server
 
+pytestmark = pytest.mark.slow(3)
+
 
 def _lock_bucket(s3: S3Server) -> str:
     name = f"lock-{os.urandom(6).hex()}"

@@ -88,6 +88,20 @@ def test_metrics_only_on_their_own_listener(observed: tuple[Deployment, int], tm
     assert 'bootvault_jobs_current{kind="BACKUP",state="SUCCEEDED"}' in text
 
 
+def _wait_first_polls_done(log: Path) -> None:
+    """Until the worker has run the GC and verify jobs its first round queued (a fresh database
+    owes both): it has then found nothing more to do and waits for its next poll."""
+    deadline = time.monotonic() + 30
+    while True:
+        entries = log_entries(log)
+        claimed = {e["resource"]: e.get("job") for e in entries if e.get("resource") in ("gc", "verify")}
+        finished = {e.get("message") for e in entries}
+        if len(claimed) == 2 and all(f"job {job} finished" in finished for job in claimed.values()):
+            return
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.05)
+
+
 def test_a_worker_in_another_process_wakes_on_sqlite(tmp_path: Path) -> None:
     """The API alone in one process, a worker in another, one SQLite file and a 30 s poll: the
     backup starts at once because the commit rings the worker's doorbell socket."""
@@ -109,7 +123,7 @@ def test_a_worker_in_another_process_wakes_on_sqlite(tmp_path: Path) -> None:
         image = tmp_path / "disk.img"
         make_image(image, 4 * MIB, seed=32)
         volume_id = dep.import_volume(tenant, image)
-        time.sleep(1)  # the worker's first poll (at start) is behind it; the next is 30 s away
+        _wait_first_polls_done(tmp_path / "worker.log")  # the next poll is 30 s away
         client = tenant.client()
         started = time.monotonic()
         backup = client.create_boot_volume_backup(CreateBootVolumeBackupDetails(boot_volume_id=volume_id))

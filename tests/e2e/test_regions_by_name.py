@@ -20,6 +20,8 @@ from tests.helpers import MIB, Tenant, make_image, wait_state
 from tests.names import resolving
 from tests.regions import Region, client_in, pair
 
+pytestmark = pytest.mark.slow(2.5)
+
 SDK_COPY = """
 import json, sys, oci
 config = oci.config.from_file(sys.argv[1])

@@ -20,8 +20,20 @@ from oci.core.models import (
     CreateBootVolumeDetails,
 )
 
-from tests.helpers import BIN, MIB, Tenant, make_image, raw_request, sha256_file, wait_hydrated, wait_state
-from tests.regions import Region, client_in, pair, run_oci_cli, work_requests_in
+from tests.helpers import (
+    BIN,
+    MIB,
+    Tenant,
+    make_image,
+    raw_request,
+    sha256_file,
+    sleep_until,
+    wait_hydrated,
+    wait_state,
+)
+from tests.regions import SCHEDULER_TICK, Region, client_in, pair, run_oci_cli, work_requests_in
+
+pytestmark = pytest.mark.slow(4.5)
 
 AD = "bootvault:AD-1"
 GIB = 1 << 30
@@ -412,16 +424,18 @@ def test_policy_destination_region_copies_each_scheduled_backup_which_expires_th
 
     deadline = time.monotonic() + 90
     while not copies() and time.monotonic() < deadline:
-        time.sleep(1)
+        time.sleep(0.5)
     found = copies()
+    copied_at = time.monotonic()
     assert len(found) == 1, found
     copy = wait_state(dst, "get_boot_volume_backup", found[0].id, "AVAILABLE").data
     assert copy.expiration_time is not None and copy.time_created is not None
     assert copy.kms_key_id == beta_key
     assert abs((copy.expiration_time - copy.time_created).total_seconds() - retention) < 2
     assert _restore_hash(beta, dst, tenant, copy.id) == sha256_file(image, GIB)
-    # one copy per scheduled backup, and it expires with the schedule's retention in beta too
-    time.sleep(3)
+    # one copy per scheduled backup (three scheduler ticks after it was made, most of them spent
+    # restoring it), and it expires with the schedule's retention in beta too
+    sleep_until(copied_at + 3 * SCHEDULER_TICK)
     assert len(copies()) == 1
     gone = wait_state(dst, "get_boot_volume_backup", copy.id, "TERMINATED", timeout=retention + 60).data
     assert gone.lifecycle_state == "TERMINATED"
@@ -483,11 +497,12 @@ def test_create_boot_volume_takes_xrc_kms_key_id_for_its_policy_copies(
         ]
         if failed or time.monotonic() > deadline:
             break
-        time.sleep(1)
+        time.sleep(0.5)
+    refused_at = time.monotonic()
     assert len(failed) == 1 and failed[0].status == "FAILED", failed
     errors = wrs.list_work_request_errors(failed[0].id).data
     assert "kmsKeyId" in errors[0].message, errors
-    time.sleep(3)  # refused once, not again at every tick
+    sleep_until(refused_at + 3 * SCHEDULER_TICK)  # refused once, not again at every tick
     again = [
         w for w in wrs.list_work_requests(tenant.tenancy_id, resource_id=scheduled[0].id).data
         if w.operation_type == "CopyBootVolumeBackup"

@@ -29,6 +29,8 @@ from tests.helpers import (
     wait_state,
 )
 
+pytestmark = pytest.mark.slow(2.5)
+
 
 @pytest.fixture(scope="module")
 def api_only(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
