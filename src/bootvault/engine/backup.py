@@ -25,7 +25,7 @@ from bootvault.engine.keys import DataKeys
 from bootvault.engine.manifest import ID_LEN, Manifest, save_manifest
 from bootvault.engine.packs import PackWriter
 from bootvault.engine.progress import ProgressReporter
-from bootvault.engine.source import Extent, VolumeSource
+from bootvault.engine.source import BatchSource, Extent, VolumeSource
 
 IN_FLIGHT_EXTRA = 2  # tasks queued beyond one per thread (each holds a segment and its blobs)
 UPLOADERS = 2  # packs being stored at once, each a 16 MiB buffer: what bounds the worker's RSS
@@ -109,15 +109,19 @@ class _BlockWorker:
 
     def task(self, source: VolumeSource, reads: list[Extent]) -> list[Decision]:
         """Read and decide every block of a task's ranges, in order."""
+        bufs: list[bytes | bytearray]
+        if isinstance(source, BatchSource):  # all of the task's reads in flight at once
+            bufs = list(source.read_many(reads))
+        else:
+            bufs = [source.read(start, end - start) for start, end in reads]
         out: list[Decision] = []
-        for start, end in reads:
-            out += self.segment(source, start, end - start)
+        for (start, end), buf in zip(reads, bufs, strict=True):
+            out += self.segment(start, end - start, buf)
         return out
 
-    def segment(self, source: VolumeSource, start: int, length: int) -> list[Decision]:
-        """Read one segment; (block index, id, encoded blob if new else None, plaintext length)
-        per non-zero block."""
-        buf = source.read(start, length)
+    def segment(self, start: int, length: int, buf: bytes | bytearray) -> list[Decision]:
+        """(block index, id, encoded blob if new else None, plaintext length) per non-zero block
+        of one segment read at start."""
         if len(buf) != length:
             raise EOFError(f"read {len(buf)} bytes at offset {start}, expected {length}")
         out = []

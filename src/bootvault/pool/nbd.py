@@ -153,5 +153,26 @@ class NbdSource:
             out += h.pread(min(MAX_REQUEST, offset + length - pos), pos)
         return out
 
+    def read_many(self, ranges: list[tuple[int, int]]) -> list[bytearray]:
+        """The bytes of each [start, end) range. Every request is sent before the first answer is
+        awaited: QSD answers them back to back, so many small scattered ranges (a dirty bitmap
+        after random writes) cost about one round trip together instead of one each."""
+        h, nbd = self._conns.handle(), libnbd()
+        out, cookies = [], []
+        try:
+            for start, end in ranges:
+                data = bytearray(end - start)
+                view = memoryview(data)
+                for pos in range(0, end - start, MAX_REQUEST):
+                    part = nbd.Buffer.from_buffer(view[pos : pos + MAX_REQUEST])
+                    cookies.append(h.aio_pread(part, start + pos))
+                out.append(data)
+        finally:
+            while h.aio_in_flight() > 0:  # the answers land in our buffers: wait for every one
+                h.poll(-1)
+        for cookie in cookies:
+            h.aio_command_completed(cookie)  # raises the error of a request that failed
+        return out
+
     def close(self) -> None:
         self._conns.close()
