@@ -109,29 +109,31 @@ class _BlockWorker:
 
     def task(self, source: VolumeSource, reads: list[Extent]) -> list[Decision]:
         """Read and decide every block of a task's ranges, in order."""
-        bufs: list[bytes | bytearray]
-        if isinstance(source, BatchSource):  # all of the task's reads in flight at once
-            bufs = list(source.read_many(reads))
-        else:
-            bufs = [source.read(start, end - start) for start, end in reads]
         out: list[Decision] = []
-        for (start, end), buf in zip(reads, bufs, strict=True):
-            out += self.segment(start, end - start, buf)
+        if isinstance(source, BatchSource):  # all of the task's reads in flight at once
+            buf, at = source.read_many(reads), 0
+            for start, end in reads:
+                out += self.segment(start, end - start, buf, at)
+                at += end - start
+            return out
+        for start, end in reads:
+            data = source.read(start, end - start)
+            if len(data) != end - start:
+                raise EOFError(f"read {len(data)} bytes at offset {start}, expected {end - start}")
+            out += self.segment(start, end - start, data, 0)
         return out
 
-    def segment(self, start: int, length: int, buf: bytes | bytearray) -> list[Decision]:
+    def segment(self, start: int, length: int, buf: bytes | bytearray, at: int) -> list[Decision]:
         """(block index, id, encoded blob if new else None, plaintext length) per non-zero block
-        of one segment read at start."""
-        if len(buf) != length:
-            raise EOFError(f"read {len(buf)} bytes at offset {start}, expected {length}")
+        of the segment read at volume offset start, held in buf[at : at + length]."""
         out = []
         view, bs, zero = memoryview(buf), self.block_size, self.zero
         for off in range(0, length, bs):
             end = min(off + bs, length)
             # startswith compares in place (memcmp); == on a memoryview slice goes byte by byte.
-            if buf.startswith(zero if end - off == bs else zero[: end - off], off, end):
+            if buf.startswith(zero if end - off == bs else zero[: end - off], at + off, at + end):
                 continue
-            block = view[off:end]
+            block = view[at + off : at + end]
             index = (start + off) // bs
             bid = codec.block_id(self.keys, block)
             known = (self.parent is not None and self.parent.block_id(index) == bid) or self._stored(bid)

@@ -32,8 +32,9 @@ class BatchSource(Protocol):
     """A source that reads several ranges in one go faster than one by one (over a network,
     one round trip for all of them)."""
 
-    def read_many(self, ranges: list[Extent]) -> list[bytearray]:
-        """The bytes of each [start, end) range, in order."""
+    def read_many(self, ranges: list[Extent]) -> bytearray:
+        """The bytes of the [start, end) ranges one after another from offset 0 (the buffer may
+        be longer), valid until the same thread's next call."""
         ...
 
 
