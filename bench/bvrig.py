@@ -1,4 +1,5 @@
-"""bootvault end to end: `serve --workers 0` (API) plus a separate `bootvault worker`, driven by the oci SDK.
+"""bootvault end to end: `serve --workers 0` (API) plus a separate `bootvault worker`, driven by the oci SDK;
+or, with in_process=True, `serve` alone as `make run` starts it (its in-process worker, default settings).
 
 Times run from the Create call until a GET (polled every 100 ms unless asked otherwise) shows
 AVAILABLE. CPU is the utime+stime delta of the worker and API processes (/proc/PID/stat) plus
@@ -104,8 +105,16 @@ class BootvaultRig:
     name = "bootvault"
 
     def __init__(
-        self, work: Path, src: Path, poll_seconds: float, block_size: int | None, poll_s: float = POLL_S
+        self,
+        work: Path,
+        src: Path,
+        poll_seconds: float | None,
+        block_size: int | None,
+        poll_s: float = POLL_S,
+        in_process: bool = False,
     ) -> None:
+        """poll_seconds: the worker's BOOTVAULT_POLL_SECONDS (None: its default). in_process: one
+        `serve` process runs the API and the job worker (`make run`), instead of two processes."""
         self.work = work
         self.poll_s = poll_s
         self.data_dir = work / "bv"
@@ -114,12 +123,13 @@ class BootvaultRig:
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.source_digest = snapshot_source(src, work / "bv-src")
         pythonpath = os.pathsep.join(p for p in (str(work / "bv-src"), os.environ.get("PYTHONPATH")) if p)
-        self.env = {
-            **os.environ,
-            "PYTHONPATH": pythonpath,
-            "BOOTVAULT_DATA_DIR": str(self.data_dir),
-            "BOOTVAULT_POLL_SECONDS": str(poll_seconds),
-        }
+        self.in_process = in_process
+        env = dict(os.environ)
+        if in_process:  # default settings, whatever this shell has set
+            env = {k: v for k, v in env.items() if not k.startswith("BOOTVAULT_")}
+        self.env = {**env, "PYTHONPATH": pythonpath, "BOOTVAULT_DATA_DIR": str(self.data_dir)}
+        if poll_seconds is not None:
+            self.env["BOOTVAULT_POLL_SECONDS"] = str(poll_seconds)
         if block_size:
             self.env["BOOTVAULT_BLOCK_SIZE"] = str(block_size)
         self.api: subprocess.Popen[bytes] | None = None
@@ -151,8 +161,11 @@ class BootvaultRig:
         config = self.data_dir / "oci" / "config"
         self.tenancy_id = self.cli("tenancy", "create", "--name", "bench", "--oci-config", str(config))
         self.tenancy_id = self.tenancy_id.strip().splitlines()[-1]
-        self.api = self._spawn(["serve", "--port", str(self.port), "--workers", "0"], "bootvault-api.log")
-        self.worker = self._spawn(["worker"], "bootvault-worker.log")
+        if self.in_process:
+            self.api = self._spawn(["serve", "--port", str(self.port)], self.worker_log_name)
+        else:
+            self.api = self._spawn(["serve", "--port", str(self.port), "--workers", "0"], "bootvault-api.log")
+            self.worker = self._spawn(["worker"], self.worker_log_name)
         deadline = time.monotonic() + 60
         while True:
             with socket.socket() as s:
@@ -166,8 +179,25 @@ class BootvaultRig:
             oci.config.from_file(str(config)), service_endpoint=self.endpoint
         )
 
+    @property
+    def worker_log_name(self) -> str:
+        """The log file holding the worker's lines: the serve process's own when in process."""
+        return "bootvault-serve.log" if self.in_process else "bootvault-worker.log"
+
+    @property
+    def worker_log(self) -> Path:
+        return self.logs / self.worker_log_name
+
+    @property
+    def worker_pid(self) -> int:
+        """The process that runs the jobs."""
+        proc = self.api if self.in_process else self.worker
+        assert proc is not None
+        return proc.pid
+
     def _check_alive(self) -> None:
-        for proc, log in ((self.api, "bootvault-api.log"), (self.worker, "bootvault-worker.log")):
+        api_log = self.worker_log_name if self.in_process else "bootvault-api.log"
+        for proc, log in ((self.api, api_log), (self.worker, "bootvault-worker.log")):
             if proc is not None and proc.poll() is not None:
                 tail = (self.logs / log).read_text(errors="replace")[-3000:]
                 raise BenchError(f"{log[:-4]} exited with {proc.returncode}:\n{tail}")
@@ -248,8 +278,7 @@ class BootvaultRig:
     def worker_bytes_read(self, backup_id: str) -> int | None:
         """bytes_read of the worker's log line for this backup (the last one, if it retried)."""
         found = None
-        path = self.logs / "bootvault-worker.log"
-        for line in path.read_text(errors="replace").splitlines():
+        for line in self.worker_log.read_text(errors="replace").splitlines():
             if backup_id not in line or '"bytes_read"' not in line:
                 continue
             try:
@@ -260,13 +289,16 @@ class BootvaultRig:
 
     # -- measured steps ----------------------------------------------------------------------
     def _counters(self) -> tuple[float, float]:
-        assert self.worker is not None and self.api is not None
-        return proc_cpu(self.worker.pid), proc_cpu(self.api.pid)
+        """CPU seconds of (worker, API); in process, both are the serve process's, counted as the worker's."""
+        assert self.api is not None
+        if self.in_process:
+            return proc_cpu(self.api.pid), 0.0
+        return proc_cpu(self.worker_pid), proc_cpu(self.api.pid)
 
     def _begin(self) -> tuple[float, float, bool]:
-        assert self.worker is not None and self.api is not None
+        assert self.api is not None
         self._check_alive()
-        reset = reset_peak_rss(self.worker.pid) and reset_peak_rss(self.api.pid)
+        reset = reset_peak_rss(self.worker_pid) and reset_peak_rss(self.api.pid)
         sync()
         return *self._counters(), reset
 
@@ -290,12 +322,12 @@ class BootvaultRig:
             time.sleep(self.poll_s)
 
     def _fill(self, sample: Sample, begin: tuple[float, float, bool]) -> None:
-        assert self.worker is not None and self.api is not None
+        assert self.api is not None
         worker_cpu, api_cpu = self._counters()
         sample.extra["worker_cpu_s"] = round(worker_cpu - begin[0], 3)
         sample.extra["api_cpu_s"] = round(api_cpu - begin[1], 3)
         sample.cpu += worker_cpu - begin[0] + api_cpu - begin[1]
-        sample.rss_kib = max(sample.rss_kib, peak_rss_kib(self.worker.pid))
+        sample.rss_kib = max(sample.rss_kib, peak_rss_kib(self.worker_pid))
         sample.extra["api_peak_rss_kib"] = peak_rss_kib(self.api.pid)
         if not begin[2]:
             sample.extra["rss_note"] = "clear_refs refused: peak RSS is since process start"

@@ -16,6 +16,7 @@ from pathlib import Path
 import nbd
 import pytest
 
+from bootvault.engine.source import BatchSource
 from bootvault.fsutil import tmp_name
 from bootvault.pool import ImageRejected, PoolError, PoolVolume, VolumeBusy, VolumePool, qemuimg, snapshot
 from bootvault.pool.daemon import Runtime
@@ -250,6 +251,26 @@ def test_incremental_view_lists_exactly_the_dirty_clusters(pool: VolumePool, tmp
         assert list(view.source.extents()) == [(40 * MIB, 40 * MIB + BS)]  # only the write during I
         view.committed = True
     assert not _fleece_files(vol)
+
+
+def test_read_many_answers_every_range_as_reads_one_by_one_do(pool: VolumePool, tmp_path: Path) -> None:
+    image = tmp_path / "base.img"
+    make_image(image, 48 * MIB, seed=5)
+    vol = _vol(pool)
+    vol.import_image(image, SIZE)
+    vol.attach()
+    # scattered clusters, a run longer than one NBD request (32 MiB), and holes that read as zeros
+    ranges = [(o * BS, (o + 1) * BS) for o in (0, 3, 17, 160, 700, 1023)]
+    ranges += [(2 * MIB, 2 * MIB + 40 * MIB), (SIZE - 2 * BS, SIZE)]
+    with vol.backup_view("F", 1, None, incremental=False, attached=True) as view:
+        assert isinstance(view.source, BatchSource)
+        one_by_one = b"".join(bytes(view.source.read(a, b - a)) for a, b in ranges)
+        many = view.source.read_many(ranges)
+        assert bytes(many[: len(one_by_one)]) == one_by_one
+        # the thread's buffer is reused: a smaller batch lands at its start
+        assert bytes(view.source.read_many(ranges[1:3])[: 2 * BS]) == one_by_one[BS : 3 * BS]
+        with pytest.raises(nbd.Error):  # beyond the end: the request's error, not short data
+            view.source.read_many([(0, BS), (SIZE, SIZE + BS)])
 
 
 def test_failed_view_merges_its_changes_back(pool: VolumePool) -> None:

@@ -25,7 +25,7 @@ from bootvault.engine.manifest import ID_LEN, Manifest, save_manifest
 from bootvault.engine.packs import PackWriter
 from bootvault.engine.parts import RepoParts
 from bootvault.engine.progress import ProgressReporter
-from bootvault.engine.source import Extent, VolumeSource
+from bootvault.engine.source import BatchSource, Extent, VolumeSource
 
 IN_FLIGHT_EXTRA = 2  # tasks queued beyond one per thread (each holds a segment and its blobs)
 UPLOADERS = 2  # packs being stored at once, each a 16 MiB buffer: what bounds the worker's RSS
@@ -109,24 +109,30 @@ class _BlockWorker:
     def task(self, source: VolumeSource, reads: list[Extent]) -> list[Decision]:
         """Read and decide every block of a task's ranges, in order."""
         out: list[Decision] = []
+        if isinstance(source, BatchSource):  # all of the task's reads in flight at once
+            buf, at = source.read_many(reads), 0
+            for start, end in reads:
+                out += self.segment(start, end - start, buf, at)
+                at += end - start
+            return out
         for start, end in reads:
-            out += self.segment(source, start, end - start)
+            data = source.read(start, end - start)
+            if len(data) != end - start:
+                raise EOFError(f"read {len(data)} bytes at offset {start}, expected {end - start}")
+            out += self.segment(start, end - start, data, 0)
         return out
 
-    def segment(self, source: VolumeSource, start: int, length: int) -> list[Decision]:
-        """Read one segment; (block index, id, encoded blob if new else None, plaintext length)
-        per non-zero block."""
-        buf = source.read(start, length)
-        if len(buf) != length:
-            raise EOFError(f"read {len(buf)} bytes at offset {start}, expected {length}")
+    def segment(self, start: int, length: int, buf: bytes | bytearray, at: int) -> list[Decision]:
+        """(block index, id, encoded blob if new else None, plaintext length) per non-zero block
+        of the segment read at volume offset start, held in buf[at : at + length]."""
         out = []
         view, bs, zero = memoryview(buf), self.block_size, self.zero
         for off in range(0, length, bs):
             end = min(off + bs, length)
             # startswith compares in place (memcmp); == on a memoryview slice goes byte by byte.
-            if buf.startswith(zero if end - off == bs else zero[: end - off], off, end):
+            if buf.startswith(zero if end - off == bs else zero[: end - off], at + off, at + end):
                 continue
-            block = view[off:end]
+            block = view[at + off : at + end]
             index = (start + off) // bs
             bid = codec.block_id(self.keys, block)
             known = (self.parent is not None and self.parent.block_id(index) == bid) or self._stored(bid)

@@ -110,7 +110,9 @@ class PackWriter:
     def _new_pack(self, room: int = 0) -> SealedPack:
         size = max(self.target + MAX_BLOB, room)
         with self._lock:  # reuse an uploaded pack's buffer: no fresh pages to fault in
-            buf = self._spare.pop() if self._spare and len(self._spare[-1]) >= size else mmap.mmap(-1, size)
+            buf = self._spare.pop() if self._spare and len(self._spare[-1]) >= size else None
+        if buf is None:  # pages faulted in by mmap itself, outside the GIL, not by each blob's copy
+            buf = mmap.mmap(-1, size, flags=mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0))
         pack = SealedPack(os.urandom(16).hex(), buf)
         pack.buf[: len(PACK_MAGIC)] = PACK_MAGIC
         pack.size = len(PACK_MAGIC)

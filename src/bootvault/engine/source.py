@@ -7,7 +7,7 @@ from __future__ import annotations
 import errno
 import os
 from collections.abc import Callable, Iterator
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from bootvault.engine.progress import start_writeback
 
@@ -24,6 +24,17 @@ class VolumeSource(Protocol):
 
     def read(self, offset: int, length: int) -> bytes | bytearray:
         """Exactly `length` bytes at offset; safe to call from several threads."""
+        ...
+
+
+@runtime_checkable
+class BatchSource(Protocol):
+    """A source that reads several ranges in one go faster than one by one (over a network,
+    one round trip for all of them)."""
+
+    def read_many(self, ranges: list[Extent]) -> bytearray:
+        """The bytes of the [start, end) ranges one after another from offset 0 (the buffer may
+        be longer), valid until the same thread's next call."""
         ...
 
 
