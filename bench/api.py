@@ -52,7 +52,7 @@ from apirig import (
     status_kib,
     wait_port,
 )
-from bvrig import SRC_REV_ENV, snapshot_source, source_origin
+from bvsource import SRC_REV_ENV, snapshot_source, source_origin
 from measure import machine_busy_cpu, stop_process
 
 # -- phases --------------------------------------------------------------------------------------

@@ -24,7 +24,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import nbd
-from bvrig import BootvaultRig, source_origin
+from bvrig import BootvaultRig
+from bvsource import source_origin
 from measure import BenchError, stop_process
 from oci.core.models import (
     BootVolumeSourceFromBootVolumeBackupDetails,

@@ -15,93 +15,26 @@ content is read back through `bootvault volume export --format raw`, never from 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-import shutil
 import signal
-import socket
-import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import oci
-from measure import (
-    BenchError,
-    Sample,
-    Timed,
-    du_bytes,
-    peak_rss_kib,
-    proc_cpu,
-    reset_peak_rss,
-    stop_process,
-    sync,
-    timed,
-)
+from bvproc import BIN, BootvaultProcesses, QsdMeter
+from measure import BenchError, Sample, Timed, du_bytes, proc_cpu, sync, timed
 from oci.core.models import (
     BootVolumeSourceFromBootVolumeBackupDetails,
     CreateBootVolumeBackupDetails,
     CreateBootVolumeDetails,
 )
 
-BIN = Path(sys.executable).parent
 POLL_S = 0.1  # the SDK itself waits >= 1 s; 20 ms polls cost the API (and the cores) ~1 CPU-s per step
 STEP_TIMEOUT_S = 1800
 
 
-SRC_REV_ENV = "BENCH_SRC_REV"
-
-
-def source_origin() -> str:
-    """Where the bootvault code of a run comes from: the working tree, or $BENCH_SRC_REV."""
-    rev = os.environ.get(SRC_REV_ENV)
-    if not rev:
-        return "working tree"
-    full = subprocess.run(
-        ["git", "rev-parse", "--short", f"{rev}^{{commit}}"], capture_output=True, text=True, check=True
-    )
-    return f"git {full.stdout.strip()} (${SRC_REV_ENV}={rev})"
-
-
-def snapshot_source(src: Path, dest: Path) -> str:
-    """Copy the bootvault package to dest (imported via PYTHONPATH); return a digest of the copy.
-
-    Every bootvault process of a run then uses the same code even if src/ is edited meanwhile.
-    With $BENCH_SRC_REV set (a git revision), the package is taken from that commit instead of
-    the working tree: other people's unfinished edits stay out of the run.
-    """
-    shutil.rmtree(dest, ignore_errors=True)
-    rev = os.environ.get(SRC_REV_ENV)
-    if rev:
-        dest.mkdir(parents=True)
-        rel = src.resolve().relative_to(src.resolve().parents[1])  # src/bootvault
-        archive = subprocess.run(
-            ["git", "archive", "--format=tar", rev, str(rel)],
-            cwd=src.resolve().parents[1],
-            capture_output=True,
-            check=True,
-        )
-        subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
-        shutil.move(dest / rel, dest / "bootvault")
-        shutil.rmtree(dest / rel.parts[0])
-    else:
-        shutil.copytree(src, dest / "bootvault", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    h = hashlib.sha256()
-    for path in sorted((dest / "bootvault").rglob("*")):
-        if path.is_file():
-            h.update(str(path.relative_to(dest)).encode() + b"\0" + path.read_bytes())
-    return h.hexdigest()[:16]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class BootvaultRig:
+class BootvaultRig(BootvaultProcesses):
     name = "bootvault"
 
     def __init__(
@@ -115,96 +48,11 @@ class BootvaultRig:
     ) -> None:
         """poll_seconds: the worker's BOOTVAULT_POLL_SECONDS (None: its default). in_process: one
         `serve` process runs the API and the job worker (`make run`), instead of two processes."""
-        self.work = work
+        super().__init__(work, src, poll_seconds, block_size, in_process)
         self.poll_s = poll_s
-        self.data_dir = work / "bv"
-        self.logs = work / "logs"
-        self.port = _free_port()
-        self.endpoint = f"http://127.0.0.1:{self.port}"
-        self.source_digest = snapshot_source(src, work / "bv-src")
-        pythonpath = os.pathsep.join(p for p in (str(work / "bv-src"), os.environ.get("PYTHONPATH")) if p)
-        self.in_process = in_process
-        env = dict(os.environ)
-        if in_process:  # default settings, whatever this shell has set
-            env = {k: v for k, v in env.items() if not k.startswith("BOOTVAULT_")}
-        self.env = {**env, "PYTHONPATH": pythonpath, "BOOTVAULT_DATA_DIR": str(self.data_dir)}
-        if poll_seconds is not None:
-            self.env["BOOTVAULT_POLL_SECONDS"] = str(poll_seconds)
-        if block_size:
-            self.env["BOOTVAULT_BLOCK_SIZE"] = str(block_size)
-        self.api: subprocess.Popen[bytes] | None = None
-        self.worker: subprocess.Popen[bytes] | None = None
-        self.client: oci.core.BlockstorageClient | None = None
-        self.tenancy_id = ""
         self.volume_id = ""
         self.backups: dict[str, str] = {}  # step -> backup OCID
         self.attached: set[str] = set()
-
-    # -- processes ---------------------------------------------------------------------------
-    def cli(self, *args: str) -> str:
-        proc = subprocess.run(
-            [str(BIN / "bootvault"), *args], env=self.env, capture_output=True, text=True, timeout=600
-        )
-        if proc.returncode != 0:
-            raise BenchError(f"bootvault {' '.join(args)} exited {proc.returncode}: {proc.stderr[-2000:]}")
-        return proc.stdout
-
-    def _spawn(self, args: list[str], log: str) -> subprocess.Popen[bytes]:
-        out = open(self.logs / log, "ab")  # noqa: SIM115 - the child keeps it
-        return subprocess.Popen([str(BIN / "bootvault"), *args], env=self.env, stdout=out, stderr=out)
-
-    def start(self) -> None:
-        shutil.rmtree(self.data_dir, ignore_errors=True)
-        self.data_dir.mkdir(parents=True)
-        self.logs.mkdir(parents=True, exist_ok=True)
-        self.cli("migrate")
-        config = self.data_dir / "oci" / "config"
-        self.tenancy_id = self.cli("tenancy", "create", "--name", "bench", "--oci-config", str(config))
-        self.tenancy_id = self.tenancy_id.strip().splitlines()[-1]
-        if self.in_process:
-            self.api = self._spawn(["serve", "--port", str(self.port)], self.worker_log_name)
-        else:
-            self.api = self._spawn(["serve", "--port", str(self.port), "--workers", "0"], "bootvault-api.log")
-            self.worker = self._spawn(["worker"], self.worker_log_name)
-        deadline = time.monotonic() + 60
-        while True:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", self.port)) == 0:
-                    break
-            self._check_alive()
-            if time.monotonic() > deadline:
-                raise BenchError("bootvault serve did not open its port within 60 s")
-            time.sleep(0.1)
-        self.client = oci.core.BlockstorageClient(
-            oci.config.from_file(str(config)), service_endpoint=self.endpoint
-        )
-
-    @property
-    def worker_log_name(self) -> str:
-        """The log file holding the worker's lines: the serve process's own when in process."""
-        return "bootvault-serve.log" if self.in_process else "bootvault-worker.log"
-
-    @property
-    def worker_log(self) -> Path:
-        return self.logs / self.worker_log_name
-
-    @property
-    def worker_pid(self) -> int:
-        """The process that runs the jobs."""
-        proc = self.api if self.in_process else self.worker
-        assert proc is not None
-        return proc.pid
-
-    def _check_alive(self) -> None:
-        api_log = self.worker_log_name if self.in_process else "bootvault-api.log"
-        for proc, log in ((self.api, api_log), (self.worker, "bootvault-worker.log")):
-            if proc is not None and proc.poll() is not None:
-                tail = (self.logs / log).read_text(errors="replace")[-3000:]
-                raise BenchError(f"{log[:-4]} exited with {proc.returncode}:\n{tail}")
-
-    def log_tail(self, log: str, lines: int = 25) -> str:
-        path = self.logs / log
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
 
     def stop(self) -> None:
         """Stop the worker and the API, then every QSD of this rig's run directory (they
@@ -222,10 +70,6 @@ class BootvaultRig:
                     os.kill(pid, signal.SIGTERM)
             except (OSError, ValueError):
                 continue
-
-    def _stop_processes(self) -> None:
-        for proc in (self.worker, self.api):
-            stop_process(proc)
 
     # -- volume pool -------------------------------------------------------------------------
     def import_volume(self, image: Path) -> tuple[str, float]:
@@ -275,33 +119,7 @@ class BootvaultRig:
             return None
         return pid
 
-    def worker_bytes_read(self, backup_id: str) -> int | None:
-        """bytes_read of the worker's log line for this backup (the last one, if it retried)."""
-        found = None
-        for line in self.worker_log.read_text(errors="replace").splitlines():
-            if backup_id not in line or '"bytes_read"' not in line:
-                continue
-            try:
-                found = int(json.loads(line)["bytes_read"])
-            except (ValueError, KeyError):
-                continue
-        return found
-
     # -- measured steps ----------------------------------------------------------------------
-    def _counters(self) -> tuple[float, float]:
-        """CPU seconds of (worker, API); in process, both are the serve process's, counted as the worker's."""
-        assert self.api is not None
-        if self.in_process:
-            return proc_cpu(self.api.pid), 0.0
-        return proc_cpu(self.worker_pid), proc_cpu(self.api.pid)
-
-    def _begin(self) -> tuple[float, float, bool]:
-        assert self.api is not None
-        self._check_alive()
-        reset = reset_peak_rss(self.worker_pid) and reset_peak_rss(self.api.pid)
-        sync()
-        return *self._counters(), reset
-
     def _wait(self, getter: str, ident: str, start: float, meter: QsdMeter | None = None) -> Any:
         assert self.client is not None
         while True:
@@ -320,17 +138,6 @@ class BootvaultRig:
             if time.perf_counter() - start > STEP_TIMEOUT_S:
                 raise BenchError(f"{ident} still {state} after {STEP_TIMEOUT_S} s")
             time.sleep(self.poll_s)
-
-    def _fill(self, sample: Sample, begin: tuple[float, float, bool]) -> None:
-        assert self.api is not None
-        worker_cpu, api_cpu = self._counters()
-        sample.extra["worker_cpu_s"] = round(worker_cpu - begin[0], 3)
-        sample.extra["api_cpu_s"] = round(api_cpu - begin[1], 3)
-        sample.cpu += worker_cpu - begin[0] + api_cpu - begin[1]
-        sample.rss_kib = max(sample.rss_kib, peak_rss_kib(self.worker_pid))
-        sample.extra["api_peak_rss_kib"] = peak_rss_kib(self.api.pid)
-        if not begin[2]:
-            sample.extra["rss_note"] = "clear_refs refused: peak RSS is since process start"
 
     def backup(self, step: str, kind: str) -> Sample:
         """CreateBootVolumeBackup until AVAILABLE. CPU includes the volume's QSD (reading the
@@ -398,30 +205,3 @@ class BootvaultRig:
         )
         sample.extra["volume_id"] = volume_id
         return sample, pool_file
-
-
-class QsdMeter:
-    """CPU seconds spent by the volume's QSD during a step. An attached volume's daemon lives
-    on (its CPU is a delta); a detached volume gets a daemon for the job only, sampled at every
-    poll (the last poll interval of a daemon that exits before the step ends is not seen)."""
-
-    def __init__(self, find_pid: Callable[[], int | None]) -> None:
-        self.find_pid = find_pid
-        self.seen: dict[int, list[float]] = {}  # pid -> [cpu at first sight, latest cpu]
-        pid = find_pid()
-        if pid is not None:
-            self.seen[pid] = [proc_cpu(pid)] * 2
-
-    def sample(self) -> None:
-        pid = self.find_pid()
-        if pid is None:
-            return
-        try:
-            cpu = proc_cpu(pid)
-        except OSError:
-            return
-        self.seen.setdefault(pid, [0.0, 0.0])[1] = cpu  # a new daemon: all its CPU is this step's
-
-    @property
-    def cpu(self) -> float:
-        return sum(last - first for first, last in self.seen.values())

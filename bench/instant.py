@@ -28,7 +28,8 @@ import nbd
 import peers as peer_mod
 import results
 import workload
-from bvrig import BootvaultRig, source_origin
+from bvrig import BootvaultRig
+from bvsource import source_origin
 from measure import BenchError, drop_caches, fmt_mib, timed
 from oci.core.models import BootVolumeSourceFromBootVolumeBackupDetails, CreateBootVolumeDetails
 

@@ -13,7 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import workload
-from bvrig import BootvaultRig, source_origin
+from bvrig import BootvaultRig
+from bvsource import source_origin
 from liverecords import BENCH, GRANULARITY, MIB, ROOT, Step, WriterRun, job_times, merge_units
 from measure import BenchError, fmt_mib, machine_busy_cpu, proc_cpu, wait_quiet
 from nbdwrite import apply_writes, connect

@@ -33,7 +33,8 @@ from typing import Any
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent / "src"))
 sys.path.insert(0, str(BENCH.parent))
-from bvrig import BIN, snapshot_source  # noqa: E402
+from bvproc import BIN  # noqa: E402
+from bvsource import snapshot_source  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 
 from bootvault.config import Settings  # noqa: E402

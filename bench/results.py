@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import peers
-from bvrig import SRC_REV_ENV, source_origin
+from bvsource import SRC_REV_ENV, source_origin
 from measure import fmt_mib
 from report import Table
 

@@ -24,7 +24,8 @@ import peers as peer_mod
 import report
 import results
 import workload
-from bvrig import BootvaultRig, source_origin
+from bvrig import BootvaultRig
+from bvsource import source_origin
 from measure import BenchError, Sample, drop_caches, fmt_mib, machine_busy_cpu, wait_quiet
 from nbdwrite import apply_writes, read_probe
 
