@@ -1,5 +1,5 @@
 """Import arrows the layers keep. The console is a client of the service layer, like api/: none
-of its modules imports the store, the engine, the pool or SQLAlchemy (so no handler can run SQL
+of their modules imports the store, the engine, the pool or SQLAlchemy (so no handler can run SQL
 or engine calls). The service reaches the data only through the engine's Repository: no service
 module imports the blob store, and nothing outside engine/repository.py reads a Repository's
 private parts."""
@@ -44,6 +44,13 @@ def test_console_imports_no_store_engine_or_sql() -> None:
     modules = sorted(Path(bootvault.console.__file__).parent.glob("*.py"))
     assert len(modules) >= 6
     assert _importing(Path(bootvault.console.__file__).parent, FORBIDDEN) == {}
+
+
+def test_api_imports_no_store_engine_or_pool() -> None:
+    """api/ knows the wire and calls the service; records and errors come from domain/."""
+    api = SRC / "api"
+    assert len(list(api.glob("*.py"))) >= 10
+    assert _importing(api, FORBIDDEN) == {}
 
 
 def test_no_service_module_imports_the_blob_store() -> None:

@@ -61,14 +61,14 @@ def test_endpoints(endpoint: str, ok: str | None) -> None:
 def test_frames_round_trip_and_damage_is_refused() -> None:
     key = os.urandom(32)
     blocks = [os.urandom(65536), bytes(65536 - 1) + b"x", b"short"]
-    body = b"".join(xrc._frame(key, b) for b in blocks)
+    body = b"".join(xrc.encode_frame(key, b) for b in blocks)
     assert [(t, b) for t, b in xrc.frames(body, 65536)] == [(xrc.transfer_id(key, b), b) for b in blocks]
     with pytest.raises(xrc.BadFrame):
         list(xrc.frames(body[:-1], 65536))  # truncated
     with pytest.raises(xrc.BadFrame):
-        list(xrc.frames(xrc._frame(key, os.urandom(70000)), 65536))  # larger than a block
+        list(xrc.frames(xrc.encode_frame(key, os.urandom(70000)), 65536))  # larger than a block
     # a flipped byte in a compressible block: it either fails to decompress or hashes wrongly
-    frame = bytearray(xrc._frame(key, bytes(65536)))
+    frame = bytearray(xrc.encode_frame(key, bytes(65536)))
     frame[-3] ^= 0xFF
     try:
         tid, block = next(xrc.frames(bytes(frame), 65536))

@@ -24,7 +24,6 @@ from bootvault.api.common import offload
 from bootvault.api.errors import classify, error_response, request_id
 from bootvault.api.shapes import backup_to_wire
 from bootvault.domain.errors import BootVaultError, InvalidArgument
-from bootvault.engine.xrc import BadFrame
 from bootvault.service import copy_dest, regions
 from bootvault.service.context import Context
 from bootvault.service.copy_dest import CopyOrder
@@ -75,8 +74,6 @@ def _route(path: str, method: str, handler: Handler, *, signed: bool = True) -> 
         except BootVaultError as exc:
             status, code = classify(exc)
             return error_response(status, code, exc.message, rid)
-        except BadFrame as exc:
-            return error_response(400, "InvalidParameter", str(exc), rid)
         except TimeoutError:
             return error_response(408, "RequestTimeout", "The body did not arrive in time.", rid)
         except Exception:

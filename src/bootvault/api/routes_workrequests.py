@@ -11,9 +11,9 @@ from bootvault.api.common import Call, endpoint, int_param, json_response
 from bootvault.api.shapes import backup_json, rfc3339
 from bootvault.api.wire import CopyBootVolumeBackupDetails
 from bootvault.domain.errors import MissingArgument
+from bootvault.domain.models import WorkRequest
 from bootvault.service import copy as copy_svc
 from bootvault.service import workrequests as svc
-from bootvault.store.workrequests import WorkRequest
 
 
 def work_request_to_wire(w: WorkRequest) -> dict[str, Any]:

@@ -168,3 +168,28 @@ class Job:
     lease_expires_at: datetime | None = None
     last_error: str | None = None
     result: str | None = None
+
+
+@dataclass
+class WorkRequest:
+    """A work request as every region stores it (ListWorkRequests, GetWorkRequest)."""
+
+    id: str
+    tenancy_id: str
+    compartment_id: str
+    operation_type: str
+    status: str
+    percent_complete: float
+    time_accepted: datetime
+    time_started: datetime | None = None
+    time_finished: datetime | None = None
+    time_updated: datetime | None = None
+    resources: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    logs: list[dict[str, Any]] = field(default_factory=list)
+    source_region: str | None = None
+    destination_region: str | None = None
+    source_id: str | None = None
+    target_id: str | None = None
+    kms_key_id: str | None = None
+    display_name: str | None = None

@@ -104,7 +104,7 @@ class SendStats:
 _tls = threading.local()
 
 
-def _frame(key: bytes, block: bytes) -> bytes:
+def encode_frame(key: bytes, block: bytes) -> bytes:
     cctx = getattr(_tls, "cctx", None)
     if cctx is None:
         cctx = _tls.cctx = zstandard.ZstdCompressor(level=codec.ZSTD_LEVEL)
@@ -148,7 +148,7 @@ def send_blocks(
             ship()
 
     try:
-        each_block(parts, subset, lambda index, block: (_frame(key, block), len(block)), take)
+        each_block(parts, subset, lambda index, block: (encode_frame(key, block), len(block)), take)
         if batch:
             ship()
         for fut in pending:

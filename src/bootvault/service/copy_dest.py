@@ -19,14 +19,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bootvault.domain.errors import Conflict, InvalidArgument, NotFound, RelatedNotFound
-from bootvault.domain.models import BackupState, BackupType, BootVolumeBackup, SourceType, Tags
+from bootvault.domain.models import BackupState, BackupType, BootVolumeBackup, SourceType, Tags, WorkRequest
 from bootvault.engine.manifest import Manifest
+from bootvault.engine.xrc import BadFrame
 from bootvault.service import quotas
 from bootvault.service.context import Context
 from bootvault.store import backups, identity, workrequests
 from bootvault.store import regions as xrc_repo
 from bootvault.store.common import new_etag, now
-from bootvault.store.workrequests import WorkRequest
 
 OPERATION = "CopyBootVolumeBackup"
 
@@ -157,7 +157,10 @@ def missing(ctx: Context, backup_id: str, tenancy_id: str, tids: list[bytes]) ->
 def receive(ctx: Context, backup_id: str, tenancy_id: str, key: bytes, body: bytes, percent: float) -> int:
     backup = _copying(ctx, backup_id, tenancy_id)
     repo = ctx.repository(tenancy_id, backup.kms_key_id)
-    pairs = repo.store_received(key, body, max(ctx.settings.block_size, 1 << 20))
+    try:
+        pairs = repo.store_received(key, body, max(ctx.settings.block_size, 1 << 20))
+    except BadFrame as exc:  # malformed or damaged in transit: the sender's request is refused
+        raise InvalidArgument(str(exc)) from None
     with ctx.db.write() as conn:
         xrc_repo.remember_transfers(conn, repo.scope, pairs)
         backups.update_backup(conn, backup_id, {"percent_complete": int(min(99, percent))})

@@ -4,11 +4,11 @@ resource. A copy's work request is in both regions under one id (service/copy.py
 from __future__ import annotations
 
 from bootvault.domain.errors import NotFound
+from bootvault.domain.models import WorkRequest
 from bootvault.service import pagetokens
 from bootvault.service.context import Caller, Context
 from bootvault.service.identity import require_compartment
 from bootvault.store import workrequests as repo
-from bootvault.store.workrequests import WorkRequest
 
 MAX_PAGE = 1000
 OP = "ListWorkRequests"

@@ -2,40 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
 
 from bootvault.domain import ocid
+from bootvault.domain.models import WorkRequest
 from bootvault.store.common import now
 from bootvault.store.tables import work_requests as t
 
 TERMINAL = ("SUCCEEDED", "FAILED", "CANCELED")
-
-
-@dataclass
-class WorkRequest:
-    id: str
-    tenancy_id: str
-    compartment_id: str
-    operation_type: str
-    status: str
-    percent_complete: float
-    time_accepted: datetime
-    time_started: datetime | None = None
-    time_finished: datetime | None = None
-    time_updated: datetime | None = None
-    resources: list[dict[str, Any]] = field(default_factory=list)
-    errors: list[dict[str, Any]] = field(default_factory=list)
-    logs: list[dict[str, Any]] = field(default_factory=list)
-    source_region: str | None = None
-    destination_region: str | None = None
-    source_id: str | None = None
-    target_id: str | None = None
-    kms_key_id: str | None = None
-    display_name: str | None = None
 
 
 def _from_row(row: Any) -> WorkRequest:
