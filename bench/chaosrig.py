@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.append(str(ROOT))
 
+from tests.helpers import wait_port  # noqa: E402
 from tests.s3server import S3Server, start_s3_server  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -61,14 +62,6 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_port(port: int, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise RuntimeError(f"port {port} never opened")
 
 
 @dataclass
@@ -140,7 +133,7 @@ class Rig:
             self._spawn(part)
         for part in self.parts.values():
             if part.port:
-                wait_port(part.port)
+                wait_port(part.port, timeout=60)
 
     def _start_pg(self) -> None:
         from sqlalchemy import create_engine, text

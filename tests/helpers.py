@@ -13,7 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,6 +70,22 @@ def make_image(path: Path, size: int, seed: int = 1) -> None:
                 fh.seek(off)
                 fh.write(rng.randbytes(run))
             off += run
+
+
+def wait_port(
+    port: int, *, host: str = "127.0.0.1", timeout: float = 30, alive: Callable[[], None] | None = None
+) -> None:
+    """Return once something listens on host:port; `alive` raises when what should listen has
+    died, so a crash is reported at once rather than at the timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex((host, port)) == 0:
+                return
+        if alive is not None:
+            alive()
+        time.sleep(0.1)
+    raise RuntimeError(f"nothing listened on {host}:{port} within {timeout:g} s")
 
 
 @dataclass
@@ -158,15 +174,11 @@ class Deployment:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            with socket.socket() as s:
-                if s.connect_ex((self.host, self.port)) == 0:
-                    return
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited: {(self.root / 'server.log').read_text()[-3000:]}")
-            time.sleep(0.1)
-        raise RuntimeError("server did not start")
+        wait_port(self.port, host=self.host, alive=self._serving)
+
+    def _serving(self) -> None:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise RuntimeError(f"server exited: {(self.root / 'server.log').read_text()[-3000:]}")
 
     @property
     def ca_bundle(self) -> Path:

@@ -28,7 +28,7 @@ from oci.core.models import (
 from sqlalchemy import create_engine, text
 
 from tests.dbs import pg_schema_url
-from tests.helpers import BIN, MIB, Tenant, free_port, wait_hydrated, wait_state
+from tests.helpers import BIN, MIB, Tenant, free_port, wait_hydrated, wait_port, wait_state
 
 pytestmark = pytest.mark.slow(5)
 
@@ -114,7 +114,7 @@ class Cluster:
         for i in range(2):
             self.spawn(f"worker{i}", "worker")
         for port in self.ports:
-            _wait_port(port)
+            wait_port(port)
 
     def stop(self) -> None:
         for proc in self.procs.values():
@@ -134,18 +134,6 @@ class Cluster:
                 return list(conn.execute(text(query)))
         finally:
             engine.dispose()
-
-
-def _wait_port(port: int) -> None:
-    import socket
-
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise RuntimeError(f"port {port} never opened")
 
 
 @pytest.fixture(scope="module")

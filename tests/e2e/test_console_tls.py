@@ -4,31 +4,19 @@ sign-in that works, and the cookies are Secure, HttpOnly, SameSite=Strict and __
 from __future__ import annotations
 
 import re
-import socket
 import ssl
 import subprocess
-import time
 from pathlib import Path
 
 import httpx
 
 from tests.e2e.test_tls import wait_for_line
-from tests.helpers import BIN, Deployment
+from tests.helpers import BIN, Deployment, wait_port
 
 
 def _cookie_attributes(response: httpx.Response, name: str) -> set[str]:
     header = next(h for h in response.headers.get_list("set-cookie") if h.startswith(name + "="))
     return {part.strip().lower() for part in header.split(";")[1:]}
-
-
-def wait_listening(dep: Deployment, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex((dep.host, dep.port)) == 0:
-                return
-        time.sleep(0.1)
-    raise AssertionError("the server did not listen")
 
 
 def test_demo_console_over_https(tmp_path: Path) -> None:
@@ -47,7 +35,7 @@ def test_demo_console_over_https(tmp_path: Path) -> None:
         found = re.search(r"Operator console: (\S+)  \(sign in as '([^']+)', password '([^']+)'\)", text)
         assert found is not None, text
         url, name, password = found.groups()
-        wait_listening(dep)  # the demo prints before the server listens
+        wait_port(dep.port, host=dep.host)  # the demo prints before the server listens
         assert url == f"https://127.0.0.1:{dep.port}/console/"
         with httpx.Client(verify=ssl.create_default_context(cafile=str(dep.ca_bundle))) as http:
             form = http.get(url + "sign-in")

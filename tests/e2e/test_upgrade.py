@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,7 +23,7 @@ from oci.core.models import (
     CreateBootVolumeDetails,
 )
 
-from tests.helpers import MIB, Deployment, Tenant, make_image, wait_state
+from tests.helpers import MIB, Deployment, Tenant, make_image, wait_port, wait_state
 from tests.nbdwriter import assert_zero_from, stop_daemons
 
 PREVIOUS = "8aecd56"
@@ -66,14 +65,12 @@ class PreviousRelease:
         log = open(self.dep.root / "previous.log", "ab")  # noqa: SIM115 - the server process keeps it
         args = self._cmd("serve", "--port", str(self.dep.port), "--workers", "1")
         self.proc = subprocess.Popen(args, env=self.env, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", self.dep.port)) == 0:
-                    return
-            assert self.proc.poll() is None, (self.dep.root / "previous.log").read_text()[-3000:]
-            time.sleep(0.1)
-        raise AssertionError("the previous release did not start")
+        wait_port(self.dep.port, alive=self._serving)
+
+    def _serving(self) -> None:
+        assert self.proc is None or self.proc.poll() is None, (self.dep.root / "previous.log").read_text()[
+            -3000:
+        ]
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
